@@ -1,0 +1,49 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "mailporter",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "mailporter", targets: ["mailporter"]),
+        .library(name: "IMAPClient", targets: ["IMAPClient"]),
+        .library(name: "MigrationEngine", targets: ["MigrationEngine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .target(
+            name: "IMAPClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "MigrationEngine",
+            dependencies: [
+                "IMAPClient",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "mailporter",
+            dependencies: [
+                "IMAPClient",
+                "MigrationEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "IMAPClientTests",
+            dependencies: ["IMAPClient"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

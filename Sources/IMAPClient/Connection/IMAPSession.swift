@@ -1,0 +1,527 @@
+import Logging
+import NIOCore
+
+/// An authenticated-or-not conversation with one IMAP server over one connection.
+///
+/// Commands can be pipelined: `send` returns a tag at once and `finish(_:)` collects the completion
+/// later; responses to other tags that arrive meanwhile are kept. FETCH data is pulled event by event
+/// with `nextEvent(until:)`, so a message body streams through in slices.
+public actor IMAPSession {
+    let transport: Transport
+    private let logger: Logger
+    public private(set) var capabilities: Set<String> = []
+    public private(set) var greeting: ResponseText
+    private var tagCounter = 0
+    private var completions: [String: TaggedResponse] = [:]
+    private var events: [ResponseEvent] = []
+    private var eventIndex = 0
+    private var outgoing = ByteBuffer()
+    private var openAppend: (tag: CommandTag, remaining: Int)?
+    private var closed = false
+
+    private init(transport: Transport, greeting: ResponseText, logger: Logger) {
+        self.transport = transport
+        self.greeting = greeting
+        self.logger = logger
+    }
+
+    /// Connects, reads the greeting, runs STARTTLS when asked for, and learns the capabilities.
+    public static func connect(_ configuration: ServerConfiguration, logger: Logger = Logger(label: "mailporter.imap")) async throws -> IMAPSession {
+        let transport = try await Transport.connect(configuration)
+        do {
+            let greetingEvent = try await transport.nextEvents()
+            guard case .untagged(.status(let status, let text)) = greetingEvent.first else {
+                throw IMAPError.protocolError("the server did not start with a greeting")
+            }
+            if status == .bye { throw IMAPError.connectionClosed(text) }
+            guard status == .ok || status == .preauth else {
+                throw IMAPError.protocolError("unexpected greeting \(status.rawValue)")
+            }
+            try await transport.setTimeout(configuration.idleTimeout, phase: "a server response")
+            let session = IMAPSession(transport: transport, greeting: text, logger: logger)
+            try await session.start(afterGreeting: Array(greetingEvent.dropFirst()), security: configuration.security)
+            return session
+        } catch {
+            await transport.close()
+            if let error = error as? IMAPError, case .timedOut = error {
+                throw IMAPError.timedOut(phase: "the server greeting")
+            }
+            throw error
+        }
+    }
+
+    private func start(afterGreeting: [ResponseEvent], security: ConnectionSecurity) async throws {
+        events = afterGreeting
+        if case .capability(let list)? = greeting.code { setCapabilities(list) }
+        if security == .tls {
+            if capabilities.isEmpty { try await refreshCapabilities() }
+            guard hasCapability("STARTTLS") else {
+                throw IMAPError.tls("the server does not offer STARTTLS; refusing to continue without encryption")
+            }
+            let tag = try await send(Command("STARTTLS"))
+            do {
+                _ = try await finish(tag)
+            } catch IMAPError.commandFailed(_, _, let text) {
+                throw IMAPError.tls("STARTTLS refused: \(text.text)")
+            }
+            guard eventIndex >= events.count else { throw IMAPError.tls("server sent data before the TLS handshake") }
+            try await transport.startTLS()
+            capabilities = []  // must be learned again over the protected channel (RFC 9051 §6.2.1)
+        }
+        if capabilities.isEmpty { try await refreshCapabilities() }
+    }
+
+    // MARK: Capabilities
+
+    public func hasCapability(_ name: String) -> Bool { capabilities.contains(name.uppercased()) }
+
+    private func setCapabilities(_ list: [String]) { capabilities = Set(list.map { $0.uppercased() }) }
+
+    public func refreshCapabilities() async throws {
+        var list: [String]?
+        try await run(Command("CAPABILITY")) { event in
+            if case .untagged(.capability(let names)) = event { list = names }
+        }
+        if let list { setCapabilities(list) }
+    }
+
+    // MARK: Authentication
+
+    public func login(username: String, password: String) async throws {
+        var command = Command("LOGIN", isSensitive: true)
+        command.addString(username)
+        command.addString(password)
+        try await authenticate(command, initialResponse: nil)
+    }
+
+    /// SASL PLAIN; `authorizationIdentity` logs in as that user with the authentication identity's
+    /// password (a master user).
+    public func authenticatePlain(authorizationIdentity: String? = nil, username: String, password: String) async throws {
+        guard hasCapability("AUTH=PLAIN") else { throw IMAPError.capabilityMissing("AUTH=PLAIN") }
+        let payload = Array((authorizationIdentity ?? "").utf8) + [0] + Array(username.utf8) + [0] + Array(password.utf8)
+        try await saslAuthenticate(mechanism: "PLAIN", initialResponse: Base64.encode(payload))
+    }
+
+    /// SASL XOAUTH2 with an OAuth 2 access token (Gmail, Microsoft 365).
+    public func authenticateXOAuth2(username: String, accessToken: String) async throws {
+        guard hasCapability("AUTH=XOAUTH2") else { throw IMAPError.capabilityMissing("AUTH=XOAUTH2") }
+        let payload = "user=\(username)\u{1}auth=Bearer \(accessToken)\u{1}\u{1}"
+        try await saslAuthenticate(mechanism: "XOAUTH2", initialResponse: Base64.encode(Array(payload.utf8)))
+    }
+
+    private func saslAuthenticate(mechanism: String, initialResponse: String) async throws {
+        if hasCapability("SASL-IR") {
+            try await authenticate(Command("AUTHENTICATE", [.text(" \(mechanism) \(initialResponse)")], isSensitive: true),
+                                   initialResponse: nil)
+        } else {
+            try await authenticate(Command("AUTHENTICATE", [.text(" \(mechanism)")], isSensitive: true),
+                                   initialResponse: initialResponse)
+        }
+    }
+
+    private func authenticate(_ command: Command, initialResponse: String?) async throws {
+        let tag = try await send(command)
+        var pendingResponse = initialResponse
+        while true {
+            let event = try await nextRawEvent()
+            switch event {
+            case .continuation:
+                // The first challenge gets the initial response; any later one (an XOAUTH2 error
+                // report) gets an empty reply so the server sends its final NO.
+                queueText((pendingResponse ?? "") + "\r\n")
+                pendingResponse = nil
+                try await flush()
+            case .tagged(let response) where response.tag == tag.value:
+                guard response.status == .ok else { throw IMAPError.authenticationFailed(response.text) }
+                if case .capability(let list)? = response.text.code {
+                    setCapabilities(list)
+                } else {
+                    try await refreshCapabilities()
+                }
+                return
+            case .tagged(let response):
+                completions[response.tag] = response
+            case .untagged(.capability(let list)):
+                setCapabilities(list)
+            default:
+                break
+            }
+        }
+    }
+
+    // MARK: Mailbox commands
+
+    public func id(_ parameters: [String: String]) async throws -> [String: String] {
+        guard hasCapability("ID") else { return [:] }
+        let fields = parameters.sorted { $0.key < $1.key }.map { "\(quote($0.key)) \(quote($0.value))" }
+        var result: [String: String] = [:]
+        try await run(Command("ID", [.text(" (" + fields.joined(separator: " ") + ")")])) { event in
+            if case .untagged(.id(let values)) = event { result = values }
+        }
+        return result
+    }
+
+    public func namespace() async throws -> Namespaces? {
+        guard hasCapability("NAMESPACE") else { return nil }
+        var result: Namespaces?
+        try await run(Command("NAMESPACE")) { event in
+            if case .untagged(.namespace(let value)) = event { result = value }
+        }
+        return result
+    }
+
+    /// Every mailbox, with special-use attributes and, when `statusItems` is given, their status —
+    /// in one round trip with LIST-STATUS, otherwise with a pipelined STATUS per selectable mailbox.
+    public func listAll(statusItems: [StatusItem] = []) async throws -> [ListedMailbox] {
+        var command = Command("LIST", [.text(" \"\" \"*\"")])
+        var returns: [String] = []
+        let extended = hasCapability("LIST-EXTENDED") || hasCapability("LIST-STATUS")
+        if extended, hasCapability("SPECIAL-USE") { returns.append("SPECIAL-USE") }
+        let inlineStatus = hasCapability("LIST-STATUS") && !statusItems.isEmpty
+        if inlineStatus { returns.append("STATUS (\(statusItems.map(\.rawValue).joined(separator: " ")))") }
+        if !returns.isEmpty { command.add("RETURN (\(returns.joined(separator: " ")))") }
+
+        var entries: [ListEntry] = []
+        var statuses: [String: [MailboxStatusItem]] = [:]
+        try await run(command) { event in
+            switch event {
+            case .untagged(.list(let entry)): entries.append(entry)
+            case .untagged(.mailboxStatus(let name, let items)): statuses[name.encoded, default: []] += items
+            default: break
+            }
+        }
+        if !statusItems.isEmpty, !inlineStatus {
+            let selectable = entries.filter { !$0.hasAttribute("\\Noselect") && !$0.hasAttribute("\\NonExistent") }
+            var tags: [CommandTag] = []
+            for entry in selectable {
+                var status = Command("STATUS")
+                status.addMailbox(entry.name)
+                status.add("(\(statusItems.map(\.rawValue).joined(separator: " ")))")
+                tags.append(try await send(status))
+            }
+            for tag in tags {
+                let response = try await finish(tag, onEvent: { event in
+                    if case .untagged(.mailboxStatus(let name, let items)) = event { statuses[name.encoded, default: []] += items }
+                }, throwing: false)
+                if response.status != .ok { continue }  // a mailbox removed meanwhile: no status
+            }
+        }
+        return entries.map { ListedMailbox(entry: $0, status: statuses[$0.name.encoded].map(MailboxStatus.init)) }
+    }
+
+    public func status(_ mailbox: MailboxName, items: [StatusItem]) async throws -> MailboxStatus {
+        var command = Command("STATUS")
+        command.addMailbox(mailbox)
+        command.add("(\(items.map(\.rawValue).joined(separator: " ")))")
+        var collected: [MailboxStatusItem] = []
+        try await run(command) { event in
+            if case .untagged(.mailboxStatus(_, let items)) = event { collected += items }
+        }
+        return MailboxStatus(collected)
+    }
+
+    public func select(_ mailbox: MailboxName, readOnly: Bool = false) async throws -> SelectedMailbox {
+        var command = Command(readOnly ? "EXAMINE" : "SELECT")
+        command.addMailbox(mailbox)
+        var selected = SelectedMailbox(name: mailbox)
+        let response = try await run(command) { event in
+            switch event {
+            case .untagged(.exists(let count)): selected.exists = Int(count)
+            case .untagged(.flags(let flags)): selected.flags = flags
+            case .untagged(.status(.ok, let text)):
+                switch text.code {
+                case .uidValidity(let value)?: selected.uidValidity = value
+                case .uidNext(let value)?: selected.uidNext = value
+                case .permanentFlags(let flags)?: selected.permanentFlags = flags
+                default: break
+                }
+            default: break
+            }
+        }
+        selected.isReadOnly = response.text.code == .readOnly
+        return selected
+    }
+
+    /// UID SEARCH with the given criteria (e.g. `ALL`, `SINCE 1-Jan-2020`), using ESEARCH when offered
+    /// so a large result is one compact set.
+    public func uidSearch(_ criteria: String) async throws -> [UInt32] {
+        let useESearch = hasCapability("ESEARCH")
+        let command = Command("UID", [.text(useESearch ? " SEARCH RETURN (ALL) \(criteria)" : " SEARCH \(criteria)")])
+        var uids: [UInt32] = []
+        try await run(command) { event in
+            switch event {
+            case .untagged(.search(let numbers)): uids += numbers
+            case .untagged(.esearch(let result)): uids += result.all?.values ?? []
+            default: break
+            }
+        }
+        return uids.sorted()
+    }
+
+    /// Creates a mailbox; returns false when it already exists. `specialUse` (e.g. `\Sent`) is set
+    /// when the server offers CREATE-SPECIAL-USE.
+    @discardableResult
+    public func create(_ mailbox: MailboxName, specialUse: String? = nil) async throws -> Bool {
+        var command = Command("CREATE")
+        command.addMailbox(mailbox)
+        if let specialUse, hasCapability("CREATE-SPECIAL-USE") { command.add("(USE (\(specialUse)))") }
+        let tag = try await send(command)
+        let response = try await finish(tag, onEvent: { _ in }, throwing: false)
+        if response.status == .ok { return true }
+        if response.text.code == .alreadyExists { return false }
+        throw IMAPError.commandFailed(command: "CREATE", status: response.status, text: response.text)
+    }
+
+    public func quotaRoot(_ mailbox: MailboxName) async throws -> [QuotaResource] {
+        guard hasCapability("QUOTA") else { return [] }
+        var command = Command("GETQUOTAROOT")
+        command.addMailbox(mailbox)
+        var resources: [QuotaResource] = []
+        try await run(command) { event in
+            if case .untagged(.quota(_, let list)) = event { resources += list }
+        }
+        return resources
+    }
+
+    public func noop() async throws {
+        try await run(Command("NOOP")) { _ in }
+    }
+
+    /// Says LOGOUT and closes; errors are ignored since the session is over either way.
+    public func logout() async {
+        if !closed, let tag = try? await send(Command("LOGOUT")) {
+            _ = try? await finish(tag, onEvent: { _ in }, throwing: false)
+        }
+        await close()
+    }
+
+    public func close() async {
+        closed = true
+        await transport.close()
+    }
+
+    // MARK: FETCH
+
+    /// Sends `UID FETCH set (items)`; pull its data with `nextEvent(until:)`.
+    public func sendUIDFetch(_ uids: UIDSet, items: String) async throws -> CommandTag {
+        try await send(Command("UID", [.text(" FETCH \(uids) (\(items))")]))
+    }
+
+    /// Non-tagged events until `tag` completes, then nil. Completions of other tags are kept.
+    public func nextEvent(until tag: CommandTag) async throws -> ResponseEvent? {
+        if completions[tag.value] != nil { return nil }
+        while true {
+            let event = try await nextRawEvent()
+            switch event {
+            case .tagged(let response):
+                completions[response.tag] = response
+                if response.tag == tag.value { return nil }
+            case .continuation:
+                throw IMAPError.protocolError("unexpected continuation request")
+            default:
+                return event
+            }
+        }
+    }
+
+    /// Waits for `tag` to complete, passing other events to `onEvent`; NO/BAD throw unless `throwing` is false.
+    @discardableResult
+    public func finish(_ tag: CommandTag, onEvent: (ResponseEvent) throws -> Void = { _ in }, throwing: Bool = true) async throws -> TaggedResponse {
+        while let event = try await nextEvent(until: tag) { try onEvent(event) }
+        guard let response = completions.removeValue(forKey: tag.value) else {
+            throw IMAPError.protocolError("missing completion for \(tag.command)")
+        }
+        if case .capability(let list)? = response.text.code { setCapabilities(list) }
+        if throwing, response.status != .ok {
+            throw IMAPError.commandFailed(command: tag.command, status: response.status, text: response.text)
+        }
+        return response
+    }
+
+    // MARK: APPEND
+
+    /// Starts an APPEND whose body of `size` bytes follows through `appendBytes` and `endAppend`.
+    /// With LITERAL+ nothing is awaited, so appends pipeline; otherwise the server's go-ahead is
+    /// awaited and its refusal (e.g. OVERQUOTA) is thrown here.
+    public func beginAppend(to mailbox: MailboxName, flags: [String], internalDate: InternalDate?, size: Int) async throws -> CommandTag {
+        guard openAppend == nil else { throw IMAPError.usage("an APPEND is already open") }
+        let tag = makeTag("APPEND")
+        var header = "\(tag.value) APPEND"
+        var name = Command("")
+        name.addMailbox(mailbox)
+        // Mailbox names that need a literal are rare; send them through the general path.
+        if case .text(let text)? = name.parts.first, name.parts.count == 1 {
+            header += text
+        } else {
+            throw IMAPError.usage("mailbox name needs a literal")
+        }
+        header += " (\(flags.joined(separator: " ")))"
+        if let internalDate { header += " \"\(internalDate)\"" }
+        let nonSynchronizing = canSendNonSynchronizing(size: size)
+        header += nonSynchronizing ? " {\(size)+}\r\n" : " {\(size)}\r\n"
+        queueText(header)
+        if !nonSynchronizing {
+            try await flush()
+            try await awaitContinuation(for: tag)
+        }
+        openAppend = (tag, size)
+        if size == 0 { try await endAppend() }
+        return tag
+    }
+
+    public func appendBytes(_ bytes: ByteBuffer) async throws {
+        guard let open = openAppend else { throw IMAPError.usage("no APPEND is open") }
+        guard bytes.readableBytes <= open.remaining else {
+            throw IMAPError.usage("APPEND body longer than announced")
+        }
+        openAppend = (open.tag, open.remaining - bytes.readableBytes)
+        if bytes.readableBytes >= 16 * 1024 {
+            try await flush()
+            try await transport.write(bytes)
+        } else {
+            var bytes = bytes
+            outgoing.writeBuffer(&bytes)
+            if outgoing.readableBytes >= 64 * 1024 { try await flush() }
+        }
+    }
+
+    public func endAppend() async throws {
+        guard let open = openAppend else { throw IMAPError.usage("no APPEND is open") }
+        guard open.remaining == 0 else { throw IMAPError.usage("APPEND body shorter than announced") }
+        openAppend = nil
+        queueText("\r\n")
+        if outgoing.readableBytes >= 64 * 1024 { try await flush() }
+    }
+
+    /// Appends a whole message; returns its result.
+    public func append(to mailbox: MailboxName, flags: [String], internalDate: InternalDate?, message: ByteBuffer) async throws -> AppendResult {
+        let tag = try await beginAppend(to: mailbox, flags: flags, internalDate: internalDate, size: message.readableBytes)
+        if message.readableBytes > 0 {
+            try await appendBytes(message)
+            try await endAppend()
+        }
+        return try await appendResult(tag)
+    }
+
+    /// Several messages in one MULTIAPPEND command when offered (atomic: all or none), else one by one.
+    public func appendMany(to mailbox: MailboxName, messages: [(flags: [String], internalDate: InternalDate?, message: ByteBuffer)]) async throws -> [UInt32] {
+        guard hasCapability("MULTIAPPEND"), messages.count > 1 else {
+            var uids: [UInt32] = []
+            for message in messages {
+                let result = try await append(to: mailbox, flags: message.flags, internalDate: message.internalDate, message: message.message)
+                if let uid = result.uid { uids.append(uid) }
+            }
+            return uids
+        }
+        var command = Command("APPEND")
+        command.addMailbox(mailbox)
+        for message in messages {
+            command.add("(\(message.flags.joined(separator: " ")))")
+            if let date = message.internalDate { command.add("\"\(date)\"") }
+            command.add("")
+            command.parts.append(.literal(message.message))
+        }
+        let tag = try await send(command)
+        let response = try await finish(tag)
+        if case .appendUID(_, let uids)? = response.text.code { return uids.values }
+        return []
+    }
+
+    /// The outcome of an APPEND, with the new UID when the server reports it (UIDPLUS).
+    public func appendResult(_ tag: CommandTag) async throws -> AppendResult {
+        let response = try await finish(tag)
+        if case .appendUID(let validity, let uids)? = response.text.code, uids.count == 1 {
+            return AppendResult(uidValidity: validity, uid: uids.ranges.first?.lowerBound)
+        }
+        return AppendResult(uidValidity: nil, uid: nil)
+    }
+
+    // MARK: Sending and receiving
+
+    private func makeTag(_ command: String) -> CommandTag {
+        tagCounter += 1
+        return CommandTag(value: "M\(tagCounter)", command: command)
+    }
+
+    /// Sends a command; literals go non-synchronising where LITERAL+ / LITERAL- allow.
+    public func send(_ command: Command) async throws -> CommandTag {
+        guard openAppend == nil else { throw IMAPError.usage("an APPEND is still open") }
+        let tag = makeTag(command.name)
+        if !command.isSensitive { logger.trace("C: \(tag.value) \(command.name)") }
+        queueText("\(tag.value) \(command.name)")
+        for part in command.parts {
+            switch part {
+            case .text(let text):
+                queueText(text)
+            case .literal(var bytes):
+                if canSendNonSynchronizing(size: bytes.readableBytes) {
+                    queueText("{\(bytes.readableBytes)+}\r\n")
+                } else {
+                    queueText("{\(bytes.readableBytes)}\r\n")
+                    try await flush()
+                    try await awaitContinuation(for: tag)
+                }
+                outgoing.writeBuffer(&bytes)
+            }
+        }
+        queueText("\r\n")
+        return tag
+    }
+
+    private func canSendNonSynchronizing(size: Int) -> Bool {
+        hasCapability("LITERAL+") || (hasCapability("LITERAL-") && size <= 4096)
+    }
+
+    private func awaitContinuation(for tag: CommandTag) async throws {
+        while true {
+            switch try await nextRawEvent() {
+            case .continuation:
+                return
+            case .tagged(let response) where response.tag == tag.value:
+                throw IMAPError.commandFailed(command: tag.command, status: response.status, text: response.text)
+            case .tagged(let response):
+                completions[response.tag] = response
+            default:
+                break
+            }
+        }
+    }
+
+    /// Runs one command to completion, giving its untagged and FETCH events to `onEvent`.
+    @discardableResult
+    private func run(_ command: Command, onEvent: (ResponseEvent) throws -> Void) async throws -> TaggedResponse {
+        let tag = try await send(command)
+        return try await finish(tag, onEvent: onEvent)
+    }
+
+    private func queueText(_ text: String) { outgoing.writeString(text) }
+
+    private func flush() async throws {
+        guard outgoing.readableBytes > 0 else { return }
+        let bytes = outgoing
+        outgoing = ByteBuffer()
+        try await transport.write(bytes)
+    }
+
+    private func nextRawEvent() async throws -> ResponseEvent {
+        if eventIndex >= events.count {
+            try await flush()
+            events = try await transport.nextEvents()
+            eventIndex = 0
+        }
+        let event = events[eventIndex]
+        eventIndex += 1
+        if case .untagged(.capability(let list)) = event { setCapabilities(list) }
+        return event
+    }
+
+    private func quote(_ value: String) -> String {
+        var command = Command("")
+        command.addString(value)
+        if case .text(let text)? = command.parts.first, command.parts.count == 1 {
+            let trimmed = String(text.dropFirst())
+            return trimmed.hasPrefix("\"") ? trimmed : "\"\(trimmed)\""
+        }
+        return "NIL"
+    }
+}

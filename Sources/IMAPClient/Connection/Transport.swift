@@ -1,0 +1,157 @@
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// One TCP (and TLS) connection to an IMAP server: bytes out, parsed events in.
+final class Transport: Sendable {
+    let channel: Channel
+    private let handler: NIOLoopBound<ResponseHandler>
+    let configuration: ServerConfiguration
+
+    private init(channel: Channel, handler: NIOLoopBound<ResponseHandler>, configuration: ServerConfiguration) {
+        self.channel = channel
+        self.handler = handler
+        self.configuration = configuration
+    }
+
+    static func connect(
+        _ configuration: ServerConfiguration,
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> Transport {
+        let address = try await resolve(configuration)
+        guard configuration.addressFilter(address) else {
+            throw IMAPError.addressNotAllowed(host: configuration.host, address: address.ipAddress ?? "\(address)")
+        }
+        let sslContext = configuration.security == .none ? nil : try makeSSLContext(configuration)
+        let limits = configuration.limits
+        let idleTimeout = configuration.greetingTimeout
+        let serverHostname = isIPAddress(configuration.host) ? nil : configuration.host
+        let useImplicitTLS = configuration.security == .ssl
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(configuration.connectTimeout)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if useImplicitTLS, let sslContext {
+                        let tls = try NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname)
+                        try channel.pipeline.syncOperations.addHandler(tls)
+                    }
+                    let handler = ResponseHandler(limits: limits, idleTimeout: idleTimeout)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let channel: Channel
+        do {
+            channel = try await bootstrap.connect(to: address).get()
+        } catch {
+            throw classifyConnectError(error, configuration: configuration)
+        }
+        let handler = try await channel.eventLoop.submit {
+            try NIOLoopBound(channel.pipeline.syncOperations.handler(type: ResponseHandler.self), eventLoop: channel.eventLoop)
+        }.get()
+        return Transport(channel: channel, handler: handler, configuration: configuration)
+    }
+
+    /// Waits for at least one event and returns all that are parsed.
+    func nextEvents() async throws -> [ResponseEvent] {
+        let handler = self.handler
+        let eventLoop = channel.eventLoop
+        return try await eventLoop.flatSubmit { handler.value.nextEvents(on: eventLoop) }.get()
+    }
+
+    func setTimeout(_ timeout: TimeAmount, phase: String) async throws {
+        let handler = self.handler
+        try await channel.eventLoop.submit {
+            handler.value.idleTimeout = timeout
+            handler.value.timeoutPhase = phase
+        }.get()
+    }
+
+    func write(_ buffer: ByteBuffer) async throws {
+        do {
+            try await channel.writeAndFlush(buffer)
+        } catch {
+            throw ResponseHandler.classify(error)
+        }
+    }
+
+    /// Puts TLS under the protocol handler after a successful STARTTLS.
+    func startTLS() async throws {
+        let sslContext = try Self.makeSSLContext(configuration)
+        let serverHostname = Self.isIPAddress(configuration.host) ? nil : configuration.host
+        let handler = self.handler
+        let channel = self.channel
+        try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            // Bytes that arrived before the handshake would be unauthenticated plaintext (CVE-2011-0411 style).
+            guard handler.value.unparsedBytes == 0 else {
+                return channel.eventLoop.makeFailedFuture(IMAPError.tls("server sent data before the TLS handshake"))
+            }
+            do {
+                let tls = try NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname)
+                try channel.pipeline.syncOperations.addHandler(tls, position: .first)
+                return channel.eventLoop.makeSucceededVoidFuture()
+            } catch {
+                return channel.eventLoop.makeFailedFuture(error)
+            }
+        }.get()
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+
+    // MARK: Helpers
+
+    private static func resolve(_ configuration: ServerConfiguration) async throws -> SocketAddress {
+        let host = configuration.host
+        let port = configuration.port
+        guard (1...65535).contains(port) else { throw IMAPError.usage("port \(port) out of range") }
+        do {
+            return try await NIOThreadPool.singleton.runIfActive {
+                try SocketAddress.makeAddressResolvingHost(host, port: port)
+            }
+        } catch {
+            throw IMAPError.hostUnreachable(host: host, detail: "the name could not be resolved")
+        }
+    }
+
+    static func makeSSLContext(_ configuration: ServerConfiguration) throws -> NIOSSLContext {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if configuration.verifyCertificates {
+            if !configuration.additionalTrustRootsPEM.isEmpty {
+                var certificates: [NIOSSLCertificate] = []
+                for pem in configuration.additionalTrustRootsPEM {
+                    certificates += try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8))
+                }
+                tls.additionalTrustRoots = [.certificates(certificates)]
+            }
+        } else {
+            tls.certificateVerification = .none
+        }
+        do {
+            return try NIOSSLContext(configuration: tls)
+        } catch {
+            throw IMAPError.tls("cannot set up TLS: \(error)")
+        }
+    }
+
+    static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+
+    private static func classifyConnectError(_ error: Error, configuration: ServerConfiguration) -> IMAPError {
+        if let error = error as? ChannelError, case .connectTimeout = error {
+            return .timedOut(phase: "the connection to \(configuration.host):\(configuration.port)")
+        }
+        if let error = error as? IOError {
+            switch error.errnoCode {
+            case 111: return .connectionRefused(host: configuration.host, port: configuration.port)
+            case 113, 101, 99: return .hostUnreachable(host: configuration.host, detail: "no route to host")
+            case 110: return .timedOut(phase: "the connection to \(configuration.host):\(configuration.port)")
+            default: return .hostUnreachable(host: configuration.host, detail: "\(error)")
+            }
+        }
+        return ResponseHandler.classify(error)
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Mailporter: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mailporter",
+        abstract: "Imports email from any IMAP provider into the mailboxes of a hosting platform.",
+        subcommands: [TestConnectionCommand.self]
+    )
+}

@@ -1,0 +1,68 @@
+import ArgumentParser
+import IMAPClient
+import MigrationEngine
+
+struct TestConnectionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "test-connection",
+        abstract: "Log in to an IMAP account and list its folders with their message counts.",
+        discussion: "The password comes from MAILPORTER_PASSWORD or a prompt, never from the command line."
+    )
+
+    @Option(help: "IMAP server host name.") var host: String
+    @Option(help: "IMAP server port (default 993 for ssl, 143 otherwise).") var port: Int?
+    @Option(help: "ssl (implicit TLS), tls (STARTTLS) or none.") var security: ConnectionSecurity = .ssl
+    @Option(help: "Login name.") var user: String
+    @Option(help: "Log in as --user through this master user (SASL PLAIN authorization identity).") var masterUser: String?
+    @Option(help: "gmail, outlook, yahoo, icloud or generic_imap: only changes hints.") var provider: String = "generic_imap"
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @OptionGroup var tls: TLSOptions
+
+    func run() async throws {
+        let password = try Terminal.secret(fromEnvironment: "MAILPORTER_PASSWORD", prompt: "Password for \(user): ")
+        var server = ServerConfiguration(host: host, port: port ?? (security == .ssl ? 993 : 143), security: security)
+        try tls.apply(to: &server)
+        let credentials: Credentials = masterUser.map { .master(user: user, masterUsername: $0, masterPassword: password) }
+            ?? .password(username: user, password: password)
+        do {
+            let folders = try await ConnectionCheck.run(MailAccount(server: server, credentials: credentials),
+                                                        provider: Provider(rawValue: provider) ?? .genericIMAP)
+            if json {
+                let fields = folders.map { "\(jsonString($0.name)):\($0.messages)" }
+                print("{\"success\":true,\"folders\":{\(fields.joined(separator: ","))}}")
+            } else {
+                let width = min(60, folders.map(\.name.count).max() ?? 0)
+                for folder in folders {
+                    let padding = String(repeating: " ", count: max(1, width - folder.name.count + 2))
+                    print("\(folder.name)\(padding)\(folder.messages)")
+                }
+                print("\(folders.count) folders, \(folders.reduce(0) { $0 + $1.messages }) messages")
+            }
+        } catch {
+            Terminal.printError("error: \(error.code.rawValue): \(error.message) Hint: \(error.hint)")
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// A JSON string literal.
+func jsonString(_ value: String) -> String {
+    var out = "\""
+    for scalar in value.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if scalar.value < 0x20 {
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out + "\""
+}
