@@ -40,9 +40,22 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "IMAPClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "IMAPClientTests",
-            dependencies: ["IMAPClient"]
+            dependencies: ["IMAPClient", "TestSupport"]
+        ),
+        .testTarget(
+            name: "CLITests",
+            dependencies: ["IMAPClient", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,214 @@
+import Foundation
+import IMAPClient
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A real Dovecot started for the tests on 127.0.0.1 (scripts/dovecot-test-server), in its own
+/// directory with its own ports. Any user name logs in with `DovecotServer.password`, so each test
+/// takes fresh user names and never sees another test's mail.
+public final class DovecotServer: Sendable {
+    public enum Layout: String, Sendable {
+        /// Separator `.`, personal namespace prefix `INBOX.` (Courier / cPanel style).
+        case dot
+        /// Separator `/`, no prefix.
+        case slash
+    }
+
+    public static let password = "test-pass"
+    public static let masterUser = "admin"
+    public static let masterPassword = "admin-pass"
+
+    public let directory: String
+    public let imapPort: Int
+    public let imapsPort: Int
+    public let layout: Layout
+    public let certificatePEM: String
+
+    private init(directory: String, imapPort: Int, imapsPort: Int, layout: Layout, certificatePEM: String) {
+        self.directory = directory
+        self.imapPort = imapPort
+        self.imapsPort = imapsPort
+        self.layout = layout
+        self.certificatePEM = certificatePEM
+    }
+
+    public static func start(layout: Layout, quotaKB: Int? = nil) throws -> DovecotServer {
+        let directory = "/tmp/mp-dovecot-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
+        let ports = try freePorts(2)
+        var arguments = ["start", directory, "--imap-port", "\(ports[0])", "--imaps-port", "\(ports[1])",
+                         "--layout", layout.rawValue, "--any-user-password", password]
+        if let quotaKB { arguments += ["--quota-kb", "\(quotaKB)"] }
+        _ = try runScript(arguments)
+        let certificate = try String(contentsOfFile: directory + "/ca.pem", encoding: .utf8)
+        let server = DovecotServer(directory: directory, imapPort: ports[0], imapsPort: ports[1], layout: layout,
+                                   certificatePEM: certificate)
+        RunningServers.shared.add(directory)
+        return server
+    }
+
+    public func stop() {
+        _ = try? Self.runScript(["stop", directory])
+        RunningServers.shared.remove(directory)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// `doveadm` against this server: an independent view of what is stored.
+    public func doveadm(_ arguments: [String], input: Data? = nil) throws -> String {
+        try Self.runScript(["doveadm", directory] + arguments, input: input)
+    }
+
+    /// A connection configuration that trusts this server's test CA.
+    public func configuration(security: ConnectionSecurity = .none) -> ServerConfiguration {
+        ServerConfiguration(host: "127.0.0.1", port: security == .ssl ? imapsPort : imapPort, security: security,
+                            additionalTrustRootsPEM: [certificatePEM], connectTimeout: .seconds(5),
+                            greetingTimeout: .seconds(10), idleTimeout: .seconds(60))
+    }
+
+    /// The folder name as this server spells a personal folder given with `/` as separator.
+    public func folder(_ path: String) -> String {
+        if path.uppercased() == "INBOX" { return "INBOX" }
+        switch layout {
+        case .dot: return "INBOX." + path.replacingOccurrences(of: "/", with: ".")
+        case .slash: return path
+        }
+    }
+
+    public var separator: Character { layout == .dot ? "." : "/" }
+
+    // MARK: Helpers
+
+    static var repositoryRoot: URL {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    }
+
+    @discardableResult
+    static func runScript(_ arguments: [String], input: Data? = nil) throws -> String {
+        let script = repositoryRoot.appendingPathComponent("scripts/dovecot-test-server").path
+        return try runProcess(script, arguments, input: input)
+    }
+
+    /// Ports that were free a moment ago (the kernel's choice for port 0).
+    public static func freePorts(_ count: Int) throws -> [Int] {
+        var channels: [Channel] = []
+        defer { for channel in channels { try? channel.close().wait() } }
+        for _ in 0..<count {
+            let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: 0).wait()
+            channels.append(channel)
+        }
+        return channels.compactMap { $0.localAddress?.port }
+    }
+}
+
+public struct ProcessFailure: Error, CustomStringConvertible {
+    public var command: String
+    public var status: Int32
+    public var output: String
+    public var description: String { "\(command) exited \(status): \(output)" }
+}
+
+/// Runs a program to completion and returns its standard output.
+///
+/// Uses posix_spawn and waitpid directly: Foundation's Process waits for SIGCHLD delivery, which
+/// never came here when the program left a daemon behind. Output goes through temporary files, and
+/// not pipes, so a daemon the program starts cannot hold our reads open.
+@discardableResult
+public func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil,
+                       environment: [String: String]? = nil) throws -> String {
+    let result = try spawnProcess(executable, arguments, input: input, environment: environment)
+    guard result.status == 0 else {
+        throw ProcessFailure(command: ([executable] + arguments).joined(separator: " "), status: result.status,
+                             output: result.stdout + result.stderr)
+    }
+    return result.stdout
+}
+
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs a program to completion, whatever its exit status.
+public func spawnProcess(_ executable: String, _ arguments: [String], input: Data? = nil,
+                         environment: [String: String]? = nil) throws -> ProcessResult {
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mp-proc-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let outputPath = scratch.appendingPathComponent("out").path
+    let errorPath = scratch.appendingPathComponent("err").path
+    let inputPath = scratch.appendingPathComponent("in").path
+    _ = FileManager.default.createFile(atPath: inputPath, contents: input ?? Data())
+
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, inputPath, O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    let environmentPairs = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+    let envp = environmentPairs.map { strdup($0) } + [nil]
+    defer { for pointer in envp { free(pointer) } }
+
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+    guard spawned == 0 else {
+        throw ProcessFailure(command: executable, status: spawned, output: "posix_spawn failed: \(spawned)")
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+    let exitCode = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    return ProcessResult(status: exitCode,
+                         stdout: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
+                         stderr: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
+}
+
+/// The `mailporter` executable built next to the test bundle.
+public var mailporterExecutable: String {
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mailporter").path
+}
+
+/// Stops every server this process started when it exits, so no Dovecot outlives the tests.
+final class RunningServers: Sendable {
+    static let shared = RunningServers()
+    private let directories = Mutex<Set<String>>([])
+
+    private init() {
+        atexit {
+            for directory in RunningServers.shared.directories.withLock({ $0 }) {
+                _ = try? DovecotServer.runScript(["stop", directory])
+                try? FileManager.default.removeItem(atPath: directory)
+            }
+        }
+    }
+
+    func add(_ directory: String) { directories.withLock { _ = $0.insert(directory) } }
+    func remove(_ directory: String) { directories.withLock { _ = $0.remove(directory) } }
+}
+
+/// Servers shared by every test in the process, started on first use.
+public actor SharedServers {
+    public static let shared = SharedServers()
+    private var servers: [DovecotServer.Layout: DovecotServer] = [:]
+
+    public func server(_ layout: DovecotServer.Layout) throws -> DovecotServer {
+        if let server = servers[layout] { return server }
+        let server = try DovecotServer.start(layout: layout)
+        servers[layout] = server
+        return server
+    }
+}
+
+/// A user name no other test uses.
+public func uniqueUser(_ prefix: String = "user") -> String {
+    "\(prefix)\(UInt32.random(in: 0...UInt32.max))"
+}
