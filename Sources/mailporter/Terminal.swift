@@ -8,6 +8,7 @@ import Darwin
 /// Reads secrets without echo and writes to standard error.
 enum Terminal {
     static var isInteractive: Bool { isatty(STDIN_FILENO) == 1 }
+    static var isErrorInteractive: Bool { isatty(STDERR_FILENO) == 1 }
 
     static func printError(_ text: String) {
         var line = text

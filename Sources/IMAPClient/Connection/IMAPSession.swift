@@ -29,7 +29,12 @@ public actor IMAPSession {
     public static func connect(_ configuration: ServerConfiguration, logger: Logger = Logger(label: "mailporter.imap")) async throws -> IMAPSession {
         let transport = try await Transport.connect(configuration)
         do {
-            let greetingEvent = try await transport.nextEvents()
+            let greetingEvent: [ResponseEvent]
+            do {
+                greetingEvent = try await transport.nextEvents()
+            } catch IMAPError.timedOut {
+                throw IMAPError.timedOut(phase: "the server greeting")
+            }
             guard case .untagged(.status(let status, let text)) = greetingEvent.first else {
                 throw IMAPError.protocolError("the server did not start with a greeting")
             }
@@ -43,9 +48,6 @@ public actor IMAPSession {
             return session
         } catch {
             await transport.close()
-            if let error = error as? IMAPError, case .timedOut = error {
-                throw IMAPError.timedOut(phase: "the server greeting")
-            }
             throw error
         }
     }

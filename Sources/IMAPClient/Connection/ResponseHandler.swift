@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 
 /// Turns received bytes into `ResponseEvent`s and hands them out in batches on request.
 ///
@@ -130,6 +131,10 @@ final class ResponseHandler: ChannelDuplexHandler {
 
     static func classify(_ error: Error) -> IMAPError {
         if let error = error as? IMAPError { return error }
+        // A TCP drop under TLS surfaces as an unclean shutdown; it is a dropped connection, not a
+        // certificate or handshake problem, and must be retried like one.
+        if let error = error as? NIOSSLError, case .uncleanShutdown = error { return .connectionClosed(nil) }
+        if let error = error as? ChannelError, case .ioOnClosedChannel = error { return .connectionClosed(nil) }
         let text = String(describing: error)
         let typeName = String(reflecting: type(of: error))
         if typeName.contains("NIOSSL") || typeName.contains("BoringSSL") {

@@ -1,0 +1,49 @@
+/// Where a folder's copy stands, saved after every batch so an interrupted migration resumes.
+public struct FolderCheckpoint: Sendable, Codable, Equatable {
+    /// The source folder's UIDVALIDITY the UIDs below belong to.
+    public var sourceUIDValidity: UInt32
+    /// Every source UID up to this one is accounted for (copied, skipped or failed).
+    public var lastSourceUID: UInt32
+    /// A batch whose APPENDs may have reached the destination before the process stopped.
+    public var inFlight: InFlightBatch?
+    /// Running totals for this folder, so a resumed run reports the whole job.
+    public var copied: Int
+    public var skipped: Int
+    public var failed: Int
+    public var bytes: Int64
+
+    public init(sourceUIDValidity: UInt32, lastSourceUID: UInt32 = 0, inFlight: InFlightBatch? = nil,
+                copied: Int = 0, skipped: Int = 0, failed: Int = 0, bytes: Int64 = 0) {
+        self.sourceUIDValidity = sourceUIDValidity
+        self.lastSourceUID = lastSourceUID
+        self.inFlight = inFlight
+        self.copied = copied
+        self.skipped = skipped
+        self.failed = failed
+        self.bytes = bytes
+    }
+}
+
+/// The window between APPEND and checkpoint: source UIDs being copied and the destination's
+/// UIDNEXT before the first of them, so a resume can see which already arrived.
+public struct InFlightBatch: Sendable, Codable, Equatable {
+    public var lastSourceUID: UInt32
+    public var destinationUIDValidity: UInt32
+    public var destinationUIDNext: UInt32
+}
+
+/// Persists checkpoints; the CLI uses a state file, the service its database.
+public protocol CheckpointStore: Sendable {
+    func load(folder: String) async throws -> FolderCheckpoint?
+    func save(_ checkpoint: FolderCheckpoint, folder: String) async throws
+}
+
+/// Checkpoints that live as long as the process: for one-shot runs without resume.
+public actor MemoryCheckpointStore: CheckpointStore {
+    private var checkpoints: [String: FolderCheckpoint] = [:]
+
+    public init() {}
+
+    public func load(folder: String) -> FolderCheckpoint? { checkpoints[folder] }
+    public func save(_ checkpoint: FolderCheckpoint, folder: String) { checkpoints[folder] = checkpoint }
+}

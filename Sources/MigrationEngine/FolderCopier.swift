@@ -1,0 +1,319 @@
+import IMAPClient
+import NIOCore
+
+/// Copies one folder over a source and a destination session, batch by batch, resuming from and
+/// writing checkpoints. Bodies stream from the source FETCH straight into destination APPENDs.
+struct FolderCopier {
+    let plan: FolderPlan
+    let request: MigrationRequest
+    let checkpoints: any CheckpointStore
+    let emit: @Sendable (MigrationEvent) -> Void
+
+    /// One message's metadata from the first FETCH of a batch.
+    private struct MessageInfo {
+        var sequence: UInt32
+        var uid: UInt32 = 0
+        var flags: [String] = []
+        var internalDate: InternalDate?
+        var size = 0
+        var key: DuplicateKey?
+    }
+
+    var folderKey: String { plan.source.encoded }
+
+    func run(source: IMAPSession, destination: IMAPSession) async throws -> FolderSummaryCounts {
+        let sourceBox = try await source.select(plan.source, readOnly: true)
+        guard let uidValidity = sourceBox.uidValidity else {
+            throw IMAPError.protocolError("\(plan.sourceName) has no UIDVALIDITY")
+        }
+        var checkpoint = try await checkpoints.load(folder: folderKey) ?? FolderCheckpoint(sourceUIDValidity: uidValidity)
+        if checkpoint.sourceUIDValidity != uidValidity {
+            // The source renumbered its messages: start over; duplicate detection keeps it exact.
+            checkpoint = FolderCheckpoint(sourceUIDValidity: uidValidity)
+        }
+
+        let destinationBox = try await destination.select(plan.destination)
+        let allowedKeywords = destinationBox.acceptsNewKeywords ? nil : Set((destinationBox.permanentFlags ?? []).map { $0.lowercased() })
+
+        // Keys already in the destination folder (for skip_duplicates) and those of an interrupted
+        // batch that reached it (for exactness with or without skip_duplicates).
+        var existing = Set<DuplicateKey>()
+        if request.skipDuplicates, destinationBox.exists > 0 {
+            for (_, key) in try await keys(on: destination, uids: "1:*") { existing.insert(key) }
+        }
+        var arrived: [DuplicateKey: Int] = [:]
+        var reconcileUpTo: UInt32 = 0
+        if let inFlight = checkpoint.inFlight, inFlight.destinationUIDValidity == destinationBox.uidValidity {
+            for (uid, key) in try await keys(on: destination, uids: "\(inFlight.destinationUIDNext):*")
+            where uid >= inFlight.destinationUIDNext {
+                arrived[key, default: 0] += 1
+            }
+            reconcileUpTo = inFlight.lastSourceUID
+        }
+
+        let pending = try await source.uidSearch(searchCriteria(after: checkpoint.lastSourceUID))
+            .filter { $0 > checkpoint.lastSourceUID }
+        var counts = FolderSummaryCounts(expected: checkpoint.copied + checkpoint.skipped + checkpoint.failed + pending.count,
+                                         copied: checkpoint.copied, skipped: checkpoint.skipped, failed: checkpoint.failed,
+                                         bytes: checkpoint.bytes)
+        var destinationUIDNext = destinationBox.uidNext ?? 1
+        emit(.folderBaseline(source: plan.sourceName, counts: counts))
+
+        for batchStart in stride(from: 0, to: pending.count, by: max(1, request.batchSize)) {
+            try Task.checkCancellation()
+            let batch = Array(pending[batchStart..<min(pending.count, batchStart + request.batchSize)])
+            guard let batchLast = batch.last else { continue }
+            let needKeys = request.skipDuplicates || batch.first.map { $0 <= reconcileUpTo } == true
+            let infos = try await metadata(on: source, uids: batch, withKeys: needKeys)
+
+            var toCopy: [UInt32: MessageInfo] = [:]
+            for uid in batch {
+                // Expunged or flagged \Deleted since the search: not part of the job.
+                guard let info = infos[uid], !info.flags.contains(where: { $0.lowercased() == "\\deleted" }) else {
+                    counts.expected -= 1
+                    continue
+                }
+                if uid <= reconcileUpTo, let key = info.key, let count = arrived[key], count > 0 {
+                    arrived[key] = count - 1
+                    counts.copied += 1
+                    counts.bytes += Int64(info.size)
+                    emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
+                    continue
+                }
+                if request.skipDuplicates, let key = info.key {
+                    guard existing.insert(key).inserted else {
+                        counts.skipped += 1
+                        emit(.messageSkipped(folder: plan.sourceName))
+                        continue
+                    }
+                }
+                toCopy[uid] = info
+            }
+
+            if !toCopy.isEmpty {
+                if let validity = destinationBox.uidValidity {
+                    destinationUIDNext = try await currentUIDNext(destination, fallback: destinationUIDNext)
+                    checkpoint.inFlight = InFlightBatch(lastSourceUID: batchLast, destinationUIDValidity: validity,
+                                                        destinationUIDNext: destinationUIDNext)
+                    try await checkpoints.save(checkpoint, folder: folderKey)
+                }
+                try await copyBodies(toCopy, from: source, to: destination, allowedKeywords: allowedKeywords, counts: &counts,
+                                     destinationUIDNext: &destinationUIDNext)
+            }
+            checkpoint.lastSourceUID = batchLast
+            checkpoint.inFlight = nil
+            checkpoint.copied = counts.copied
+            checkpoint.skipped = counts.skipped
+            checkpoint.failed = counts.failed
+            checkpoint.bytes = counts.bytes
+            try await checkpoints.save(checkpoint, folder: folderKey)
+        }
+        return counts
+    }
+
+    private func searchCriteria(after lastUID: UInt32) -> String {
+        var criteria = "UID \(lastUID &+ 1):* NOT DELETED"
+        if let since = request.since { criteria += " SINCE \(since.searchDate)" }
+        return criteria
+    }
+
+    private func currentUIDNext(_ destination: IMAPSession, fallback: UInt32) async throws -> UInt32 {
+        let status = try await destination.status(plan.destination, items: [.uidNext])
+        return max(status.uidNext ?? fallback, fallback)
+    }
+
+    /// UID, flags, date, size and duplicate key of each message of the batch.
+    private func metadata(on source: IMAPSession, uids: [UInt32], withKeys: Bool) async throws -> [UInt32: MessageInfo] {
+        let items = "UID FLAGS INTERNALDATE RFC822.SIZE" + (withKeys ? " BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]" : "")
+        let tag = try await source.sendUIDFetch(UIDSet.compact(uids), items: items)
+        var infos: [UInt32: MessageInfo] = [:]
+        var current: MessageInfo?
+        var header = ByteBuffer()
+        while let event = try await source.nextEvent(until: tag) {
+            switch event {
+            case .fetchStart(let sequence):
+                current = MessageInfo(sequence: sequence)
+                header.clear()
+            case .fetchAttribute(.uid(let uid)): current?.uid = uid
+            case .fetchAttribute(.flags(let flags)): current?.flags = flags
+            case .fetchAttribute(.internalDate(let date)): current?.internalDate = date
+            case .fetchAttribute(.rfc822Size(let size)): current?.size = size
+            case .fetchBodyBytes(var bytes): header.writeBuffer(&bytes)
+            case .fetchEnd:
+                if var info = current, info.uid != 0 {
+                    if withKeys { info.key = DuplicateKey.messageID(fromHeaderFields: header) }
+                    infos[info.uid] = info
+                }
+                current = nil
+            default: break
+            }
+        }
+        try await source.finish(tag)
+        if withKeys {
+            let withoutID = infos.values.filter { $0.key == nil }.map(\.uid)
+            if !withoutID.isEmpty {
+                for (uid, key) in try await headerKeys(on: source, uids: withoutID) { infos[uid]?.key = key }
+            }
+        }
+        return infos
+    }
+
+    /// Keys of destination messages in a UID range.
+    private func keys(on session: IMAPSession, uids: String) async throws -> [(UInt32, DuplicateKey)] {
+        let tag = try await session.send(Command("UID", [.text(" FETCH \(uids) (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")]))
+        var result: [(UInt32, DuplicateKey)] = []
+        var withoutID: [UInt32] = []
+        var uid: UInt32 = 0
+        var header = ByteBuffer()
+        while let event = try await session.nextEvent(until: tag) {
+            switch event {
+            case .fetchStart:
+                uid = 0
+                header.clear()
+            case .fetchAttribute(.uid(let value)): uid = value
+            case .fetchBodyBytes(var bytes): header.writeBuffer(&bytes)
+            case .fetchEnd:
+                guard uid != 0 else { break }
+                if let key = DuplicateKey.messageID(fromHeaderFields: header) {
+                    result.append((uid, key))
+                } else {
+                    withoutID.append(uid)
+                }
+            default: break
+            }
+        }
+        try await session.finish(tag)
+        if !withoutID.isEmpty { result += try await headerKeys(on: session, uids: withoutID) }
+        return result
+    }
+
+    /// Header-block hashes for messages without a Message-ID.
+    private func headerKeys(on session: IMAPSession, uids: [UInt32]) async throws -> [(UInt32, DuplicateKey)] {
+        let tag = try await session.sendUIDFetch(UIDSet.compact(uids), items: "UID BODY.PEEK[HEADER]")
+        var result: [(UInt32, DuplicateKey)] = []
+        var uid: UInt32 = 0
+        var header = ByteBuffer()
+        while let event = try await session.nextEvent(until: tag) {
+            switch event {
+            case .fetchStart:
+                uid = 0
+                header.clear()
+            case .fetchAttribute(.uid(let value)): uid = value
+            case .fetchBodyBytes(var bytes): header.writeBuffer(&bytes)
+            case .fetchEnd where uid != 0: result.append((uid, DuplicateKey.headerBlock(header)))
+            default: break
+            }
+        }
+        try await session.finish(tag)
+        return result
+    }
+
+    /// Flags the destination will keep: the four user-visible system flags and accepted keywords.
+    private func flagsToCopy(_ flags: [String], allowedKeywords: Set<String>?) -> [String] {
+        flags.filter { flag in
+            if flag.hasPrefix("\\") {
+                return ["\\seen", "\\answered", "\\flagged", "\\draft"].contains(flag.lowercased())
+            }
+            return allowedKeywords?.contains(flag.lowercased()) ?? true
+        }
+    }
+
+    /// Streams the bodies of `messages` from a source FETCH into pipelined destination APPENDs.
+    private func copyBodies(_ messages: [UInt32: MessageInfo], from source: IMAPSession, to destination: IMAPSession,
+                            allowedKeywords: Set<String>?, counts: inout FolderSummaryCounts,
+                            destinationUIDNext: inout UInt32) async throws {
+        let bySequence = Dictionary(messages.values.map { ($0.sequence, $0.uid) }, uniquingKeysWith: { first, _ in first })
+        let tag = try await source.sendUIDFetch(UIDSet.compact(Array(messages.keys)), items: "UID BODY.PEEK[]")
+        var appends: [(tag: CommandTag, info: MessageInfo)] = []
+        var handled = Set<UInt32>()
+        var sequence: UInt32 = 0
+        var uid: UInt32 = 0
+        var appending: MessageInfo?
+        var discarding = false
+        while let event = try await source.nextEvent(until: tag) {
+            switch event {
+            case .fetchStart(let value):
+                sequence = value
+                uid = 0
+            case .fetchAttribute(.uid(let value)):
+                uid = value
+            case .fetchBodyStart(let section, _, let size, let isNil):
+                let messageUID = uid != 0 ? uid : bySequence[sequence] ?? 0
+                guard section.isEmpty, let info = messages[messageUID], !handled.contains(messageUID) else {
+                    discarding = true
+                    continue
+                }
+                handled.insert(messageUID)
+                if isNil {
+                    counts.failed += 1
+                    emit(.messageFailed(folder: plan.sourceName, uid: messageUID, reason: "the source server returned no content"))
+                    discarding = true
+                    continue
+                }
+                do {
+                    let appendTag = try await destination.beginAppend(
+                        to: plan.destination, flags: flagsToCopy(info.flags, allowedKeywords: allowedKeywords),
+                        internalDate: info.internalDate, size: size)
+                    var sized = info
+                    sized.size = size
+                    appends.append((appendTag, sized))
+                    appending = size > 0 ? sized : nil
+                    discarding = false
+                } catch let error as IMAPError {
+                    // A synchronising literal refused up front: quota is fatal, anything else is this message's.
+                    if error.responseCode == .overQuota { throw error }
+                    guard case .commandFailed(_, _, let text) = error else { throw error }
+                    counts.failed += 1
+                    emit(.messageFailed(folder: plan.sourceName, uid: messageUID, reason: text.text))
+                    discarding = true
+                }
+            case .fetchBodyBytes(let bytes):
+                if appending != nil, !discarding { try await destination.appendBytes(bytes) }
+            case .fetchBodyEnd:
+                if appending != nil, !discarding { try await destination.endAppend() }
+                appending = nil
+                discarding = false
+            default:
+                break
+            }
+        }
+        try await source.finish(tag)
+
+        var firstFailure: Error?
+        for (appendTag, info) in appends {
+            do {
+                let result = try await destination.appendResult(appendTag)
+                if let newUID = result.uid { destinationUIDNext = max(destinationUIDNext, newUID &+ 1) }
+                counts.copied += 1
+                counts.bytes += Int64(info.size)
+                emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
+            } catch let error as IMAPError {
+                guard case .commandFailed(_, _, let text) = error, text.code != .overQuota, text.code != .unavailable,
+                      text.code != .limit else {
+                    if firstFailure == nil { firstFailure = error }
+                    continue
+                }
+                counts.failed += 1
+                emit(.messageFailed(folder: plan.sourceName, uid: info.uid, reason: text.text))
+            }
+        }
+        if let firstFailure { throw firstFailure }
+        // Listed by SEARCH but gone by FETCH: expunged meanwhile, so not part of the job.
+        counts.expected -= messages.count - handled.count
+    }
+}
+
+extension UIDSet {
+    /// The shortest set for these UIDs: runs become ranges.
+    static func compact(_ uids: [UInt32]) -> UIDSet {
+        var ranges: [ClosedRange<UInt32>] = []
+        for uid in uids.sorted() {
+            if let last = ranges.last, last.upperBound &+ 1 == uid {
+                ranges[ranges.count - 1] = last.lowerBound...uid
+            } else if ranges.last?.contains(uid) != true {
+                ranges.append(uid...uid)
+            }
+        }
+        return UIDSet(ranges)
+    }
+}

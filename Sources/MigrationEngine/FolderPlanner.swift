@@ -1,0 +1,90 @@
+import IMAPClient
+
+/// One source folder and where its messages go.
+public struct FolderPlan: Sendable, Equatable {
+    /// Source name as the server spells it (modified UTF-7).
+    public var source: MailboxName
+    public var destination: MailboxName
+    public var specialUse: SpecialUse?
+    /// Messages to consider after the date filter (known after counting).
+    public var expected: Int
+    /// Bytes of the source folder when the server reports them (STATUS SIZE), else nil.
+    public var sourceBytes: Int64?
+
+    /// Unicode names for display.
+    public var sourceName: String { source.decoded }
+    public var destinationName: String { destination.decoded }
+}
+
+/// Lists both sides and decides which folders are copied where; creates what is missing.
+struct FolderPlanner {
+    let request: MigrationRequest
+
+    func namingScheme(of session: IMAPSession, mailboxes: [ListedMailbox]) async throws -> NamingScheme {
+        if let personal = try await session.namespace()?.personal.first {
+            return NamingScheme(separator: personal.separator, personalPrefix: personal.prefix)
+        }
+        let separator = mailboxes.first { $0.entry.separator != nil }?.entry.separator
+        let prefixed = mailboxes.contains { $0.name.encoded.uppercased().hasPrefix("INBOX\(separator.map { String($0) } ?? "")") }
+        let everyOtherPrefixed = mailboxes.filter { !$0.name.isInbox }.allSatisfy {
+            $0.name.encoded.uppercased().hasPrefix("INBOX\(separator.map { String($0) } ?? "")")
+        }
+        return NamingScheme(separator: separator, personalPrefix: prefixed && everyOtherPrefixed ? "INBOX\(separator.map { String($0) } ?? "")" : "")
+    }
+
+    /// Folders to copy, in a stable order (INBOX first), with their destination names.
+    func plan(source: IMAPSession, destination: IMAPSession) async throws -> [FolderPlan] {
+        let sourceMailboxes = try await source.listAll(statusItems: [])
+        let destinationMailboxes = try await destination.listAll(statusItems: [])
+        let sourceScheme = try await namingScheme(of: source, mailboxes: sourceMailboxes)
+        let destinationScheme = try await namingScheme(of: destination, mailboxes: destinationMailboxes)
+
+        var destinationSpecial: [SpecialUse: [String]] = [:]
+        for mailbox in destinationMailboxes where mailbox.isSelectable {
+            for use in mailbox.entry.attributes.compactMap(SpecialUse.init(attribute:)) where destinationSpecial[use] == nil {
+                destinationSpecial[use] = destinationScheme.components(of: mailbox.name.decoded)
+            }
+        }
+
+        let selected = request.selectedFolders.map { names in Set(names.map { $0.lowercased() }) }
+        var plans: [FolderPlan] = []
+        for mailbox in sourceMailboxes where mailbox.isSelectable {
+            let components = sourceScheme.components(of: mailbox.name.decoded)
+            if request.provider == .gmail, FolderMapping.isGmailView(mailbox, components: components) { continue }
+            let use = FolderMapping.specialUse(of: mailbox, components: components)
+            if let selected {
+                let decoded = mailbox.name.decoded.lowercased()
+                let unprefixed = components.joined(separator: sourceScheme.separator.map { String($0) } ?? "/").lowercased()
+                guard selected.contains(decoded) || selected.contains(unprefixed) else { continue }
+            } else if !FolderMapping.isIncluded(request.strategy, components: components, specialUse: use) {
+                continue
+            }
+            let target = FolderMapping.destinationComponents(sourceComponents: components, specialUse: use,
+                                                             destinationSpecial: destinationSpecial)
+            plans.append(FolderPlan(source: mailbox.name, destination: MailboxName(decoded: destinationScheme.name(of: target)),
+                                    specialUse: use, expected: 0, sourceBytes: nil))
+        }
+        return plans.sorted { lhs, rhs in
+            if lhs.source.isInbox != rhs.source.isInbox { return lhs.source.isInbox }
+            return lhs.source.encoded < rhs.source.encoded
+        }
+    }
+
+    /// Creates destination folders and their parents that do not exist yet.
+    func createDestinations(_ plans: [FolderPlan], on destination: IMAPSession) async throws {
+        let listed = try await destination.listAll(statusItems: [])
+        let existing = Set(listed.filter(\.isSelectable).map { $0.name.encoded.lowercased() })
+        let scheme = try await namingScheme(of: destination, mailboxes: listed)
+        var created = existing
+        for plan in plans {
+            let components = scheme.components(of: plan.destination.decoded)
+            for depth in 1...components.count {
+                let name = MailboxName(decoded: scheme.name(of: Array(components.prefix(depth))))
+                guard !created.contains(name.encoded.lowercased()), !name.isInbox else { continue }
+                let use = depth == components.count ? plan.specialUse?.rawValue : nil
+                try await destination.create(name, specialUse: use)
+                created.insert(name.encoded.lowercased())
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import IMAPClient
+
+/// One pair of connections working through folders; reconnects with backoff after drops and
+/// throttling, resuming each folder from its checkpoint.
+struct FolderWorker {
+    let migration: Migration
+    let emit: @Sendable (MigrationEvent) -> Void
+    private var source: IMAPSession?
+    private var destination: IMAPSession?
+
+    init(migration: Migration, emit: @escaping @Sendable (MigrationEvent) -> Void) {
+        self.migration = migration
+        self.emit = emit
+    }
+
+    mutating func copy(_ plan: FolderPlan) async throws -> FolderSummaryCounts {
+        emit(.folderStarted(source: plan.sourceName, destination: plan.destinationName))
+        let copier = FolderCopier(plan: plan, request: migration.request, checkpoints: migration.checkpoints, emit: emit)
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try Task.checkCancellation()
+                let source = try await connected(.source)
+                let destination = try await connected(.destination)
+                let counts = try await copier.run(source: source, destination: destination)
+                emit(.folderFinished(source: plan.sourceName, summary: counts))
+                return counts
+            } catch {
+                abandonConnections()
+                if error is CancellationError { throw error }
+                let failure = migration.classify(error)
+                let throttled = failure.code == .sourceThrottled
+                guard Self.isTransient(error), attempt < migration.request.maxAttempts else {
+                    emit(.folderFailed(source: plan.sourceName, failure: failure))
+                    throw failure
+                }
+                let delay = migration.backoff(attempt, throttled)
+                emit(.retrying(folder: plan.sourceName, attempt: attempt, delaySeconds: delay, reason: failure.message))
+                try await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+            }
+        }
+    }
+
+    /// Drops, timeouts, garbage and throttling are worth a reconnect; refusals and quota are not.
+    static func isTransient(_ error: Error) -> Bool {
+        let imapError = (error as? SidedError)?.underlying as? IMAPError ?? error as? IMAPError
+        guard let imapError else { return false }
+        switch imapError.responseCode {
+        case .overQuota?: return false
+        case .throttled?, .unavailable?, .limit?, .inUse?: return true
+        default: break
+        }
+        switch imapError {
+        case .connectionClosed, .timedOut, .protocolError, .connectionRefused, .hostUnreachable: return true
+        default: return false
+        }
+    }
+
+    private mutating func connected(_ side: ImportSide) async throws -> IMAPSession {
+        if side == .source, let source { return source }
+        if side == .destination, let destination { return destination }
+        let account = side == .source ? migration.request.source : migration.request.destination
+        let session: IMAPSession
+        do {
+            session = try await IMAPSession.open(account.server, credentials: account.credentials)
+        } catch {
+            throw SidedError(side: side, underlying: error)
+        }
+        if side == .source { source = session } else { destination = session }
+        return session
+    }
+
+    mutating func close() async {
+        if let source { await source.logout() }
+        if let destination { await destination.logout() }
+        source = nil
+        destination = nil
+    }
+
+    /// After a failure the connections may be broken: drop them without a LOGOUT that could wait.
+    mutating func abandonConnections() {
+        closeLater()
+        source = nil
+        destination = nil
+    }
+
+    /// For paths that leave by throwing: close without waiting.
+    func closeLater() {
+        let sessions = [source, destination].compactMap { $0 }
+        guard !sessions.isEmpty else { return }
+        Task { for session in sessions { await session.close() } }
+    }
+}

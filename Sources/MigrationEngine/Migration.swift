@@ -1,0 +1,159 @@
+import IMAPClient
+import Logging
+
+/// The outcome of a finished migration.
+public struct MigrationSummary: Sendable {
+    public var folders: [(plan: FolderPlan, counts: FolderSummaryCounts)]
+    public var totals: FolderSummaryCounts {
+        folders.reduce(into: FolderSummaryCounts()) { total, folder in
+            total.expected += folder.counts.expected
+            total.copied += folder.counts.copied
+            total.skipped += folder.counts.skipped
+            total.failed += folder.counts.failed
+            total.bytes += folder.counts.bytes
+        }
+    }
+}
+
+/// Runs one migration: validate both logins, plan and count folders, create destination folders,
+/// copy folders in parallel (each with reconnect and backoff), report events.
+public struct Migration: Sendable {
+    public let request: MigrationRequest
+    let checkpoints: any CheckpointStore
+    let logger: Logger
+    /// Waits between reconnect attempts; tests shorten it.
+    let backoff: @Sendable (_ attempt: Int, _ throttled: Bool) -> Double
+
+    public init(request: MigrationRequest, checkpoints: any CheckpointStore, logger: Logger = Logger(label: "mailporter.migration"),
+                backoff: @escaping @Sendable (_ attempt: Int, _ throttled: Bool) -> Double = Migration.defaultBackoff) {
+        self.request = request
+        self.checkpoints = checkpoints
+        self.logger = logger
+        self.backoff = backoff
+    }
+
+    /// 1, 2, 4, 8, 16 s (capped at 60); throttling waits five times longer.
+    public static func defaultBackoff(attempt: Int, throttled: Bool) -> Double {
+        let base = min(60.0, Double(1 << min(attempt - 1, 6)))
+        return throttled ? min(300, base * 5) : base
+    }
+
+    /// Logs in to both sides and plans the folders with their counts; changes nothing.
+    public func plan(emit: @escaping @Sendable (MigrationEvent) -> Void = { _ in }) async throws(ImportFailure) -> [FolderPlan] {
+        let (source, destination) = try await openBoth()
+        emit(.validated)
+        do {
+            let plans = try await countedPlans(source: source, destination: destination)
+            await source.logout()
+            await destination.logout()
+            emit(.planned(plans))
+            return plans
+        } catch {
+            await source.close()
+            await destination.close()
+            throw classify(error)
+        }
+    }
+
+    public func run(emit: @escaping @Sendable (MigrationEvent) -> Void) async throws(ImportFailure) -> MigrationSummary {
+        let (source, destination) = try await openBoth()
+        emit(.validated)
+        let plans: [FolderPlan]
+        do {
+            plans = try await countedPlans(source: source, destination: destination)
+            try await FolderPlanner(request: request).createDestinations(plans, on: destination)
+            await source.logout()
+            await destination.logout()
+        } catch {
+            await source.close()
+            await destination.close()
+            throw classify(error)
+        }
+        emit(.planned(plans))
+
+        let queue = FolderQueue(plans)
+        let results = ResultCollector()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<min(request.effectiveParallelism, max(1, plans.count)) {
+                    group.addTask {
+                        var worker = FolderWorker(migration: self, emit: emit)
+                        defer { worker.closeLater() }
+                        while let plan = await queue.next() {
+                            let counts = try await worker.copy(plan)
+                            await results.record(plan, counts)
+                        }
+                        await worker.close()
+                    }
+                }
+                try await group.waitForAll()
+            }
+        } catch {
+            throw classify(error)
+        }
+        let finished = await results.all()
+        return MigrationSummary(folders: plans.map { plan in (plan, finished[plan.source.encoded] ?? FolderSummaryCounts(expected: plan.expected)) })
+    }
+
+    // MARK: Steps
+
+    private func openBoth() async throws(ImportFailure) -> (IMAPSession, IMAPSession) {
+        let source = try await open(.source)
+        do {
+            return (source, try await open(.destination))
+        } catch {
+            await source.close()
+            throw error
+        }
+    }
+
+    func open(_ side: ImportSide) async throws(ImportFailure) -> IMAPSession {
+        let account = side == .source ? request.source : request.destination
+        do {
+            let session = try await IMAPSession.open(account.server, credentials: account.credentials)
+            if side == .source { _ = try? await session.id(["name": "Mailporter", "vendor": "Mailporter"]) }
+            return session
+        } catch {
+            throw ImportFailure.classify(error, side: side, provider: request.provider, host: account.server.host)
+        }
+    }
+
+    private func countedPlans(source: IMAPSession, destination: IMAPSession) async throws -> [FolderPlan] {
+        var plans = try await FolderPlanner(request: request).plan(source: source, destination: destination)
+        for index in plans.indices {
+            _ = try await source.select(plans[index].source, readOnly: true)
+            var criteria = "NOT DELETED"
+            if let since = request.since { criteria += " SINCE \(since.searchDate)" }
+            plans[index].expected = try await source.uidSearch(criteria).count
+        }
+        return plans
+    }
+
+    func classify(_ error: Error) -> ImportFailure {
+        if let failure = error as? ImportFailure { return failure }
+        if let sided = error as? SidedError {
+            let account = sided.side == .source ? request.source : request.destination
+            return ImportFailure.classify(sided.underlying, side: sided.side, provider: request.provider, host: account.server.host)
+        }
+        return ImportFailure.classify(error, side: .source, provider: request.provider, host: request.source.server.host)
+    }
+}
+
+/// An error tagged with the end it came from, so classification can tell them apart.
+struct SidedError: Error {
+    var side: ImportSide
+    var underlying: Error
+}
+
+/// Hands folders to workers, largest first would starve nothing here: plan order is kept.
+actor FolderQueue {
+    private var plans: [FolderPlan]
+    init(_ plans: [FolderPlan]) { self.plans = plans.reversed() }
+    func next() -> FolderPlan? { plans.popLast() }
+}
+
+actor ResultCollector {
+    private var counts: [String: FolderSummaryCounts] = [:]
+    func record(_ plan: FolderPlan, _ value: FolderSummaryCounts) { counts[plan.source.encoded] = value }
+    func all() -> [String: FolderSummaryCounts] { counts }
+}

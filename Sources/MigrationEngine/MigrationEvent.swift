@@ -1,0 +1,37 @@
+/// What a migration reports as it goes; totals, percent, throughput and ETA follow from these.
+public enum MigrationEvent: Sendable {
+    /// Both logins worked.
+    case validated
+    /// The folder plan with the counts after the date filter.
+    case planned([FolderPlan])
+    case folderStarted(source: String, destination: String)
+    /// Each attempt at a folder starts from these totals (non-zero when resuming from a checkpoint);
+    /// counts from an earlier, interrupted attempt are replaced by them.
+    case folderBaseline(source: String, counts: FolderSummaryCounts)
+    case messageCopied(folder: String, bytes: Int)
+    case messageSkipped(folder: String)
+    case messageFailed(folder: String, uid: UInt32, reason: String)
+    /// A connection dropped or the server throttled; the folder resumes from its checkpoint.
+    case retrying(folder: String, attempt: Int, delaySeconds: Double, reason: String)
+    case folderFinished(source: String, summary: FolderSummaryCounts)
+    case folderFailed(source: String, failure: ImportFailure)
+}
+
+public struct FolderSummaryCounts: Sendable, Equatable, Codable {
+    public var expected: Int
+    public var copied: Int
+    public var skipped: Int
+    public var failed: Int
+    public var bytes: Int64
+
+    public init(expected: Int = 0, copied: Int = 0, skipped: Int = 0, failed: Int = 0, bytes: Int64 = 0) {
+        self.expected = expected
+        self.copied = copied
+        self.skipped = skipped
+        self.failed = failed
+        self.bytes = bytes
+    }
+
+    /// Every expected message is accounted for.
+    public var isComplete: Bool { copied + skipped + failed >= expected }
+}

@@ -1,0 +1,47 @@
+import IMAPClient
+
+/// Which source folders an import covers when no explicit list is given.
+public enum FolderStrategy: String, Sendable, Codable, CaseIterable {
+    /// Every selectable folder.
+    case all
+    /// INBOX and the special-use folders (Sent, Drafts, Trash, Junk, Archive).
+    case standard
+    /// INBOX only.
+    case inboxOnly = "inbox_only"
+}
+
+/// Everything one migration needs to know.
+public struct MigrationRequest: Sendable {
+    public var source: MailAccount
+    public var destination: MailAccount
+    public var provider: Provider
+    /// Source folder names as the user sees them (Unicode, source separator); nil means use `strategy`.
+    public var selectedFolders: [String]?
+    public var strategy: FolderStrategy
+    /// Only messages whose INTERNALDATE is on or after this day (UTC).
+    public var since: InternalDate?
+    public var skipDuplicates: Bool
+    /// Folders copied at once, each on its own pair of connections; capped by the provider's limit.
+    public var parallelFolders: Int
+    /// Messages per FETCH/APPEND batch; a checkpoint is written after each.
+    public var batchSize: Int
+    /// Connection attempts per folder before the migration fails.
+    public var maxAttempts: Int
+
+    public init(source: MailAccount, destination: MailAccount, provider: Provider = .genericIMAP,
+                selectedFolders: [String]? = nil, strategy: FolderStrategy = .all, since: InternalDate? = nil,
+                skipDuplicates: Bool = true, parallelFolders: Int = 4, batchSize: Int = 250, maxAttempts: Int = 6) {
+        self.source = source
+        self.destination = destination
+        self.provider = provider
+        self.selectedFolders = selectedFolders
+        self.strategy = strategy
+        self.since = since
+        self.skipDuplicates = skipDuplicates
+        self.parallelFolders = parallelFolders
+        self.batchSize = batchSize
+        self.maxAttempts = maxAttempts
+    }
+
+    var effectiveParallelism: Int { max(1, min(parallelFolders, provider.maxConnections)) }
+}

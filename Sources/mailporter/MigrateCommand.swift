@@ -1,0 +1,201 @@
+import ArgumentParser
+import Foundation
+import IMAPClient
+import MigrationEngine
+
+extension FolderStrategy: ExpressibleByArgument {}
+
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Copy a mailbox from one IMAP server to another: every message once, with flags, date and folder.",
+        discussion: """
+        Passwords come from MAILPORTER_SOURCE_PASSWORD and MAILPORTER_DEST_PASSWORD, or prompts; never from the
+        command line. With --state-file an interrupted run resumes where it stopped. Exit status: 0 when every
+        selected message was copied or skipped as a duplicate, 1 when some messages failed, 2 on a classified error.
+        """
+    )
+
+    @Option(help: "Source IMAP host (default: the provider's).") var sourceHost: String?
+    @Option(help: "Source port (default 993 for ssl, 143 otherwise).") var sourcePort: Int?
+    @Option(help: "ssl, tls (STARTTLS) or none.") var sourceSecurity: ConnectionSecurity?
+    @Option(help: "Source login name.") var sourceUser: String
+    @Option(help: "Destination IMAP host.") var destHost: String
+    @Option(help: "Destination port.") var destPort: Int?
+    @Option(help: "ssl, tls (STARTTLS) or none.") var destSecurity: ConnectionSecurity = .ssl
+    @Option(help: "Destination mailbox (login name, or the user a master user logs in as).") var destUser: String
+    @Option(help: "Log in to the destination as --dest-user through this master user (password: MAILPORTER_DEST_PASSWORD).")
+    var destMasterUser: String?
+    @Option(help: "gmail, outlook, yahoo, icloud or generic_imap.") var provider: String = "generic_imap"
+    @Option(help: "Comma-separated source folders to copy (default: by --folder-strategy).") var folders: String?
+    @Option(help: "all, standard (INBOX and special-use folders) or inbox_only.") var folderStrategy: FolderStrategy = .all
+    @Option(help: "Only messages received on or after this day (YYYY-MM-DD).") var since: String?
+    @Flag(help: "Copy messages even when the destination folder already has them.") var noSkipDuplicates = false
+    @Option(help: "Checkpoint file: a rerun resumes from it.") var stateFile: String?
+    @Option(help: "Folders copied at once (capped by the provider's connection limit).") var parallel: Int = 4
+    @Flag(help: "Print the folder plan with mapping and counts; copy nothing.") var dryRun = false
+    @Flag(help: "Print one JSON event per line instead of a progress bar.") var json = false
+    @Option(help: "Extra PEM certificates to trust for the source.") var sourceCaFile: String?
+    @Option(help: "Extra PEM certificates to trust for the destination.") var destCaFile: String?
+    @Flag(help: "Do not verify certificates (unsafe).") var insecureSkipVerify = false
+
+    func run() async throws {
+        guard let provider = Provider(rawValue: provider) else {
+            throw ValidationError("--provider must be one of \(Provider.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let preset = provider.preset
+        guard let host = sourceHost ?? preset?.host else { throw ValidationError("--source-host is required for generic_imap") }
+        let security = sourceSecurity ?? preset?.security ?? .ssl
+        var sinceDate: InternalDate?
+        if let since {
+            guard let date = Self.parseDay(since) else { throw ValidationError("--since must be YYYY-MM-DD") }
+            sinceDate = date
+        }
+        let sourcePassword = try Terminal.secret(fromEnvironment: "MAILPORTER_SOURCE_PASSWORD", prompt: "Source password for \(sourceUser): ")
+        let destPassword = try Terminal.secret(fromEnvironment: "MAILPORTER_DEST_PASSWORD",
+                                               prompt: "Destination password for \(destMasterUser ?? destUser): ")
+
+        var sourceServer = ServerConfiguration(host: host, port: sourcePort ?? preset?.port ?? (security == .ssl ? 993 : 143),
+                                               security: security, verifyCertificates: !insecureSkipVerify)
+        if let sourceCaFile { sourceServer.additionalTrustRootsPEM = [try readTextFile(sourceCaFile)] }
+        var destServer = ServerConfiguration(host: destHost, port: destPort ?? (destSecurity == .ssl ? 993 : 143),
+                                             security: destSecurity, verifyCertificates: !insecureSkipVerify)
+        if let destCaFile { destServer.additionalTrustRootsPEM = [try readTextFile(destCaFile)] }
+        let destCredentials: Credentials = destMasterUser.map { .master(user: destUser, masterUsername: $0, masterPassword: destPassword) }
+            ?? .password(username: destUser, password: destPassword)
+
+        let request = MigrationRequest(
+            source: MailAccount(server: sourceServer, credentials: .password(username: sourceUser, password: sourcePassword)),
+            destination: MailAccount(server: destServer, credentials: destCredentials),
+            provider: provider,
+            selectedFolders: folders.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
+            strategy: folderStrategy, since: sinceDate, skipDuplicates: !noSkipDuplicates, parallelFolders: parallel)
+        let checkpoints: any CheckpointStore = try stateFile.map { try StateFileCheckpointStore(path: $0) } ?? MemoryCheckpointStore()
+        let migration = Migration(request: request, checkpoints: checkpoints)
+        let tracker = ProgressTracker()
+        let json = self.json
+        let emit: @Sendable (MigrationEvent) -> Void = { event in
+            tracker.handle(event)
+            if json { EventPrinter.print(event) }
+        }
+
+        do {
+            if dryRun {
+                let plans = try await migration.plan(emit: emit)
+                if !json { Self.printPlan(plans) }
+                return
+            }
+            let renderer = json || !Terminal.isErrorInteractive ? nil : Task {
+                while !Task.isCancelled {
+                    Terminal.writeError("\r\u{1B}[K" + tracker.line())
+                    try? await Task.sleep(for: .milliseconds(250))
+                }
+            }
+            let summary: MigrationSummary
+            do {
+                summary = try await migration.run(emit: emit)
+                renderer?.cancel()
+            } catch {
+                renderer?.cancel()
+                if renderer != nil { Terminal.writeError("\r\u{1B}[K" + tracker.line() + "\n") }
+                throw error
+            }
+            if renderer != nil { Terminal.writeError("\r\u{1B}[K" + tracker.line() + "\n") }
+            let totals = summary.totals
+            if json {
+                EventPrinter.line(["event": .string("finished"), "expected": .int(totals.expected), "copied": .int(totals.copied),
+                                   "skipped": .int(totals.skipped), "failed": .int(totals.failed), "bytes": .int(Int(totals.bytes))])
+            } else {
+                Self.printSummary(summary, failures: tracker.snapshot.failures)
+            }
+            if totals.failed > 0 { throw ExitCode(1) }
+        } catch let failure as ImportFailure {
+            if json {
+                EventPrinter.line(["event": .string("error"), "code": .string(failure.code.rawValue),
+                                   "message": .string(failure.message), "hint": .string(failure.hint)])
+            }
+            Terminal.printError("error: \(failure.code.rawValue): \(failure.message) Hint: \(failure.hint)")
+            throw ExitCode(2)
+        }
+    }
+
+    static func parseDay(_ text: String) -> InternalDate? {
+        let parts = text.split(separator: "-")
+        guard parts.count == 3, parts[0].count == 4, let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
+              (1...12).contains(month), (1...31).contains(day) else { return nil }
+        return InternalDate(year: year, month: month, day: day, hour: 0, minute: 0, second: 0, zoneMinutes: 0)
+    }
+
+    static func printPlan(_ plans: [FolderPlan]) {
+        let width = min(50, plans.map(\.sourceName.count).max() ?? 0)
+        for plan in plans {
+            let padding = String(repeating: " ", count: max(1, width - plan.sourceName.count + 1))
+            print("\(plan.sourceName)\(padding)-> \(plan.destinationName)  (\(plan.expected) messages)")
+        }
+        print("\(plans.count) folders, \(plans.reduce(0) { $0 + $1.expected }) messages would be considered")
+    }
+
+    static func printSummary(_ summary: MigrationSummary, failures: [String]) {
+        print("folder -> destination: copied / skipped / failed of expected")
+        for (plan, counts) in summary.folders {
+            print("  \(plan.sourceName) -> \(plan.destinationName): \(counts.copied) / \(counts.skipped) / \(counts.failed) of \(counts.expected)")
+        }
+        let totals = summary.totals
+        print("total: \(totals.copied) copied, \(totals.skipped) duplicates skipped, \(totals.failed) failed, "
+              + "\(ProgressTracker.format(Double(totals.bytes) / 1_000_000)) MB")
+        for failure in failures { print("failed: \(failure)") }
+    }
+}
+
+/// Prints events as JSON lines.
+enum EventPrinter {
+    enum Value {
+        case string(String)
+        case int(Int)
+        case double(Double)
+    }
+
+    static func line(_ fields: [String: Value]) {
+        let body = fields.sorted { $0.key < $1.key }.map { key, value -> String in
+            switch value {
+            case .string(let text): "\(jsonString(key)):\(jsonString(text))"
+            case .int(let number): "\(jsonString(key)):\(number)"
+            case .double(let number): "\(jsonString(key)):\(number)"
+            }
+        }
+        Swift.print("{" + body.joined(separator: ",") + "}")
+        fflush(nil)  // every line reaches a reading process at once
+    }
+
+    static func print(_ event: MigrationEvent) {
+        switch event {
+        case .validated:
+            line(["event": .string("validated")])
+        case .planned(let plans):
+            for plan in plans {
+                line(["event": .string("folder_planned"), "folder": .string(plan.sourceName),
+                      "destination": .string(plan.destinationName), "expected": .int(plan.expected)])
+            }
+        case .folderStarted(let source, let destination):
+            line(["event": .string("folder_started"), "folder": .string(source), "destination": .string(destination)])
+        case .folderBaseline(let source, let counts):
+            line(["event": .string("folder_baseline"), "folder": .string(source), "expected": .int(counts.expected),
+                  "copied": .int(counts.copied), "skipped": .int(counts.skipped), "failed": .int(counts.failed)])
+        case .messageCopied(let folder, let bytes):
+            line(["event": .string("message_copied"), "folder": .string(folder), "bytes": .int(bytes)])
+        case .messageSkipped(let folder):
+            line(["event": .string("message_skipped"), "folder": .string(folder)])
+        case .messageFailed(let folder, let uid, let reason):
+            line(["event": .string("message_failed"), "folder": .string(folder), "uid": .int(Int(uid)), "reason": .string(reason)])
+        case .retrying(let folder, let attempt, let delay, let reason):
+            line(["event": .string("retrying"), "folder": .string(folder), "attempt": .int(attempt),
+                  "delay_seconds": .double(delay), "reason": .string(reason)])
+        case .folderFinished(let source, let summary):
+            line(["event": .string("folder_done"), "folder": .string(source), "expected": .int(summary.expected),
+                  "copied": .int(summary.copied), "skipped": .int(summary.skipped), "failed": .int(summary.failed)])
+        case .folderFailed(let source, let failure):
+            line(["event": .string("folder_failed"), "folder": .string(source), "code": .string(failure.code.rawValue),
+                  "message": .string(failure.message)])
+        }
+    }
+}
