@@ -56,6 +56,10 @@ let package = Package(
             dependencies: ["IMAPClient", "TestSupport"]
         ),
         .testTarget(
+            name: "MigrationEngineTests",
+            dependencies: ["IMAPClient", "MigrationEngine", "TestSupport"]
+        ),
+        .testTarget(
             name: "CLITests",
             dependencies: ["IMAPClient", "TestSupport"]
         ),

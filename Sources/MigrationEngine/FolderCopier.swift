@@ -32,8 +32,25 @@ struct FolderCopier {
             checkpoint = FolderCheckpoint(sourceUIDValidity: uidValidity)
         }
 
+        let pending = try await source.uidSearch(searchCriteria(after: checkpoint.lastSourceUID))
+            .filter { $0 > checkpoint.lastSourceUID }
+        var counts = FolderSummaryCounts(expected: checkpoint.copied + checkpoint.skipped + checkpoint.failed + pending.count,
+                                         copied: checkpoint.copied, skipped: checkpoint.skipped, failed: checkpoint.failed,
+                                         bytes: checkpoint.bytes)
+        emit(.folderBaseline(source: plan.sourceName, counts: counts))
+        // Nothing new: done without touching the destination (the fast no-change rerun).
+        guard !pending.isEmpty else {
+            if checkpoint.inFlight != nil {
+                checkpoint.inFlight = nil
+                try await checkpoints.save(checkpoint, folder: folderKey)
+            }
+            return counts
+        }
+
         let destinationBox = try await destination.select(plan.destination)
         let allowedKeywords = destinationBox.acceptsNewKeywords ? nil : Set((destinationBox.permanentFlags ?? []).map { $0.lowercased() })
+        // Without UIDPLUS the destination's UIDNEXT is asked for before each batch.
+        let tracksUIDs = await destination.hasCapability("UIDPLUS")
 
         // Keys already in the destination folder (for skip_duplicates) and those of an interrupted
         // batch that reached it (for exactness with or without skip_duplicates).
@@ -43,7 +60,8 @@ struct FolderCopier {
         }
         var arrived: [DuplicateKey: Int] = [:]
         var reconcileUpTo: UInt32 = 0
-        if let inFlight = checkpoint.inFlight, inFlight.destinationUIDValidity == destinationBox.uidValidity {
+        if let inFlight = checkpoint.inFlight, inFlight.destinationUIDValidity == destinationBox.uidValidity,
+           destinationBox.exists > 0 {
             for (uid, key) in try await keys(on: destination, uids: "\(inFlight.destinationUIDNext):*")
             where uid >= inFlight.destinationUIDNext {
                 arrived[key, default: 0] += 1
@@ -51,20 +69,16 @@ struct FolderCopier {
             reconcileUpTo = inFlight.lastSourceUID
         }
 
-        let pending = try await source.uidSearch(searchCriteria(after: checkpoint.lastSourceUID))
-            .filter { $0 > checkpoint.lastSourceUID }
-        var counts = FolderSummaryCounts(expected: checkpoint.copied + checkpoint.skipped + checkpoint.failed + pending.count,
-                                         copied: checkpoint.copied, skipped: checkpoint.skipped, failed: checkpoint.failed,
-                                         bytes: checkpoint.bytes)
         var destinationUIDNext = destinationBox.uidNext ?? 1
-        emit(.folderBaseline(source: plan.sourceName, counts: counts))
-
-        for batchStart in stride(from: 0, to: pending.count, by: max(1, request.batchSize)) {
+        let batches = stride(from: 0, to: pending.count, by: max(1, request.batchSize)).map {
+            Array(pending[$0..<min(pending.count, $0 + request.batchSize)])
+        }
+        // The next batch's metadata is asked for while this batch's APPEND results come in.
+        var metadataTag = try await sendMetadata(on: source, uids: batches[0], reconcileUpTo: reconcileUpTo)
+        for (index, batch) in batches.enumerated() {
             try Task.checkCancellation()
-            let batch = Array(pending[batchStart..<min(pending.count, batchStart + request.batchSize)])
             guard let batchLast = batch.last else { continue }
-            let needKeys = request.skipDuplicates || batch.first.map { $0 <= reconcileUpTo } == true
-            let infos = try await metadata(on: source, uids: batch, withKeys: needKeys)
+            let infos = try await collectMetadata(on: source, tag: metadataTag)
 
             var toCopy: [UInt32: MessageInfo] = [:]
             for uid in batch {
@@ -90,16 +104,21 @@ struct FolderCopier {
                 toCopy[uid] = info
             }
 
+            var appends: [(tag: CommandTag, info: MessageInfo)] = []
             if !toCopy.isEmpty {
                 if let validity = destinationBox.uidValidity {
-                    destinationUIDNext = try await currentUIDNext(destination, fallback: destinationUIDNext)
+                    if !tracksUIDs { destinationUIDNext = try await currentUIDNext(destination, fallback: destinationUIDNext) }
                     checkpoint.inFlight = InFlightBatch(lastSourceUID: batchLast, destinationUIDValidity: validity,
                                                         destinationUIDNext: destinationUIDNext)
                     try await checkpoints.save(checkpoint, folder: folderKey)
                 }
-                try await copyBodies(toCopy, from: source, to: destination, allowedKeywords: allowedKeywords, counts: &counts,
-                                     destinationUIDNext: &destinationUIDNext)
+                appends = try await streamBodies(toCopy, from: source, to: destination, allowedKeywords: allowedKeywords,
+                                                 counts: &counts)
             }
+            if index + 1 < batches.count {
+                metadataTag = try await sendMetadata(on: source, uids: batches[index + 1], reconcileUpTo: reconcileUpTo)
+            }
+            try await collectAppends(appends, from: destination, counts: &counts, destinationUIDNext: &destinationUIDNext)
             checkpoint.lastSourceUID = batchLast
             checkpoint.inFlight = nil
             checkpoint.copied = counts.copied
@@ -122,14 +141,23 @@ struct FolderCopier {
         return max(status.uidNext ?? fallback, fallback)
     }
 
-    /// UID, flags, date, size and duplicate key of each message of the batch.
-    private func metadata(on source: IMAPSession, uids: [UInt32], withKeys: Bool) async throws -> [UInt32: MessageInfo] {
+    /// Asks for UID, flags, date, size and (when needed) Message-ID of a batch; `collectMetadata` reads it.
+    private func sendMetadata(on source: IMAPSession, uids: [UInt32], reconcileUpTo: UInt32) async throws -> MetadataRequest {
+        let withKeys = request.skipDuplicates || uids.first.map { $0 <= reconcileUpTo } == true
         let items = "UID FLAGS INTERNALDATE RFC822.SIZE" + (withKeys ? " BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]" : "")
-        let tag = try await source.sendUIDFetch(UIDSet.compact(uids), items: items)
+        return MetadataRequest(tag: try await source.sendUIDFetch(UIDSet.compact(uids), items: items), withKeys: withKeys)
+    }
+
+    private struct MetadataRequest {
+        var tag: CommandTag
+        var withKeys: Bool
+    }
+
+    private func collectMetadata(on source: IMAPSession, tag request: MetadataRequest) async throws -> [UInt32: MessageInfo] {
         var infos: [UInt32: MessageInfo] = [:]
         var current: MessageInfo?
         var header = ByteBuffer()
-        while let event = try await source.nextEvent(until: tag) {
+        while let event = try await source.nextEvent(until: request.tag) {
             switch event {
             case .fetchStart(let sequence):
                 current = MessageInfo(sequence: sequence)
@@ -141,15 +169,15 @@ struct FolderCopier {
             case .fetchBodyBytes(var bytes): header.writeBuffer(&bytes)
             case .fetchEnd:
                 if var info = current, info.uid != 0 {
-                    if withKeys { info.key = DuplicateKey.messageID(fromHeaderFields: header) }
+                    if request.withKeys { info.key = DuplicateKey.messageID(fromHeaderFields: header) }
                     infos[info.uid] = info
                 }
                 current = nil
             default: break
             }
         }
-        try await source.finish(tag)
-        if withKeys {
+        try await source.finish(request.tag)
+        if request.withKeys {
             let withoutID = infos.values.filter { $0.key == nil }.map(\.uid)
             if !withoutID.isEmpty {
                 for (uid, key) in try await headerKeys(on: source, uids: withoutID) { infos[uid]?.key = key }
@@ -219,9 +247,10 @@ struct FolderCopier {
     }
 
     /// Streams the bodies of `messages` from a source FETCH into pipelined destination APPENDs.
-    private func copyBodies(_ messages: [UInt32: MessageInfo], from source: IMAPSession, to destination: IMAPSession,
-                            allowedKeywords: Set<String>?, counts: inout FolderSummaryCounts,
-                            destinationUIDNext: inout UInt32) async throws {
+    /// Returns the APPENDs sent, whose results `collectAppends` reads.
+    private func streamBodies(_ messages: [UInt32: MessageInfo], from source: IMAPSession, to destination: IMAPSession,
+                              allowedKeywords: Set<String>?,
+                              counts: inout FolderSummaryCounts) async throws -> [(tag: CommandTag, info: MessageInfo)] {
         let bySequence = Dictionary(messages.values.map { ($0.sequence, $0.uid) }, uniquingKeysWith: { first, _ in first })
         let tag = try await source.sendUIDFetch(UIDSet.compact(Array(messages.keys)), items: "UID BODY.PEEK[]")
         var appends: [(tag: CommandTag, info: MessageInfo)] = []
@@ -278,7 +307,15 @@ struct FolderCopier {
             }
         }
         try await source.finish(tag)
+        // Listed by SEARCH but gone by FETCH: expunged meanwhile, so not part of the job.
+        counts.expected -= messages.count - handled.count
+        return appends
+    }
 
+    /// Reads the results of pipelined APPENDs: per-message refusals are counted as failed, quota
+    /// and availability refusals end the folder (after all results are read).
+    private func collectAppends(_ appends: [(tag: CommandTag, info: MessageInfo)], from destination: IMAPSession,
+                                counts: inout FolderSummaryCounts, destinationUIDNext: inout UInt32) async throws {
         var firstFailure: Error?
         for (appendTag, info) in appends {
             do {
@@ -298,8 +335,6 @@ struct FolderCopier {
             }
         }
         if let firstFailure { throw firstFailure }
-        // Listed by SEARCH but gone by FETCH: expunged meanwhile, so not part of the job.
-        counts.expected -= messages.count - handled.count
     }
 }
 

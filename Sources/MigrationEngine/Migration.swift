@@ -75,13 +75,15 @@ public struct Migration: Sendable {
         let results = ResultCollector()
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<min(request.effectiveParallelism, max(1, plans.count)) {
+                for _ in 0..<min(request.effectiveParallelism, max(1, Set(plans.map { $0.destination.encoded.lowercased() }).count)) {
                     group.addTask {
                         var worker = FolderWorker(migration: self, emit: emit)
                         defer { worker.closeLater() }
-                        while let plan = await queue.next() {
-                            let counts = try await worker.copy(plan)
-                            await results.record(plan, counts)
+                        while let group = await queue.next() {
+                            for plan in group {
+                                let counts = try await worker.copy(plan)
+                                await results.record(plan, counts)
+                            }
                         }
                         await worker.close()
                     }
@@ -145,11 +147,24 @@ struct SidedError: Error {
     var underlying: Error
 }
 
-/// Hands folders to workers, largest first would starve nothing here: plan order is kept.
+/// Hands folders to workers in plan order. Folders that map onto the same destination folder
+/// (Sent and Sent Items, say) go to one worker one after the other, so duplicate detection and
+/// in-flight reconciliation never see another worker's appends.
 actor FolderQueue {
-    private var plans: [FolderPlan]
-    init(_ plans: [FolderPlan]) { self.plans = plans.reversed() }
-    func next() -> FolderPlan? { plans.popLast() }
+    private var groups: [[FolderPlan]]
+
+    init(_ plans: [FolderPlan]) {
+        var order: [String] = []
+        var byDestination: [String: [FolderPlan]] = [:]
+        for plan in plans {
+            let key = plan.destination.encoded.lowercased()
+            if byDestination[key] == nil { order.append(key) }
+            byDestination[key, default: []].append(plan)
+        }
+        groups = order.compactMap { byDestination[$0] }.reversed()
+    }
+
+    func next() -> [FolderPlan]? { groups.popLast() }
 }
 
 actor ResultCollector {

@@ -30,7 +30,7 @@ public struct MigrationRequest: Sendable {
 
     public init(source: MailAccount, destination: MailAccount, provider: Provider = .genericIMAP,
                 selectedFolders: [String]? = nil, strategy: FolderStrategy = .all, since: InternalDate? = nil,
-                skipDuplicates: Bool = true, parallelFolders: Int = 4, batchSize: Int = 250, maxAttempts: Int = 6) {
+                skipDuplicates: Bool = true, parallelFolders: Int = 4, batchSize: Int = 500, maxAttempts: Int = 6) {
         self.source = source
         self.destination = destination
         self.provider = provider

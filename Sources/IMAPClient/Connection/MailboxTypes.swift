@@ -32,6 +32,11 @@ public struct ListedMailbox: Sendable, Equatable {
     public var entry: ListEntry
     public var status: MailboxStatus?
 
+    public init(entry: ListEntry, status: MailboxStatus?) {
+        self.entry = entry
+        self.status = status
+    }
+
     public var name: MailboxName { entry.name }
     public var isSelectable: Bool { !entry.hasAttribute("\\Noselect") && !entry.hasAttribute("\\NonExistent") }
 

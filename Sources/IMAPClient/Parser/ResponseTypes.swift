@@ -99,6 +99,12 @@ public struct ListEntry: Sendable, Equatable {
     public var separator: Character?
     public var name: MailboxName
 
+    public init(attributes: [String], separator: Character?, name: MailboxName) {
+        self.attributes = attributes
+        self.separator = separator
+        self.name = name
+    }
+
     public func hasAttribute(_ attribute: String) -> Bool {
         attributes.contains { $0.lowercased() == attribute.lowercased() }
     }
