@@ -21,7 +21,7 @@ struct FolderCopier {
 
     var folderKey: String { plan.source.encoded }
 
-    func run(source: IMAPSession, destination: IMAPSession) async throws -> FolderSummaryCounts {
+    func run(source: IMAPSession, destination connectDestination: () async throws -> IMAPSession) async throws -> FolderSummaryCounts {
         let sourceBox = try await source.select(plan.source, readOnly: true)
         guard let uidValidity = sourceBox.uidValidity else {
             throw IMAPError.protocolError("\(plan.sourceName) has no UIDVALIDITY")
@@ -47,6 +47,7 @@ struct FolderCopier {
             return counts
         }
 
+        let destination = try await connectDestination()
         let destinationBox = try await destination.select(plan.destination)
         let allowedKeywords = destinationBox.acceptsNewKeywords ? nil : Set((destinationBox.permanentFlags ?? []).map { $0.lowercased() })
         // Without UIDPLUS the destination's UIDNEXT is asked for before each batch.
@@ -186,49 +187,42 @@ struct FolderCopier {
         return infos
     }
 
-    /// Keys of destination messages in a UID range.
+    /// Keys of destination messages in a UID range (`1:*`, `n:*`).
     private func keys(on session: IMAPSession, uids: String) async throws -> [(UInt32, DuplicateKey)] {
-        let tag = try await session.send(Command("UID", [.text(" FETCH \(uids) (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")]))
+        let headers = try await fetchSections(on: session, set: uids, section: "HEADER.FIELDS (MESSAGE-ID)")
         var result: [(UInt32, DuplicateKey)] = []
         var withoutID: [UInt32] = []
-        var uid: UInt32 = 0
-        var header = ByteBuffer()
-        while let event = try await session.nextEvent(until: tag) {
-            switch event {
-            case .fetchStart:
-                uid = 0
-                header.clear()
-            case .fetchAttribute(.uid(let value)): uid = value
-            case .fetchBodyBytes(var bytes): header.writeBuffer(&bytes)
-            case .fetchEnd:
-                guard uid != 0 else { break }
-                if let key = DuplicateKey.messageID(fromHeaderFields: header) {
-                    result.append((uid, key))
-                } else {
-                    withoutID.append(uid)
-                }
-            default: break
+        for (uid, header) in headers {
+            if let key = DuplicateKey.messageID(fromHeaderFields: header) {
+                result.append((uid, key))
+            } else {
+                withoutID.append(uid)
             }
         }
-        try await session.finish(tag)
         if !withoutID.isEmpty { result += try await headerKeys(on: session, uids: withoutID) }
         return result
     }
 
     /// Header-block hashes for messages without a Message-ID.
     private func headerKeys(on session: IMAPSession, uids: [UInt32]) async throws -> [(UInt32, DuplicateKey)] {
-        let tag = try await session.sendUIDFetch(UIDSet.compact(uids), items: "UID BODY.PEEK[HEADER]")
-        var result: [(UInt32, DuplicateKey)] = []
+        try await fetchSections(on: session, set: UIDSet.compact(uids).description, section: "HEADER")
+            .map { ($0.uid, DuplicateKey.headerBlock($0.bytes)) }
+    }
+
+    /// `UID FETCH set (UID BODY.PEEK[section])`, each message's section bytes by UID.
+    private func fetchSections(on session: IMAPSession, set: String, section: String) async throws -> [(uid: UInt32, bytes: ByteBuffer)] {
+        let tag = try await session.send(Command("UID", [.text(" FETCH \(set) (UID BODY.PEEK[\(section)])")]))
+        var result: [(uid: UInt32, bytes: ByteBuffer)] = []
         var uid: UInt32 = 0
-        var header = ByteBuffer()
+        var bytes = ByteBuffer()
         while let event = try await session.nextEvent(until: tag) {
             switch event {
             case .fetchStart:
                 uid = 0
-                header.clear()
+                bytes = ByteBuffer()
             case .fetchAttribute(.uid(let value)): uid = value
-            case .fetchBodyBytes(var bytes): header.writeBuffer(&bytes)
-            case .fetchEnd where uid != 0: result.append((uid, DuplicateKey.headerBlock(header)))
+            case .fetchBodyBytes(var chunk): bytes.writeBuffer(&chunk)
+            case .fetchEnd where uid != 0: result.append((uid, bytes))
             default: break
             }
         }

@@ -2,18 +2,22 @@ import IMAPClient
 
 /// One pair of connections working through folders; reconnects with backoff after drops and
 /// throttling, resuming each folder from its checkpoint.
-struct FolderWorker {
+final class FolderWorker {
     let migration: Migration
     let emit: @Sendable (MigrationEvent) -> Void
     private var source: IMAPSession?
     private var destination: IMAPSession?
 
-    init(migration: Migration, emit: @escaping @Sendable (MigrationEvent) -> Void) {
+    /// `source` and `destination` may be sessions already logged in (those of the planning step).
+    init(migration: Migration, emit: @escaping @Sendable (MigrationEvent) -> Void,
+         source: IMAPSession? = nil, destination: IMAPSession? = nil) {
         self.migration = migration
         self.emit = emit
+        self.source = source
+        self.destination = destination
     }
 
-    mutating func copy(_ plan: FolderPlan) async throws -> FolderSummaryCounts {
+    func copy(_ plan: FolderPlan) async throws -> FolderSummaryCounts {
         emit(.folderStarted(source: plan.sourceName, destination: plan.destinationName))
         let copier = FolderCopier(plan: plan, request: migration.request, checkpoints: migration.checkpoints, emit: emit)
         var attempt = 0
@@ -22,8 +26,8 @@ struct FolderWorker {
             do {
                 try Task.checkCancellation()
                 let source = try await connected(.source)
-                let destination = try await connected(.destination)
-                let counts = try await copier.run(source: source, destination: destination)
+                // The destination is logged in to only when the folder has something new.
+                let counts = try await copier.run(source: source, destination: { try await self.connected(.destination) })
                 emit(.folderFinished(source: plan.sourceName, summary: counts))
                 return counts
             } catch {
@@ -57,7 +61,7 @@ struct FolderWorker {
         }
     }
 
-    private mutating func connected(_ side: ImportSide) async throws -> IMAPSession {
+    private func connected(_ side: ImportSide) async throws -> IMAPSession {
         if side == .source, let source { return source }
         if side == .destination, let destination { return destination }
         let account = side == .source ? migration.request.source : migration.request.destination
@@ -71,7 +75,7 @@ struct FolderWorker {
         return session
     }
 
-    mutating func close() async {
+    func close() async {
         if let source { await source.logout() }
         if let destination { await destination.logout() }
         source = nil
@@ -79,7 +83,7 @@ struct FolderWorker {
     }
 
     /// After a failure the connections may be broken: drop them without a LOGOUT that could wait.
-    mutating func abandonConnections() {
+    func abandonConnections() {
         closeLater()
         source = nil
         destination = nil

@@ -62,8 +62,6 @@ public struct Migration: Sendable {
         do {
             plans = try await countedPlans(source: source, destination: destination)
             try await FolderPlanner(request: request).createDestinations(plans, on: destination)
-            await source.logout()
-            await destination.logout()
         } catch {
             await source.close()
             await destination.close()
@@ -73,11 +71,14 @@ public struct Migration: Sendable {
 
         let queue = FolderQueue(plans)
         let results = ResultCollector()
+        // The planning sessions become the first worker's, saving two logins.
+        let handOver = SessionHandOver(source: source, destination: destination)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<min(request.effectiveParallelism, max(1, Set(plans.map { $0.destination.encoded.lowercased() }).count)) {
                     group.addTask {
-                        var worker = FolderWorker(migration: self, emit: emit)
+                        let sessions = await handOver.take()
+                        let worker = FolderWorker(migration: self, emit: emit, source: sessions?.source, destination: sessions?.destination)
                         defer { worker.closeLater() }
                         while let group = await queue.next() {
                             for plan in group {
@@ -91,7 +92,15 @@ public struct Migration: Sendable {
                 try await group.waitForAll()
             }
         } catch {
+            if let sessions = await handOver.take() {
+                await sessions.source.close()
+                await sessions.destination.close()
+            }
             throw classify(error)
+        }
+        if let sessions = await handOver.take() {
+            await sessions.source.logout()
+            await sessions.destination.logout()
         }
         let finished = await results.all()
         return MigrationSummary(folders: plans.map { plan in (plan, finished[plan.source.encoded] ?? FolderSummaryCounts(expected: plan.expected)) })
@@ -165,6 +174,16 @@ actor FolderQueue {
     }
 
     func next() -> [FolderPlan]? { groups.popLast() }
+}
+
+/// Gives the planning step's sessions to exactly one worker.
+actor SessionHandOver {
+    private var sessions: (source: IMAPSession, destination: IMAPSession)?
+    init(source: IMAPSession, destination: IMAPSession) { sessions = (source, destination) }
+    func take() -> (source: IMAPSession, destination: IMAPSession)? {
+        defer { sessions = nil }
+        return sessions
+    }
 }
 
 actor ResultCollector {
