@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
     ],
     targets: [
         .target(
@@ -34,11 +36,23 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .target(
+            name: "Store",
+            dependencies: [
+                "MigrationEngine",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "SQLiteKit", package: "sqlite-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "mailporter",
             dependencies: [
                 "IMAPClient",
                 "MigrationEngine",
+                .product(name: "Logging", package: "swift-log"),
+                "Store",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -60,8 +74,12 @@ let package = Package(
             dependencies: ["IMAPClient", "MigrationEngine", "TestSupport"]
         ),
         .testTarget(
+            name: "StoreTests",
+            dependencies: ["Store"]
+        ),
+        .testTarget(
             name: "CLITests",
-            dependencies: ["IMAPClient", "TestSupport"]
+            dependencies: ["IMAPClient", "Store", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -109,8 +109,16 @@ struct FolderCopier {
             if !toCopy.isEmpty {
                 if let validity = destinationBox.uidValidity {
                     if !tracksUIDs { destinationUIDNext = try await currentUIDNext(destination, fallback: destinationUIDNext) }
-                    checkpoint.inFlight = InFlightBatch(lastSourceUID: batchLast, destinationUIDValidity: validity,
-                                                        destinationUIDNext: destinationUIDNext)
+                    var window = InFlightBatch(lastSourceUID: batchLast, destinationUIDValidity: validity,
+                                               destinationUIDNext: destinationUIDNext)
+                    // Still resuming an interrupted batch: what that attempt appended is only reconciled
+                    // in memory, so keep its window open, or a second interruption would copy it again.
+                    if let earlier = checkpoint.inFlight, earlier.destinationUIDValidity == validity,
+                       let first = batch.first, first <= earlier.lastSourceUID {
+                        window.destinationUIDNext = min(window.destinationUIDNext, earlier.destinationUIDNext)
+                        window.lastSourceUID = max(window.lastSourceUID, earlier.lastSourceUID)
+                    }
+                    checkpoint.inFlight = window
                     try await checkpoints.save(checkpoint, folder: folderKey)
                 }
                 appends = try await streamBodies(toCopy, from: source, to: destination, allowedKeywords: allowedKeywords,

@@ -1,6 +1,7 @@
 import Foundation
 import IMAPClient
 import NIOCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -122,6 +123,10 @@ public struct Corpus: Sendable {
                     if chunk.count >= 50 || chunkBytes >= 2 << 20 { try await flush() }
                 }
                 try await flush()
+            }
+            // Open every folder once (see `DovecotServer.prepare(user:)`).
+            for mailbox in try await session.listAll() where mailbox.isSelectable {
+                _ = try await session.select(mailbox.name, readOnly: true)
             }
             await session.logout()
         } catch {
@@ -416,6 +421,33 @@ public struct AccountSnapshot: Sendable, Equatable {
 }
 
 extension DovecotServer {
+    /// Logs in as `user` once and opens every folder, so the user's index files and auto-created
+    /// folders exist before several sessions arrive at once.
+    ///
+    /// Dovecot 2.3 (sdbox, mailbox_list_index) races when a brand-new user's first sessions come in
+    /// parallel: one imap process panics with `fcntl(.../dovecot.list.index.log, write-lock, F_SETLKW)
+    /// locking failed: Resource deadlock avoided` (the client sees the connection close) and another
+    /// gets `NO Mailbox already exists` for SELECT — about one round in 40 with four sessions.
+    public func prepare(user: String) async throws {
+        let session = try await IMAPSession.open(configuration(), credentials: .password(username: user, password: Self.password))
+        do {
+            for mailbox in try await session.listAll() where mailbox.isSelectable {
+                _ = try await session.select(mailbox.name, readOnly: true)
+            }
+            await session.logout()
+        } catch {
+            await session.close()
+            throw error
+        }
+    }
+
+    /// A fresh user name, its account initialised (see `prepare(user:)`).
+    public func freshUser(_ prefix: String = "user") async throws -> String {
+        let user = uniqueUser(prefix)
+        try await prepare(user: user)
+        return user
+    }
+
     /// The `/` path of a folder as this server spells it: the inverse of `folder(_:)`.
     public func path(of decodedName: String) -> String {
         if decodedName.uppercased() == "INBOX" { return "INBOX" }
@@ -438,6 +470,7 @@ public final class BackgroundProcess: Sendable {
     public let stdoutPath: String
     public let stderrPath: String
     private let scratch: String
+    private let exitStatus = Mutex<Int32?>(nil)
 
     private init(pid: pid_t, scratch: String) {
         self.pid = pid
@@ -452,6 +485,18 @@ public final class BackgroundProcess: Sendable {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
+        // The test runner's threads block most signals and posix_spawn would pass that mask on.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, scratch + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, scratch + "/err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
@@ -460,7 +505,7 @@ public final class BackgroundProcess: Sendable {
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { for pointer in envp { free(pointer) } }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard spawned == 0 else {
             throw ProcessFailure(command: executable, status: spawned, output: "posix_spawn failed: \(spawned)")
         }
@@ -477,10 +522,17 @@ public final class BackgroundProcess: Sendable {
 
     /// The exit status once the process ended (128 + signal when killed), or nil while it runs.
     public func poll() -> Int32? {
-        var status: Int32 = 0
-        let result = waitpid(pid, &status, WNOHANG)
-        guard result == pid else { return nil }
-        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        exitStatus.withLock { known in
+            if let known { return known }
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+            known = Self.exitCode(status)
+            return known
+        }
+    }
+
+    private static func exitCode(_ status: Int32) -> Int32 {
+        (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }
 
     /// Waits for the exit; kills the process and returns nil if it outlives `timeout`.
@@ -491,8 +543,12 @@ public final class BackgroundProcess: Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         kill()
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+        exitStatus.withLock { known in
+            guard known == nil else { return }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+            known = Self.exitCode(status)
+        }
         return nil
     }
 
@@ -500,4 +556,19 @@ public final class BackgroundProcess: Sendable {
     public func cleanUp() {
         try? FileManager.default.removeItem(atPath: scratch)
     }
+}
+
+/// Runs `body` with no signal blocked on the calling thread, so that processes it spawns start with
+/// an empty signal mask.
+///
+/// The test runner's threads block most signals (SIGTERM among them) and `spawnProcess` passes that
+/// mask on through posix_spawn: a Dovecot started that way ignores `stop`'s SIGTERM and is only
+/// gone after the script's SIGKILL fallback, about 7 s later. Wrap `DovecotServer.start` in this.
+public func withDefaultSignalMask<T>(_ body: () throws -> T) rethrows -> T {
+    var none = sigset_t()
+    sigemptyset(&none)
+    var previous = sigset_t()
+    pthread_sigmask(SIG_SETMASK, &none, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    return try body()
 }

@@ -160,7 +160,22 @@ public func spawnProcess(_ executable: String, _ arguments: [String], input: Dat
     defer { for pointer in envp { free(pointer) } }
 
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+    // The test runner blocks signals on its threads; a child (and a Dovecot it starts) must not
+    // inherit that, or it ignores SIGTERM and every stop waits for the SIGKILL fallback.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var emptyMask = sigset_t()
+    sigemptyset(&emptyMask)
+    posix_spawnattr_setsigmask(&attributes, &emptyMask)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    sigaddset(&defaults, SIGTERM)
+    sigaddset(&defaults, SIGINT)
+    sigaddset(&defaults, SIGPIPE)
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
     guard spawned == 0 else {
         throw ProcessFailure(command: executable, status: spawned, output: "posix_spawn failed: \(spawned)")
     }

@@ -1,0 +1,21 @@
+import MigrationEngine
+
+/// The engine's checkpoints for one migration, kept in the store's `checkpoints` table per source
+/// folder, so a migration resumes after a crash, a restart or on another node.
+public struct StoreCheckpointStore: CheckpointStore {
+    public let store: Store
+    public let migrationID: Int64
+
+    public init(store: Store, migrationID: Int64) {
+        self.store = store
+        self.migrationID = migrationID
+    }
+
+    public func load(folder: String) async throws -> FolderCheckpoint? {
+        try await store.loadCheckpoint(migrationID: migrationID, folder: folder)
+    }
+
+    public func save(_ checkpoint: FolderCheckpoint, folder: String) async throws {
+        try await store.saveCheckpoint(checkpoint, migrationID: migrationID, folder: folder)
+    }
+}

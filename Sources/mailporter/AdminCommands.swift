@@ -1,0 +1,297 @@
+import ArgumentParser
+import Foundation
+import Store
+
+// Admin commands: accounts, mailboxes and tokens in the service's store. Each prints the object it
+// created (or each object listed) as one JSON line, and fails with one `error: code: message` line on
+// standard error and exit status 2.
+
+struct AccountsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "accounts",
+        abstract: "Create and list customer accounts.",
+        subcommands: [Create.self, List.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an account; prints it as one JSON line.")
+
+        @Option(help: "nano, starter, pro or agency.") var plan: String
+        @Option(help: "Notification email address of the account.") var email: String
+        @OptionGroup var storage: DataDirectoryOptions
+
+        func run() async throws {
+            try await Admin.run(storage) { store in
+                guard let plan = Plan(rawValue: self.plan.trimmingCharacters(in: .whitespaces).lowercased()) else {
+                    throw Admin.Failure.validation("--plan must be one of \(Plan.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                let email = try Admin.validEmail(self.email, option: "--email")
+                let account = try await store.createAccount(plan: plan, notificationEmail: email)
+                Admin.printLine(Admin.json(account))
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print every account, one JSON line each.")
+
+        @OptionGroup var storage: DataDirectoryOptions
+
+        func run() async throws {
+            try await Admin.run(storage) { store in
+                for account in try await store.accounts() { Admin.printLine(Admin.json(account)) }
+            }
+        }
+    }
+}
+
+struct MailboxesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mailboxes",
+        abstract: "Add and list the destination mailboxes of an account.",
+        subcommands: [Add.self, List.self]
+    )
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a destination mailbox; prints it as one JSON line.")
+
+        @Option(help: "Account id.") var account: Int64
+        @Argument(help: "The mailbox address on the destination server.") var email: String
+        @OptionGroup var storage: DataDirectoryOptions
+
+        func run() async throws {
+            try await Admin.run(storage) { store in
+                let email = try Admin.validEmail(self.email, option: "EMAIL")
+                do {
+                    Admin.printLine(Admin.json(try await store.addMailbox(accountID: account, email: email)))
+                } catch StoreError.notFound {
+                    throw Admin.Failure.unknownAccount(account)
+                } catch StoreError.duplicate {
+                    throw Admin.Failure(code: "conflict", message: "account \(account) already has mailbox \(email.lowercased())")
+                }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print an account's mailboxes, one JSON line each.")
+
+        @Option(help: "Account id.") var account: Int64
+        @OptionGroup var storage: DataDirectoryOptions
+
+        func run() async throws {
+            try await Admin.run(storage) { store in
+                guard try await store.account(id: account) != nil else { throw Admin.Failure.unknownAccount(account) }
+                for mailbox in try await store.mailboxes(accountID: account) { Admin.printLine(Admin.json(mailbox)) }
+            }
+        }
+    }
+}
+
+struct TokensCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokens",
+        abstract: "Create, list and revoke API tokens.",
+        subcommands: [Create.self, List.self, Revoke.self]
+    )
+
+    /// Scopes a token may carry (SPEC.md §3).
+    static let knownScopes = ["migrations:read", "migrations:write", "mailboxes:read", "mailboxes:write", "audit:read"]
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a token; prints it, with the secret `token`, as one JSON line.",
+            discussion: "The token (mp_live_…) is shown only here; the store keeps only its hash."
+        )
+
+        @Option(help: "Account id.") var account: Int64
+        @Option(help: "A name to recognise the token by.") var name: String
+        @Option(help: "Comma-separated: \(TokensCommand.knownScopes.joined(separator: ", ")).") var scopes: String
+        @Option(help: "Lifetime such as 30d, 12h or 90m (default: never expires).") var expires: String?
+        @OptionGroup var storage: DataDirectoryOptions
+
+        func run() async throws {
+            try await Admin.run(storage) { store in
+                let name = self.name.trimmingCharacters(in: .whitespacesAndNewlines)
+                guard !name.isEmpty, name.count <= 200 else {
+                    throw Admin.Failure.validation("--name must be 1 to 200 characters")
+                }
+                let scopes = try TokensCommand.parseScopes(self.scopes)
+                let lifetime = try expires.map(TokensCommand.parseLifetime)
+                guard let owner = try await store.account(id: account) else { throw Admin.Failure.unknownAccount(account) }
+                let expiresAt = lifetime.map { Date().addingTimeInterval($0) }
+                let created: (token: String, record: APIToken)
+                do {
+                    created = try await store.createToken(accountID: account, name: name, scopes: scopes, expiresAt: expiresAt)
+                } catch StoreError.notFound {
+                    throw Admin.Failure.unknownAccount(account)
+                }
+                var fields = Admin.json(created.record)
+                fields.append(("token", .string(created.token)))
+                Admin.printLine(fields)
+                let blocked = scopes.filter { $0.hasPrefix("migrations:") }
+                if !owner.plan.allowsMigrations, !blocked.isEmpty {
+                    Terminal.printError("warning: the \(owner.plan.rawValue) plan does not allow \(blocked.joined(separator: ", ")); "
+                                        + "requests needing them get 403 token_scope_blocked_by_plan")
+                }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print an account's tokens (never their secrets), one JSON line each.")
+
+        @Option(help: "Account id.") var account: Int64
+        @OptionGroup var storage: DataDirectoryOptions
+
+        func run() async throws {
+            try await Admin.run(storage) { store in
+                guard try await store.account(id: account) != nil else { throw Admin.Failure.unknownAccount(account) }
+                for token in try await store.tokens(accountID: account) { Admin.printLine(Admin.json(token)) }
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a token; prints {\"id\":…,\"revoked\":true}.")
+
+        @Option(help: "Account id.") var account: Int64
+        @Argument(help: "Token id.") var id: Int64
+        @OptionGroup var storage: DataDirectoryOptions
+
+        func run() async throws {
+            try await Admin.run(storage) { store in
+                guard try await store.revokeToken(id: id, accountID: account) else {
+                    throw Admin.Failure(code: "not_found", message: "account \(account) has no token \(id)")
+                }
+                Admin.printLine([("id", .int(id)), ("revoked", .bool(true))])
+            }
+        }
+    }
+
+    /// Comma-separated scope names: known ones only, at least one, duplicates dropped (order kept).
+    static func parseScopes(_ text: String) throws(Admin.Failure) -> [String] {
+        var scopes: [String] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: true) {
+            let scope = part.trimmingCharacters(in: .whitespaces)
+            if scope.isEmpty { continue }
+            guard knownScopes.contains(scope) else {
+                throw Admin.Failure.validation("unknown scope \(scope); valid scopes: \(knownScopes.joined(separator: ", "))")
+            }
+            if !scopes.contains(scope) { scopes.append(scope) }
+        }
+        guard !scopes.isEmpty else {
+            throw Admin.Failure.validation("--scopes needs at least one of \(knownScopes.joined(separator: ", "))")
+        }
+        return scopes
+    }
+
+    /// `30d`, `12h`, `90m` (a positive whole number and a unit) as seconds.
+    static func parseLifetime(_ text: String) throws(Admin.Failure) -> TimeInterval {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [Character: Int] = ["d": 86_400, "h": 3_600, "m": 60]
+        guard let unit = trimmed.last, let seconds = units[unit], let count = Int(trimmed.dropLast()), count > 0, count <= 3_650 * 86_400 / seconds else {
+            throw Admin.Failure.validation("--expires must be a positive number of days, hours or minutes, e.g. 30d, 12h or 90m")
+        }
+        return TimeInterval(count * seconds)
+    }
+}
+
+/// What the admin commands share: opening the store, errors, JSON lines.
+enum Admin {
+    struct Failure: Error, CustomStringConvertible {
+        var code: String
+        var message: String
+
+        var description: String { "\(code): \(message)" }
+
+        static func validation(_ message: String) -> Failure { Failure(code: "validation_error", message: message) }
+        static func unknownAccount(_ id: Int64) -> Failure { Failure(code: "not_found", message: "account \(id) does not exist") }
+    }
+
+    /// Opens the store, runs `body`, closes the store. Any failure becomes one `error:` line and exit status 2.
+    static func run(_ options: DataDirectoryOptions, _ body: (Store) async throws -> Void) async throws {
+        let store: Store
+        do {
+            store = try await options.resolve().openStore()
+        } catch {
+            Terminal.printError("error: \(error)")
+            throw ExitCode(2)
+        }
+        var failure: (any Error)?
+        do {
+            try await body(store)
+        } catch {
+            failure = error
+        }
+        try? await store.close()
+        guard let failure else { return }
+        switch failure {
+        case let failure as Failure: Terminal.printError("error: \(failure)")
+        case let failure as StoreError: Terminal.printError("error: store_error: \(failure)")
+        default: Terminal.printError("error: internal_error: \(String(describing: failure).split(separator: "\n").first ?? "")")
+        }
+        throw ExitCode(2)
+    }
+
+    /// A plausible address: `local@domain.tld`, no spaces, at most 254 characters. Returned trimmed.
+    static func validEmail(_ text: String, option: String) throws(Failure) -> String {
+        let email = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        let labels = parts.count == 2 ? parts[1].split(separator: ".", omittingEmptySubsequences: false) : []
+        guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64, labels.count >= 2,
+              labels.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") }),
+              !email.contains(where: { $0.isWhitespace || $0.isNewline || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" }) else {
+            throw Failure.validation("\(option) is not a valid email address: \(email)")
+        }
+        return email
+    }
+
+    enum Value {
+        case string(String)
+        case int(Int64)
+        case bool(Bool)
+        case null
+        case strings([String])
+
+        var encoded: String {
+            switch self {
+            case .string(let text): jsonString(text)
+            case .int(let number): "\(number)"
+            case .bool(let flag): flag ? "true" : "false"
+            case .null: "null"
+            case .strings(let items): "[" + items.map(jsonString).joined(separator: ",") + "]"
+            }
+        }
+    }
+
+    typealias Fields = [(String, Value)]
+
+    /// Prints an object as one JSON line, keys in the given order.
+    static func printLine(_ fields: Fields) {
+        print("{" + fields.map { "\(jsonString($0.0)):\($0.1.encoded)" }.joined(separator: ",") + "}")
+        fflush(nil)
+    }
+
+    static func date(_ date: Date?) -> Value {
+        date.map { .string($0.ISO8601Format()) } ?? .null
+    }
+
+    static func json(_ account: Account) -> Fields {
+        [("id", .int(account.id)), ("plan", .string(account.plan.rawValue)),
+         ("notification_email", .string(account.notificationEmail)), ("created_at", date(account.createdAt))]
+    }
+
+    static func json(_ mailbox: Mailbox) -> Fields {
+        [("id", .int(mailbox.id)), ("account_id", .int(mailbox.accountID)), ("email", .string(mailbox.email)),
+         ("created_at", date(mailbox.createdAt))]
+    }
+
+    /// A token's row; never its secret (only the display prefix).
+    static func json(_ token: APIToken) -> Fields {
+        [("id", .int(token.id)), ("account_id", .int(token.accountID)), ("name", .string(token.name)),
+         ("scopes", .strings(token.scopes)), ("prefix", .string(token.prefix)), ("expires_at", date(token.expiresAt)),
+         ("last_used_at", date(token.lastUsedAt)), ("last_used_ip", token.lastUsedIP.map(Value.string) ?? .null),
+         ("created_at", date(token.createdAt))]
+    }
+}

@@ -1,0 +1,158 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Store
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `--data-dir` and `--database-url`, each falling back to its environment variable.
+struct DataDirectoryOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"),
+            help: "Directory for the database and the secret key (env MAILPORTER_DATA_DIR; default ./mailporter-data).")
+    var dataDir: String?
+
+    @Option(name: .customLong("database-url"),
+            help: "sqlite:PATH or a file path (env MAILPORTER_DATABASE_URL; default <data-dir>/mailporter.sqlite).")
+    var databaseURL: String?
+
+    /// Resolves the options against the process environment.
+    func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) throws(DataDirectory.Failure)
+        -> DataDirectory {
+        try DataDirectory(path: dataDir ?? environment["MAILPORTER_DATA_DIR"],
+                          databaseURL: databaseURL ?? environment["MAILPORTER_DATABASE_URL"],
+                          secretKey: environment["MAILPORTER_SECRET_KEY"])
+    }
+}
+
+/// Where the service keeps its state: the data directory (mode 0700) with the SQLite database and the
+/// generated secret key, unless `MAILPORTER_DATABASE_URL` / `MAILPORTER_SECRET_KEY` say otherwise.
+/// Used by the admin commands and `serve`.
+struct DataDirectory: Sendable, Equatable {
+    static let defaultPath = "./mailporter-data"
+    static let databaseFileName = "mailporter.sqlite"
+
+    /// The database to open.
+    enum Database: Sendable, Equatable {
+        case sqlite(path: String)
+    }
+
+    /// A configuration or start-up problem, printed as one `error:` line.
+    struct Failure: Error, Equatable, CustomStringConvertible {
+        var code: String
+        var message: String
+
+        var description: String { "\(code): \(message)" }
+    }
+
+    /// The data directory.
+    var path: String
+    var database: Database
+    /// `MAILPORTER_SECRET_KEY` when set; otherwise the key file in the data directory is used.
+    var secretKey: String?
+
+    init(path: String?, databaseURL: String?, secretKey: String?) throws(Failure) {
+        let chosen = path?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        self.path = chosen.isEmpty ? Self.defaultPath : chosen
+        let url = databaseURL?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        database = url.isEmpty ? .sqlite(path: (self.path as NSString).appendingPathComponent(Self.databaseFileName))
+            : try Self.parseDatabaseURL(url)
+        self.secretKey = secretKey
+    }
+
+    /// `sqlite:PATH`, `sqlite://PATH`, `file:PATH`, `file://PATH` or a plain path. PostgreSQL URLs are
+    /// recognised and refused until the PostgreSQL adapter exists.
+    static func parseDatabaseURL(_ url: String) throws(Failure) -> Database {
+        let lower = url.lowercased()
+        if lower.hasPrefix("postgres:") || lower.hasPrefix("postgresql:") {
+            throw Failure(code: "unsupported_database",
+                          message: "PostgreSQL is not supported yet; set MAILPORTER_DATABASE_URL to sqlite:PATH "
+                              + "or leave it unset to use <data-dir>/\(databaseFileName)")
+        }
+        for scheme in ["sqlite:", "file:"] where lower.hasPrefix(scheme) {
+            var rest = String(url.dropFirst(scheme.count))
+            if rest.hasPrefix("//") { rest.removeFirst(2) }  // sqlite:///abs/path → /abs/path
+            if let query = rest.firstIndex(of: "?") { rest = String(rest[..<query]) }
+            let path = rest.removingPercentEncoding ?? rest
+            guard !path.isEmpty, path != ":memory:" else {
+                throw Failure(code: "invalid_database_url", message: "\(scheme) needs a file path, e.g. \(scheme)./data/mailporter.sqlite")
+            }
+            return .sqlite(path: path)
+        }
+        if let colon = url.firstIndex(of: ":"), url[..<colon].allSatisfy({ $0.isLetter || $0 == "+" }),
+           url[colon...].hasPrefix("://") {
+            throw Failure(code: "invalid_database_url",
+                          message: "unsupported database URL scheme \(url[..<colon]); use sqlite:PATH")
+        }
+        return .sqlite(path: url)
+    }
+
+    /// Creates the data directory with mode 0700 if it is missing (an existing one is left as it is).
+    func prepare() throws(Failure) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw Failure(code: "data_dir_unusable", message: "\(path) exists and is not a directory")
+            }
+            return
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw Failure(code: "data_dir_unusable", message: "cannot create \(path): \(error.localizedDescription)")
+        }
+        // The umask may have narrowed the mode, never widened it; make it exactly 0700.
+        chmod(path, 0o700)
+    }
+
+    /// The key that encrypts stored credentials: `MAILPORTER_SECRET_KEY`, or `secret.key` (mode 0600)
+    /// in the data directory, generated on first use.
+    func secretBox() throws(Failure) -> SecretBox {
+        do {
+            return try SecretBox.loadOrCreate(dataDirectory: path, environmentKey: secretKey)
+        } catch {
+            throw Failure(code: "secret_key_unusable", message: "\(error)")
+        }
+    }
+
+    /// Prepares the directory, loads the key and opens the store (applying schema migrations).
+    func openStore(logger: Logger = DataDirectory.quietLogger) async throws(Failure) -> Store {
+        try prepare()
+        let secrets = try secretBox()
+        switch database {
+        case .sqlite(let databasePath):
+            Self.createPrivateFile(databasePath)
+            do {
+                return try await Store.openSQLite(path: databasePath, secrets: secrets, logger: logger)
+            } catch {
+                throw Failure(code: "database_unavailable", message: "cannot open SQLite database \(databasePath): \(error)")
+            }
+        }
+    }
+
+    /// Creates `path` (and its directory, 0700) as an empty file with mode 0600 if it does not exist, so a
+    /// new database and its -wal/-shm files (SQLite gives them the database's mode) are private. An
+    /// existing file is left as it is; failures are left to the open that follows.
+    private static func createPrivateFile(_ path: String) {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                     attributes: [.posixPermissions: 0o700])
+        }
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if descriptor >= 0 {
+            fchmod(descriptor, 0o600)  // exactly 0600 whatever the umask
+            close(descriptor)
+        }
+    }
+
+    /// A logger for one-shot commands: only warnings and worse, on standard error.
+    static var quietLogger: Logger {
+        var logger = Logger(label: "mailporter.store") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = .warning
+        return logger
+    }
+}
