@@ -1,18 +1,7 @@
 import NIOCore
 import Testing
+import TestSupport
 @testable import IMAPClient
-
-/// A small deterministic generator so failures reproduce from the printed seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite("Response parser: fuzzing")
 struct FuzzTests {
@@ -34,7 +23,7 @@ struct FuzzTests {
     /// buffering past the limits) and the same result however the bytes are split.
     @Test func randomAndMutatedResponses() throws {
         let seed = UInt64(0x5EED_0001)
-        var random = SplitMix64(state: seed)
+        var random = SeededRandom(state: seed)
         let limits = ParserLimits(maxResponseSize: 64 * 1024, maxBodySize: 1 << 20, maxNesting: 16)
         let alphabet = Array("()[]{}<>\"\\ *+~:,.0123456789ABCNILOKFETCHUIDBODY\r\n\u{0}\u{FF}".utf8)
         for iteration in 0..<4000 {

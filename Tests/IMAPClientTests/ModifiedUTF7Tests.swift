@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import IMAPClient
 
 @Suite("Modified UTF-7")
@@ -20,7 +21,7 @@ struct ModifiedUTF7Tests {
     }
 
     @Test func roundTripsRandomNames() throws {
-        var random = SplitMix64(state: 42)
+        var random = SeededRandom(state: 42)
         let pool: [Unicode.Scalar] = ["a", "Z", "&", "-", " ", ".", "/", "é", "ü", "中", "文", "😀", "🇩", "\u{7F}", "\u{1}", "+", ","]
         for _ in 0..<2000 {
             var name = String.UnicodeScalarView()

@@ -136,11 +136,13 @@ public struct Corpus: Sendable {
     }
 }
 
-/// SplitMix64: small, fast, and the same on every platform.
-struct SeededRandom {
-    var state: UInt64
+/// SplitMix64: small, fast, and the same on every platform, so a failure reproduces from its seed.
+public struct SeededRandom: RandomNumberGenerator {
+    public var state: UInt64
 
-    mutating func next() -> UInt64 {
+    public init(state: UInt64) { self.state = state }
+
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

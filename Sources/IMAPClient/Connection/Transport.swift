@@ -27,7 +27,11 @@ final class Transport: Sendable {
         let idleTimeout = configuration.greetingTimeout
         let serverHostname = isIPAddress(configuration.host) ? nil : configuration.host
         let useImplicitTLS = configuration.security == .ssl
-        let bootstrap = ClientBootstrap(group: group)
+        // The handler is handed out by the initializer itself: a server that closes at once (or sends
+        // garbage, which closes the channel) may have emptied the pipeline before a lookup could run.
+        let eventLoop = group.next()
+        let handlerPromise = eventLoop.makePromise(of: NIOLoopBound<ResponseHandler>.self)
+        let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -38,17 +42,17 @@ final class Transport: Sendable {
                     }
                     let handler = ResponseHandler(limits: limits, idleTimeout: idleTimeout)
                     try channel.pipeline.syncOperations.addHandler(handler)
+                    handlerPromise.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
         let channel: Channel
         do {
             channel = try await bootstrap.connect(to: address).get()
         } catch {
+            handlerPromise.fail(error)
             throw classifyConnectError(error, configuration: configuration)
         }
-        let handler = try await channel.eventLoop.submit {
-            try NIOLoopBound(channel.pipeline.syncOperations.handler(type: ResponseHandler.self), eventLoop: channel.eventLoop)
-        }.get()
+        let handler = try await handlerPromise.futureResult.get()
         return Transport(channel: channel, handler: handler, configuration: configuration)
     }
 
