@@ -48,7 +48,7 @@ struct FolderCopier {
         }
 
         let destination = try await connectDestination()
-        let destinationBox = try await destination.select(plan.destination)
+        let destinationBox = try await onDestination { try await destination.select(plan.destination) }
         let allowedKeywords = destinationBox.acceptsNewKeywords ? nil : Set((destinationBox.permanentFlags ?? []).map { $0.lowercased() })
         // Without UIDPLUS the destination's UIDNEXT is asked for before each batch.
         let tracksUIDs = await destination.hasCapability("UIDPLUS")
@@ -57,13 +57,13 @@ struct FolderCopier {
         // batch that reached it (for exactness with or without skip_duplicates).
         var existing = Set<DuplicateKey>()
         if request.skipDuplicates, destinationBox.exists > 0 {
-            for (_, key) in try await keys(on: destination, uids: "1:*") { existing.insert(key) }
+            for (_, key) in try await onDestination({ try await keys(on: destination, uids: "1:*") }) { existing.insert(key) }
         }
         var arrived: [DuplicateKey: Int] = [:]
         var reconcileUpTo: UInt32 = 0
         if let inFlight = checkpoint.inFlight, inFlight.destinationUIDValidity == destinationBox.uidValidity,
            destinationBox.exists > 0 {
-            for (uid, key) in try await keys(on: destination, uids: "\(inFlight.destinationUIDNext):*")
+            for (uid, key) in try await onDestination({ try await keys(on: destination, uids: "\(inFlight.destinationUIDNext):*") })
             where uid >= inFlight.destinationUIDNext {
                 arrived[key, default: 0] += 1
             }
@@ -108,7 +108,7 @@ struct FolderCopier {
             var appends: [(tag: CommandTag, info: MessageInfo)] = []
             if !toCopy.isEmpty {
                 if let validity = destinationBox.uidValidity {
-                    if !tracksUIDs { destinationUIDNext = try await currentUIDNext(destination, fallback: destinationUIDNext) }
+                    if !tracksUIDs { destinationUIDNext = try await onDestination { try await currentUIDNext(destination, fallback: destinationUIDNext) } }
                     var window = InFlightBatch(lastSourceUID: batchLast, destinationUIDValidity: validity,
                                                destinationUIDNext: destinationUIDNext)
                     // Still resuming an interrupted batch: what that attempt appended is only reconciled
@@ -127,7 +127,13 @@ struct FolderCopier {
             if index + 1 < batches.count {
                 metadataTag = try await sendMetadata(on: source, uids: batches[index + 1], reconcileUpTo: reconcileUpTo)
             }
-            try await collectAppends(appends, from: destination, counts: &counts, destinationUIDNext: &destinationUIDNext)
+            var uidNext = destinationUIDNext
+            var batchCounts = counts
+            try await onDestination {
+                try await collectAppends(appends, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
+            }
+            counts = batchCounts
+            destinationUIDNext = uidNext
             checkpoint.lastSourceUID = batchLast
             checkpoint.inFlight = nil
             checkpoint.copied = counts.copied
@@ -293,15 +299,15 @@ struct FolderCopier {
                 } catch let error as IMAPError {
                     // A synchronising literal refused up front: quota is fatal, anything else is this message's.
                     if error.responseCode == .overQuota { throw error }
-                    guard case .commandFailed(_, _, let text) = error else { throw error }
+                    guard case .commandFailed(_, _, let text) = error else { throw SidedError(side: .destination, underlying: error) }
                     counts.failed += 1
                     emit(.messageFailed(folder: plan.sourceName, uid: messageUID, reason: text.text))
                     discarding = true
                 }
             case .fetchBodyBytes(let bytes):
-                if appending != nil, !discarding { try await destination.appendBytes(bytes) }
+                if appending != nil, !discarding { try await onDestination { try await destination.appendBytes(bytes) } }
             case .fetchBodyEnd:
-                if appending != nil, !discarding { try await destination.endAppend() }
+                if appending != nil, !discarding { try await onDestination { try await destination.endAppend() } }
                 appending = nil
                 discarding = false
             default:
@@ -337,6 +343,16 @@ struct FolderCopier {
             }
         }
         if let firstFailure { throw firstFailure }
+    }
+}
+
+/// Runs a destination operation, tagging its errors so they are classified as the destination's
+/// (`destination_unavailable` rather than a source timeout).
+private func onDestination<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as IMAPError {
+        throw SidedError(side: .destination, underlying: error)
     }
 }
 
