@@ -43,7 +43,8 @@ public struct Migration: Sendable {
         let (source, destination) = try await openBoth()
         emit(.validated)
         do {
-            let plans = try await countedPlans(source: source, destination: destination)
+            var finished: [String: FolderSummaryCounts] = [:]
+            let plans = try await countedPlans(source: source, destination: destination, finished: &finished)
             await source.logout()
             await destination.logout()
             emit(.planned(plans))
@@ -59,18 +60,27 @@ public struct Migration: Sendable {
         let (source, destination) = try await openBoth()
         emit(.validated)
         let plans: [FolderPlan]
+        var finishedAlready: [String: FolderSummaryCounts] = [:]
         do {
-            plans = try await countedPlans(source: source, destination: destination)
-            try await FolderPlanner(request: request).createDestinations(plans, on: destination)
+            plans = try await countedPlans(source: source, destination: destination, finished: &finishedAlready)
+            if finishedAlready.count < plans.count {
+                try await FolderPlanner(request: request).createDestinations(plans, on: destination)
+            }
         } catch {
             await source.close()
             await destination.close()
             throw classify(error)
         }
         emit(.planned(plans))
+        for plan in plans {
+            guard let counts = finishedAlready[plan.source.encoded] else { continue }
+            emit(.folderBaseline(source: plan.sourceName, counts: counts))
+            emit(.folderFinished(source: plan.sourceName, summary: counts))
+        }
 
-        let queue = FolderQueue(plans)
+        let queue = FolderQueue(plans.filter { finishedAlready[$0.source.encoded] == nil })
         let results = ResultCollector()
+        for (folder, counts) in finishedAlready { await results.record(folder, counts) }
         // The planning sessions become the first worker's, saving two logins.
         let handOver = SessionHandOver(source: source, destination: destination)
         do {
@@ -83,7 +93,7 @@ public struct Migration: Sendable {
                         while let group = await queue.next() {
                             for plan in group {
                                 let counts = try await worker.copy(plan)
-                                await results.record(plan, counts)
+                                await results.record(plan.source.encoded, counts)
                             }
                         }
                         await worker.close()
@@ -129,13 +139,24 @@ public struct Migration: Sendable {
         }
     }
 
-    private func countedPlans(source: IMAPSession, destination: IMAPSession) async throws -> [FolderPlan] {
+    /// Plans with their counts; `finished` gets the folders whose checkpoint already covers every
+    /// selected message, which then need no worker, no destination and no second look.
+    private func countedPlans(source: IMAPSession, destination: IMAPSession,
+                              finished: inout [String: FolderSummaryCounts]) async throws -> [FolderPlan] {
         var plans = try await FolderPlanner(request: request).plan(source: source, destination: destination)
         for index in plans.indices {
-            _ = try await source.select(plans[index].source, readOnly: true)
+            let selected = try await source.select(plans[index].source, readOnly: true)
             var criteria = "NOT DELETED"
             if let since = request.since { criteria += " SINCE \(since.searchDate)" }
-            plans[index].expected = try await source.uidSearch(criteria).count
+            let uids = try await source.uidSearch(criteria)
+            plans[index].expected = uids.count
+            if let checkpoint = try await checkpoints.load(folder: plans[index].source.encoded),
+               checkpoint.sourceUIDValidity == selected.uidValidity, checkpoint.inFlight == nil,
+               uids.allSatisfy({ $0 <= checkpoint.lastSourceUID }) {
+                finished[plans[index].source.encoded] = FolderSummaryCounts(
+                    expected: checkpoint.copied + checkpoint.skipped + checkpoint.failed, copied: checkpoint.copied,
+                    skipped: checkpoint.skipped, failed: checkpoint.failed, bytes: checkpoint.bytes)
+            }
         }
         return plans
     }
@@ -188,6 +209,6 @@ actor SessionHandOver {
 
 actor ResultCollector {
     private var counts: [String: FolderSummaryCounts] = [:]
-    func record(_ plan: FolderPlan, _ value: FolderSummaryCounts) { counts[plan.source.encoded] = value }
+    func record(_ folder: String, _ value: FolderSummaryCounts) { counts[folder] = value }
     func all() -> [String: FolderSummaryCounts] { counts }
 }
