@@ -150,8 +150,14 @@ public struct Migration: Sendable {
             if let since = request.since { criteria += " SINCE \(since.searchDate)" }
             let uids = try await source.uidSearch(criteria)
             plans[index].expected = uids.count
-            if let checkpoint = try await checkpoints.load(folder: plans[index].source.encoded),
-               checkpoint.sourceUIDValidity == selected.uidValidity, checkpoint.inFlight == nil,
+            let checkpoint = try await checkpoints.load(folder: plans[index].source.encoded)
+            if uids.isEmpty, checkpoint?.inFlight == nil {
+                // Nothing selected: done, whatever an earlier run counted.
+                finished[plans[index].source.encoded] = FolderSummaryCounts(
+                    expected: (checkpoint?.copied ?? 0) + (checkpoint?.skipped ?? 0) + (checkpoint?.failed ?? 0),
+                    copied: checkpoint?.copied ?? 0, skipped: checkpoint?.skipped ?? 0, failed: checkpoint?.failed ?? 0,
+                    bytes: checkpoint?.bytes ?? 0)
+            } else if let checkpoint, checkpoint.sourceUIDValidity == selected.uidValidity, checkpoint.inFlight == nil,
                uids.allSatisfy({ $0 <= checkpoint.lastSourceUID }) {
                 finished[plans[index].source.encoded] = FolderSummaryCounts(
                     expected: checkpoint.copied + checkpoint.skipped + checkpoint.failed, copied: checkpoint.copied,
