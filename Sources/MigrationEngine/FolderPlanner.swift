@@ -8,8 +8,6 @@ public struct FolderPlan: Sendable, Equatable {
     public var specialUse: SpecialUse?
     /// Messages to consider after the date filter (known after counting).
     public var expected: Int
-    /// Bytes of the source folder when the server reports them (STATUS SIZE), else nil.
-    public var sourceBytes: Int64?
 
     /// Unicode names for display.
     public var sourceName: String { source.decoded }
@@ -62,7 +60,7 @@ struct FolderPlanner {
             let target = FolderMapping.destinationComponents(sourceComponents: components, specialUse: use,
                                                              destinationSpecial: destinationSpecial)
             plans.append(FolderPlan(source: mailbox.name, destination: MailboxName(decoded: destinationScheme.name(of: target)),
-                                    specialUse: use, expected: 0, sourceBytes: nil))
+                                    specialUse: use, expected: 0))
         }
         return plans.sorted { lhs, rhs in
             if lhs.source.isInbox != rhs.source.isInbox { return lhs.source.isInbox }

@@ -247,31 +247,10 @@ enum Admin {
         return email
     }
 
-    enum Value {
-        case string(String)
-        case int(Int64)
-        case bool(Bool)
-        case null
-        case strings([String])
-
-        var encoded: String {
-            switch self {
-            case .string(let text): jsonString(text)
-            case .int(let number): "\(number)"
-            case .bool(let flag): flag ? "true" : "false"
-            case .null: "null"
-            case .strings(let items): "[" + items.map(jsonString).joined(separator: ",") + "]"
-            }
-        }
-    }
-
+    typealias Value = JSONValue
     typealias Fields = [(String, Value)]
 
-    /// Prints an object as one JSON line, keys in the given order.
-    static func printLine(_ fields: Fields) {
-        print("{" + fields.map { "\(jsonString($0.0)):\($0.1.encoded)" }.joined(separator: ",") + "}")
-        fflush(nil)
-    }
+    static func printLine(_ fields: Fields) { JSONLine.print(fields) }
 
     static func date(_ date: Date?) -> Value {
         date.map { .string($0.ISO8601Format()) } ?? .null

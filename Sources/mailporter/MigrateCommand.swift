@@ -104,7 +104,7 @@ struct MigrateCommand: AsyncParsableCommand {
             let totals = summary.totals
             if json {
                 EventPrinter.line(["event": .string("finished"), "expected": .int(totals.expected), "copied": .int(totals.copied),
-                                   "skipped": .int(totals.skipped), "failed": .int(totals.failed), "bytes": .int(Int(totals.bytes))])
+                                   "skipped": .int(totals.skipped), "failed": .int(totals.failed), "bytes": .int(totals.bytes)])
             } else {
                 Self.printSummary(summary, failures: tracker.snapshot.failures)
             }
@@ -149,22 +149,10 @@ struct MigrateCommand: AsyncParsableCommand {
 
 /// Prints events as JSON lines.
 enum EventPrinter {
-    enum Value {
-        case string(String)
-        case int(Int)
-        case double(Double)
-    }
+    typealias Value = JSONValue
 
     static func line(_ fields: [String: Value]) {
-        let body = fields.sorted { $0.key < $1.key }.map { key, value -> String in
-            switch value {
-            case .string(let text): "\(jsonString(key)):\(jsonString(text))"
-            case .int(let number): "\(jsonString(key)):\(number)"
-            case .double(let number): "\(jsonString(key)):\(number)"
-            }
-        }
-        Swift.print("{" + body.joined(separator: ",") + "}")
-        fflush(nil)  // every line reaches a reading process at once
+        JSONLine.print(fields.sorted { $0.key < $1.key })
     }
 
     static func print(_ event: MigrationEvent) {
