@@ -75,22 +75,9 @@ private func outcome(_ migration: Migration, _ log: EventLog) async -> Result<Mi
     }
 }
 
-/// Where the engine puts a corpus folder of the dot source on the slash destination.
-private func destinationPath(_ folder: String) -> String {
-    folder == "Sent Items" ? "Sent" : folder
-}
-
-/// The destination's content after migrating `corpus`: per destination folder, the messages.
-/// Folders the migration covers are keys even when empty (they must exist afterwards).
 private func expectedDestination(_ corpus: Corpus, skipDuplicates: Bool, since: Int64? = nil,
-                         folders: Set<String>? = nil) -> [String: [StoredMessage]] {
-    var result: [String: [StoredMessage]] = [:]
-    for folder in corpus.folderOrder where folders?.contains(folder) ?? true {
-        result[destinationPath(folder), default: []] += (corpus.folders[folder] ?? []).filter { message in
-            !message.isDeleted && !(skipDuplicates && message.isDuplicate) && message.seconds >= (since ?? .min)
-        }.map(StoredMessage.init)
-    }
-    return result
+                                 folders: Set<String>? = nil) -> [String: [StoredMessage]] {
+    corpus.expectedDestination(skipDuplicates: skipDuplicates, since: since, folders: folders)
 }
 
 /// (copied, skipped) a migration of `corpus` must report.
@@ -105,30 +92,9 @@ private func expectedTotals(_ corpus: Corpus, skipDuplicates: Bool, since: Int64
 /// Every expected message is in its folder exactly as often as expected (bytes, flags, date); no
 /// other folder holds any message.
 private func expectExact(_ actual: AccountSnapshot, _ expected: [String: [StoredMessage]], _ context: String,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
-    for (folder, messages) in expected.sorted(by: { $0.key < $1.key }) {
-        guard let stored = actual.folders[folder] else {
-            Issue.record("\(context): the destination has no folder \(folder)", sourceLocation: sourceLocation)
-            continue
-        }
-        var balance: [StoredMessage: Int] = [:]
-        for message in messages { balance[message, default: 0] += 1 }
-        for message in stored { balance[message, default: 0] -= 1 }
-        let missing = balance.filter { $0.value > 0 }
-        let extra = balance.filter { $0.value < 0 }
-        if !missing.isEmpty || !extra.isEmpty {
-            func list(_ entries: [StoredMessage: Int]) -> String {
-                entries.prefix(6).map { "\($0.value > 0 ? $0.value : -$0.value)× \($0.key)" }.joined(separator: "; ")
-            }
-            Issue.record("""
-                \(context): \(folder) holds \(stored.count) messages, expected \(messages.count); \
-                missing \(missing.values.reduce(0, +)): \(list(missing)) — unexpected or doubled \(extra.values.reduce(0) { $0 - $1 }): \(list(extra))
-                """, sourceLocation: sourceLocation)
-        }
-    }
-    for (folder, stored) in actual.folders.sorted(by: { $0.key < $1.key }) where expected[folder] == nil && !stored.isEmpty {
-        Issue.record("\(context): \(folder) should be empty but holds \(stored.count) messages, e.g. \(stored[0])",
-                     sourceLocation: sourceLocation)
+                         sourceLocation: SourceLocation = #_sourceLocation) {
+    for problem in actual.differences(from: expected) {
+        Issue.record("\(context): \(problem)", sourceLocation: sourceLocation)
     }
 }
 
