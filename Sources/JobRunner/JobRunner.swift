@@ -1,0 +1,134 @@
+import Logging
+import MigrationEngine
+import ServiceLifecycle
+import Store
+import Synchronization
+
+/// Runs queued migrations in the background under the global concurrency limit (SPEC.md §6),
+/// each under a lease that it renews while it works, so a dead node's migrations are taken over
+/// by another node and resumed from their checkpoints.
+public final class JobRunner: Service, Sendable {
+    /// How often expired audit events, idempotency records and rate-limit windows are purged.
+    static let purgeInterval: Duration = .seconds(3600)
+
+    private let store: Store
+    private let configuration: JobRunnerConfiguration
+    private let logger: Logger
+    private let metrics: RunnerMetrics
+    private let wakeSignal = WakeSignal()
+
+    public init(store: Store, configuration: JobRunnerConfiguration, logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "node_id"] = "\(configuration.nodeID)"
+        self.logger = logger
+        self.metrics = RunnerMetrics()
+    }
+
+    /// Claims and runs migrations until graceful shutdown (ServiceLifecycle) or task cancellation.
+    /// On either, running migrations stop at a safe point and are released with `requeue: true`
+    /// (back to pending) so the next start resumes them from their checkpoints; `run()` returns
+    /// only after that. Run one `run()` per runner at a time.
+    public func run() async throws {
+        let stopping = Flag()
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await runLoop(stopping: stopping)
+        } onCancelOrGracefulShutdown: { [wakeSignal] in
+            stopping.set()
+            wakeSignal.signal()
+        }
+    }
+
+    /// A migration was queued (or retried): claim now instead of waiting for the next poll.
+    public func wake() {
+        wakeSignal.signal()
+    }
+
+    private func runLoop(stopping: Flag) async {
+        await releaseLeftoverLeases()
+        let clock = ContinuousClock()
+        var nextPurge = clock.now
+        let running = JobCount()
+        let limit = max(1, configuration.maxConcurrentMigrations)
+        logger.info("job runner started", metadata: ["max_concurrent_migrations": "\(limit)"])
+        await withDiscardingTaskGroup { group in
+            while !stopping.isSet {
+                if clock.now >= nextPurge {
+                    await purgeExpired()
+                    nextPurge = clock.now + Self.purgeInterval
+                }
+                while !stopping.isSet, running.value < limit, let record = await claim() {
+                    running.add(1)
+                    let job = self.job(for: record)
+                    group.addTask {
+                        await job.run()
+                        running.add(-1)
+                        // A slot is free: claim the next one without waiting for the poll.
+                        self.wakeSignal.signal()
+                    }
+                }
+                if stopping.isSet { break }
+                await wakeSignal.wait(upTo: configuration.pollInterval)
+            }
+            // Each job sees the cancellation, stops at a safe point and requeues its migration;
+            // the group waits for all of them.
+            group.cancelAll()
+        }
+        logger.info("job runner stopped")
+    }
+
+    private func job(for record: MigrationRecord) -> MigrationJob {
+        var logger = self.logger
+        logger[metadataKey: "migration_id"] = "\(record.id)"
+        return MigrationJob(record: record, store: store, configuration: configuration, metrics: metrics, logger: logger)
+    }
+
+    private func claim() async -> MigrationRecord? {
+        do {
+            return try await store.claimPendingMigration(owner: configuration.nodeID, leaseSeconds: configuration.leaseSeconds,
+                                                         maxRunning: configuration.maxConcurrentMigrations)
+        } catch {
+            // Stopping: the query was refused because this task is cancelled, not a store problem.
+            if Task.isCancelled { return nil }
+            logger.error("could not claim a migration", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Leases still under this node id belong to an earlier process with the same id that was
+    /// killed: requeued now rather than after they expire.
+    private func releaseLeftoverLeases() async {
+        do {
+            let released = try await store.releaseLeases(owner: configuration.nodeID)
+            if !released.isEmpty {
+                logger.notice("requeued migrations an earlier process of this node left behind",
+                              metadata: ["migration_ids": "\(released.map(String.init).joined(separator: ","))"])
+            }
+        } catch {
+            logger.error("could not release leftover leases; they expire on their own", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func purgeExpired() async {
+        do {
+            try await store.purgeExpired()
+        } catch {
+            logger.warning("could not purge expired records", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Set once, read from anywhere.
+private final class Flag: Sendable {
+    private let state = Mutex(false)
+    var isSet: Bool { state.withLock { $0 } }
+    func set() { state.withLock { $0 = true } }
+}
+
+/// Jobs running on this node.
+private final class JobCount: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func add(_ delta: Int) { count.withLock { $0 += delta } }
+}

@@ -1,0 +1,508 @@
+import Foundation
+import IMAPClient
+import JobRunner
+import Logging
+import MigrationEngine
+import ServiceLifecycle
+import Store
+import Testing
+import TestSupport
+
+// MARK: - Helpers
+
+/// Silent unless MAILPORTER_TEST_LOGS is set (then everything, for debugging a failure).
+private let quietLogger: Logger = {
+    guard ProcessInfo.processInfo.environment["MAILPORTER_TEST_LOGS"] != nil else {
+        return Logger(label: "mailporter.test.jobrunner") { _ in SwiftLogNoOpLogHandler() }
+    }
+    var logger = Logger(label: "mailporter.test.jobrunner")
+    logger.logLevel = .debug
+    return logger
+}()
+
+private func servers() async throws -> (source: DovecotServer, destination: DovecotServer) {
+    (try await SharedServers.shared.server(.dot), try await SharedServers.shared.server(.slash))
+}
+
+/// Short intervals so the tests see progress, cancels and stops quickly; small batches so a stop
+/// lands mid-folder.
+private func configuration(destination: DovecotServer, nodeID: String = uniqueUser("node"), master: Bool = true,
+                           maxConcurrent: Int = 20, allowPrivateHosts: Bool = true) -> JobRunnerConfiguration {
+    JobRunnerConfiguration(
+        nodeID: nodeID, maxConcurrentMigrations: maxConcurrent, leaseSeconds: 30,
+        pollInterval: .milliseconds(250), progressInterval: .milliseconds(200),
+        destination: DestinationServer(server: destination.configuration(),
+                                       masterUser: master ? DovecotServer.masterUser : nil,
+                                       masterPassword: master ? DovecotServer.masterPassword : nil),
+        allowPrivateHosts: allowPrivateHosts, parallelFolders: 4, backoff: { _, _ in 0.05 }, batchSize: 25)
+}
+
+/// A new account with the destination mailbox, and a queued migration into it.
+private func queue(_ store: Store, sourceUser: String, sourcePort: Int, destinationUser: String,
+                   sourcePassword: String = DovecotServer.password, targetPassword: String? = nil,
+                   selectedFolders: [String]? = nil, importSince: String? = nil) async throws -> MigrationRecord {
+    let account = try await store.createAccount(plan: .pro, notificationEmail: "ops@example.com")
+    let mailbox = try await store.addMailbox(accountID: account.id, email: destinationUser)
+    return try await store.createMigration(NewMigration(
+        accountID: account.id, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
+        sourcePort: sourcePort, sourceSecurity: "none", sourceEmail: "\(sourceUser)@example.com", sourceUsername: sourceUser,
+        sourcePassword: sourcePassword, targetPassword: targetPassword, selectedFolders: selectedFolders,
+        importSince: importSince))
+}
+
+extension MigrationRecord {
+    /// Ended and let go of: the status is written just before the lease is released.
+    var isSettled: Bool { status.isTerminal && leaseOwner == nil }
+}
+
+private func start(_ runner: JobRunner) -> Task<Void, any Error> {
+    Task { try await runner.run() }
+}
+
+/// Polls the migration until `condition` holds or `timeout` passes; returns the last record read.
+private func waitFor(_ store: Store, _ id: Int64, timeout: Duration = .seconds(30),
+                     _ condition: (MigrationRecord) -> Bool) async throws -> MigrationRecord {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        let record = try #require(try await store.migration(id: id))
+        if condition(record) || ContinuousClock.now >= deadline { return record }
+        try await Task.sleep(for: .milliseconds(25))
+    }
+}
+
+/// A Dovecot of the test's own. `DovecotServer.start` picks ports that were free a moment before;
+/// with the proxies and servers of tests running in parallel one is now and then taken meanwhile,
+/// so a start that lost that race is tried again on other ports.
+private func startPrivateServer(layout: DovecotServer.Layout) throws -> DovecotServer {
+    var attempt = 0
+    while true {
+        attempt += 1
+        do {
+            return try withDefaultSignalMask { try DovecotServer.start(layout: layout) }
+        } catch let failure as ProcessFailure where attempt < 3 && failure.output.contains("Address already in use") {
+            continue
+        }
+    }
+}
+
+/// A source link slow enough (per connection) that a run of a few hundred messages takes seconds,
+/// so a cancel or a stop lands while messages are being copied.
+private func slowSource(_ source: DovecotServer, bytesPerSecond: Int = 60_000) async throws -> FaultInjectingProxy {
+    try await FaultInjectingProxy.start(upstreamPort: source.imapPort,
+                                        faults: Array(repeating: .throttle(bytesPerSecond: bytesPerSecond), count: 200))
+}
+
+private let mediumCorpus = Corpus.Options(scale: 3, largeAttachment: false, bodyBytes: 300...2000)
+
+/// Where the engine puts a corpus folder of the dot source on the slash destination.
+private func destinationPath(_ folder: String) -> String {
+    folder == "Sent Items" ? "Sent" : folder
+}
+
+/// The destination's content after migrating `corpus` (or its `folders` from `since` on) with duplicates skipped.
+private func expectedDestination(_ corpus: Corpus, folders: Set<String>? = nil, since: Int64 = .min) -> [String: [StoredMessage]] {
+    var result: [String: [StoredMessage]] = [:]
+    for folder in corpus.folderOrder where folders?.contains(folder) ?? true {
+        result[destinationPath(folder), default: []] += (corpus.folders[folder] ?? [])
+            .filter { !$0.isDeleted && !$0.isDuplicate && $0.seconds >= since }.map(StoredMessage.init)
+    }
+    return result
+}
+
+/// Every expected message is in its folder exactly once (bytes, flags, date); no other folder holds mail.
+private func expectExact(_ actual: AccountSnapshot, _ corpus: Corpus, folders: Set<String>? = nil, since: Int64 = .min,
+                         _ context: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    let expected = expectedDestination(corpus, folders: folders, since: since)
+    for (folder, messages) in expected.sorted(by: { $0.key < $1.key }) {
+        guard let stored = actual.folders[folder] else {
+            Issue.record("\(context): the destination has no folder \(folder)", sourceLocation: sourceLocation)
+            continue
+        }
+        var balance: [StoredMessage: Int] = [:]
+        for message in messages { balance[message, default: 0] += 1 }
+        for message in stored { balance[message, default: 0] -= 1 }
+        let missing = balance.values.filter { $0 > 0 }.reduce(0, +)
+        let extra = balance.values.filter { $0 < 0 }.reduce(0) { $0 - $1 }
+        if missing > 0 || extra > 0 {
+            Issue.record("\(context): \(folder) holds \(stored.count), expected \(messages.count); \(missing) missing, \(extra) unexpected or doubled",
+                         sourceLocation: sourceLocation)
+        }
+    }
+    for (folder, stored) in actual.folders where expected[folder] == nil && !stored.isEmpty {
+        Issue.record("\(context): \(folder) should be empty but holds \(stored.count)", sourceLocation: sourceLocation)
+    }
+}
+
+/// The stored totals and folder rows of a completed migration of `corpus`.
+private func expectFinishedRecord(_ record: MigrationRecord, _ corpus: Corpus, source: DovecotServer, _ context: String,
+                                  sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(record.status == .completed, "\(context): \(record.status) \(String(describing: record.error))",
+            sourceLocation: sourceLocation)
+    #expect(record.error == nil, "\(context)", sourceLocation: sourceLocation)
+    #expect(record.leaseOwner == nil, "\(context): the lease is released", sourceLocation: sourceLocation)
+    #expect(record.totalMessages == corpus.selectedCount, "\(context): total", sourceLocation: sourceLocation)
+    #expect(record.importedMessages == corpus.selectedCount - corpus.duplicateCount, "\(context): imported",
+            sourceLocation: sourceLocation)
+    #expect(record.skippedDuplicates == corpus.duplicateCount, "\(context): skipped", sourceLocation: sourceLocation)
+    #expect(record.failedMessages == 0, "\(context): failed", sourceLocation: sourceLocation)
+    #expect(record.progress == 100, sourceLocation: sourceLocation)
+    #expect(record.startedAt != nil && record.finishedAt != nil, "\(context): times", sourceLocation: sourceLocation)
+
+    let rows = Dictionary(record.folders.map { ($0.sourceName, $0) }, uniquingKeysWith: { first, _ in first })
+    #expect(rows.count == record.folders.count, "\(context): one row per source folder", sourceLocation: sourceLocation)
+    for folder in corpus.folderOrder {
+        let name = source.folder(folder)
+        guard let row = rows[name] else {
+            Issue.record("\(context): no folder row for \(name): \(record.folders.map(\.sourceName))", sourceLocation: sourceLocation)
+            continue
+        }
+        let messages = (corpus.folders[folder] ?? []).filter { !$0.isDeleted }
+        #expect(row.destinationName == destinationPath(folder), "\(context): \(name)", sourceLocation: sourceLocation)
+        #expect(row.status == .completed, "\(context): \(name)", sourceLocation: sourceLocation)
+        #expect(row.expected == messages.count, "\(context): \(name) expected", sourceLocation: sourceLocation)
+        #expect(row.imported == messages.filter { !$0.isDuplicate }.count, "\(context): \(name) imported",
+                sourceLocation: sourceLocation)
+        #expect(row.skipped == messages.filter(\.isDuplicate).count, "\(context): \(name) skipped",
+                sourceLocation: sourceLocation)
+        #expect(row.failed == 0, "\(context): \(name) failed", sourceLocation: sourceLocation)
+    }
+}
+
+private func destinationCount(_ destination: DovecotServer, _ user: String) async throws -> Int {
+    try await AccountSnapshot.take(destination, user: user).messageCount
+}
+
+// MARK: - Tests
+
+/// The runner against real Dovecot servers (dot-layout source, slash-layout destination logged in
+/// to through its master user or a target password), with an in-memory store. Tests run in
+/// parallel, each with its own store, users and (where it must be slow) a throttling proxy.
+@Suite("Job runner", .timeLimit(.minutes(3)))
+struct JobRunnerTests {
+    @Test func queuedMigrationRunsToCompletedAndIsExact() async throws {
+        let (source, destination) = try await servers()
+        let sourceUser = uniqueUser("src")
+        let destinationUser = try await destination.freshUser("dst")
+        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false))
+        let store = try await Store.openInMemorySQLite()
+        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
+
+        let runner = JobRunner(store: store, configuration: configuration(destination: destination), logger: quietLogger)
+        let task = start(runner)
+        runner.wake()
+        // The status walks forward; the first look may already be past validating.
+        var seen: [MigrationStatus] = []
+        let record = try await waitFor(store, queued.id) { record in
+            if seen.last != record.status { seen.append(record.status) }
+            return record.isSettled
+        }
+        task.cancel()
+        try await task.value
+
+        expectFinishedRecord(record, corpus, source: source, "completed run")
+        let order: [MigrationStatus] = [.pending, .validating, .planning, .processing, .completed]
+        let positions = seen.compactMap { order.firstIndex(of: $0) }
+        #expect(positions.count == seen.count && positions == positions.sorted(), "status went \(seen)")
+        expectExact(try await AccountSnapshot.take(destination, user: destinationUser), corpus, "completed run")
+        try await store.close()
+    }
+
+    /// Cancelled through the store (as the API does) while copying: the job stops within seconds,
+    /// leaves `cancelled` alone; retried, it finishes with nothing doubled. The destination is
+    /// logged in to with the import's target password (no master user configured).
+    @Test func cancelStopsTheJobAndRetryFinishesWithoutDoubles() async throws {
+        let (source, destination) = try await servers()
+        let sourceUser = uniqueUser("src")
+        let destinationUser = try await destination.freshUser("dst")
+        let corpus = try await Corpus.fill(source, user: sourceUser, options: mediumCorpus)
+        let proxy = try await slowSource(source)
+        let store = try await Store.openInMemorySQLite()
+        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: destinationUser,
+                                     targetPassword: DovecotServer.password)
+        let runner = JobRunner(store: store, configuration: configuration(destination: destination, master: false),
+                               logger: quietLogger)
+        let task = start(runner)
+
+        let copying = try await waitFor(store, queued.id) { $0.status == .processing && $0.importedMessages >= 20 }
+        #expect(copying.status == .processing && copying.importedMessages >= 20, "never saw copying: \(copying.status)")
+        #expect(copying.folders.count >= corpus.folderOrder.count, "folder rows are written once planned")
+        _ = try await store.cancelMigration(id: queued.id, accountID: queued.accountID)
+        let cancelledAt = ContinuousClock.now
+        let released = try await waitFor(store, queued.id, timeout: .seconds(10)) { $0.leaseOwner == nil }
+        let stopTime = ContinuousClock.now - cancelledAt
+        #expect(released.leaseOwner == nil, "the job did not let go after a cancel")
+        #expect(stopTime < .seconds(5), "stopping took \(stopTime)")
+        let stoppedCount = try await destinationCount(destination, destinationUser)
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await destinationCount(destination, destinationUser) == stoppedCount, "copying went on after the stop")
+        #expect(stoppedCount < corpus.selectedCount - corpus.duplicateCount, "the run ended before the cancel")
+        let cancelled = try #require(try await store.migration(id: queued.id))
+        #expect(cancelled.status == .cancelled)
+        #expect(cancelled.error == nil)
+
+        _ = try await store.retryMigration(id: queued.id, accountID: queued.accountID)
+        runner.wake()
+        let record = try await waitFor(store, queued.id) { $0.isSettled }
+        task.cancel()
+        try await task.value
+        await proxy.stop()
+
+        expectFinishedRecord(record, corpus, source: source, "retried after cancel")
+        expectExact(try await AccountSnapshot.take(destination, user: destinationUser), corpus, "retried after cancel")
+        try await store.close()
+    }
+
+    enum StopKind: String, CaseIterable, Sendable {
+        /// The task running `run()` is cancelled.
+        case cancelTask
+        /// ServiceLifecycle's graceful shutdown of the group the runner runs in.
+        case gracefulShutdown
+    }
+
+    /// Stopped mid-copy, the runner requeues the migration before `run()` returns; a new runner
+    /// (another node) resumes it from its checkpoints and ends exact.
+    @Test(arguments: StopKind.allCases)
+    func stoppedRunnerRequeuesAndANewRunnerFinishesExact(stop: StopKind) async throws {
+        let (source, destination) = try await servers()
+        let sourceUser = uniqueUser("src")
+        let destinationUser = try await destination.freshUser("dst")
+        let corpus = try await Corpus.fill(source, user: sourceUser, options: mediumCorpus)
+        let proxy = try await slowSource(source)
+        let store = try await Store.openInMemorySQLite()
+        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: destinationUser)
+
+        let first = JobRunner(store: store, configuration: configuration(destination: destination, nodeID: "node-a"),
+                              logger: quietLogger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [first], logger: quietLogger))
+        let task: Task<Void, any Error> = stop == .cancelTask ? start(first) : Task { try await group.run() }
+        let copying = try await waitFor(store, queued.id) { $0.status == .processing && $0.importedMessages >= 20 }
+        #expect(copying.status == .processing, "never saw copying: \(copying.status)")
+
+        let stoppingAt = ContinuousClock.now
+        switch stop {
+        case .cancelTask: task.cancel()
+        case .gracefulShutdown: await group.triggerGracefulShutdown()
+        }
+        try await task.value
+        let stopTime = ContinuousClock.now - stoppingAt
+        #expect(stopTime < .seconds(5), "stopping took \(stopTime)")
+        let requeued = try #require(try await store.migration(id: queued.id))
+        #expect(requeued.status == .pending, "\(requeued.status)")
+        #expect(requeued.leaseOwner == nil)
+        #expect(requeued.error == nil)
+        let partial = try await destinationCount(destination, destinationUser)
+        #expect(partial > 0 && partial < corpus.selectedCount - corpus.duplicateCount, "stopped with \(partial) copied")
+
+        let second = JobRunner(store: store, configuration: configuration(destination: destination, nodeID: "node-b"),
+                               logger: quietLogger)
+        let secondTask = start(second)
+        let record = try await waitFor(store, queued.id) { $0.isSettled }
+        secondTask.cancel()
+        try await secondTask.value
+        await proxy.stop()
+
+        expectFinishedRecord(record, corpus, source: source, "resumed by another runner")
+        expectExact(try await AccountSnapshot.take(destination, user: destinationUser), corpus, "resumed by another runner")
+        try await store.close()
+    }
+
+    /// A refused source login runs against a Dovecot of its own: Dovecot slows down later logins
+    /// from the same address after a failure, which would slow the other tests.
+    @Test func wrongSourcePasswordFailsWithAuthenticationFailed() async throws {
+        let destination = try await SharedServers.shared.server(.slash)
+        let source = try startPrivateServer(layout: .dot)
+        defer { source.stop() }
+        let store = try await Store.openInMemorySQLite()
+        let queued = try await queue(store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
+                                     destinationUser: uniqueUser("dst"), sourcePassword: "wrong")
+        let runner = JobRunner(store: store, configuration: configuration(destination: destination), logger: quietLogger)
+        let task = start(runner)
+        let record = try await waitFor(store, queued.id) { $0.isSettled }
+        task.cancel()
+        try await task.value
+
+        #expect(record.status == .failed)
+        #expect(record.error?.code == "authentication_failed", "\(String(describing: record.error))")
+        #expect(record.error?.hint?.contains("username") == true, "\(String(describing: record.error?.hint))")
+        #expect(record.leaseOwner == nil)
+        #expect(record.folders.isEmpty, "nothing was planned")
+        try await store.close()
+    }
+
+    /// Two nodes, each allowed one migration, share the global limit of one: while one migration
+    /// runs, the other stays pending; both end exact.
+    @Test func globalLimitKeepsTheSecondMigrationPendingUntilTheFirstEnds() async throws {
+        let (source, destination) = try await servers()
+        let sourceUser = uniqueUser("src")
+        let destinationUsers = [try await destination.freshUser("dst"), try await destination.freshUser("dst")]
+        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false, bodyBytes: 300...2000))
+        let proxy = try await slowSource(source, bytesPerSecond: 80_000)
+        let store = try await Store.openInMemorySQLite()
+        var ids: [Int64] = []
+        for user in destinationUsers {
+            ids.append(try await queue(store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: user).id)
+        }
+        let runners = ["node-a", "node-b"].map {
+            JobRunner(store: store, configuration: configuration(destination: destination, nodeID: $0, maxConcurrent: 1),
+                      logger: quietLogger)
+        }
+        let tasks = runners.map { start($0) }
+
+        var sawOneWaiting = false
+        var mostRunning = 0
+        let deadline = ContinuousClock.now + .seconds(45)
+        var records: [MigrationRecord] = []
+        while ContinuousClock.now < deadline {
+            records = []
+            for id in ids { records.append(try #require(try await store.migration(id: id))) }
+            let running = records.filter(\.status.isRunning).count
+            mostRunning = max(mostRunning, running)
+            if running == 1, records.contains(where: { $0.status == .pending }) { sawOneWaiting = true }
+            if records.allSatisfy(\.isSettled) { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        for task in tasks { task.cancel() }
+        for task in tasks { try await task.value }
+        await proxy.stop()
+
+        #expect(mostRunning == 1, "\(mostRunning) migrations ran at once under a global limit of 1")
+        #expect(sawOneWaiting, "never saw one migration running while the other waited")
+        let first = try #require(records.first)
+        let second = try #require(records.last)
+        let firstFinished = try #require(first.finishedAt)
+        let secondStarted = try #require(second.startedAt)
+        #expect(secondStarted >= firstFinished.addingTimeInterval(-0.001), "the second started before the first ended")
+        for (record, user) in zip(records, destinationUsers) {
+            expectFinishedRecord(record, corpus, source: source, "migration \(record.id)")
+            expectExact(try await AccountSnapshot.take(destination, user: user), corpus, "migration \(record.id)")
+        }
+        try await store.close()
+    }
+
+    /// `selected_folders` and `import_since` reach the engine: only those folders, only mail from
+    /// that day on (by INTERNALDATE, UTC). A day that does not exist fails the migration.
+    @Test func selectedFoldersAndImportSinceAreApplied() async throws {
+        let (source, destination) = try await servers()
+        let sourceUser = uniqueUser("src")
+        let destinationUser = try await destination.freshUser("dst")
+        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false, bodyBytes: 300...1500))
+        let store = try await Store.openInMemorySQLite()
+        let day = Corpus.boundaryDay
+        let dayText = "\(day.year)-\(day.month < 10 ? "0" : "")\(day.month)-\(day.day < 10 ? "0" : "")\(day.day)"
+        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser,
+                                     selectedFolders: ["INBOX", "INBOX.Work"], importSince: dayText)
+        let impossible = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort,
+                                         destinationUser: uniqueUser("dst"), importSince: "2021-02-29")
+        let runner = JobRunner(store: store, configuration: configuration(destination: destination), logger: quietLogger)
+        let task = start(runner)
+        let record = try await waitFor(store, queued.id) { $0.isSettled }
+        let invalid = try await waitFor(store, impossible.id) { $0.isSettled }
+        task.cancel()
+        try await task.value
+
+        let cutoff = day.secondsSince1970
+        let selected = corpus.all.filter { ["INBOX", "Work"].contains($0.folder) && !$0.message.isDeleted && $0.message.seconds >= cutoff }
+        #expect(selected.count > 10 && selected.count < corpus.selectedCount - 10, "the corpus straddles the day")
+        #expect(record.status == .completed, "\(String(describing: record.error))")
+        #expect(record.totalMessages == selected.count)
+        #expect(record.importedMessages == selected.filter { !$0.message.isDuplicate }.count)
+        #expect(record.skippedDuplicates == selected.filter(\.message.isDuplicate).count)
+        #expect(Set(record.folders.map(\.sourceName)) == ["INBOX", "INBOX.Work"])
+        expectExact(try await AccountSnapshot.take(destination, user: destinationUser), corpus, folders: ["INBOX", "Work"],
+                    since: cutoff, "selected folders since \(dayText)")
+
+        #expect(invalid.status == .failed)
+        #expect(invalid.error?.code == "validation_error", "\(String(describing: invalid.error))")
+        try await store.close()
+    }
+
+    @Test func privateSourceHostIsBlocked() async throws {
+        let (source, destination) = try await servers()
+        let store = try await Store.openInMemorySQLite()
+        let queued = try await queue(store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
+                                     destinationUser: uniqueUser("dst"))
+        let runner = JobRunner(store: store, configuration: configuration(destination: destination, allowPrivateHosts: false),
+                               logger: quietLogger)
+        let task = start(runner)
+        let record = try await waitFor(store, queued.id) { $0.isSettled }
+        task.cancel()
+        try await task.value
+
+        #expect(record.status == .failed)
+        #expect(record.error?.code == "private_host_blocked", "\(String(describing: record.error))")
+        #expect(record.error?.hint?.contains("MAILPORTER_ALLOW_PRIVATE_HOSTS") == true)
+        try await store.close()
+    }
+
+    @Test func withoutDestinationCredentialsTheMigrationFails() async throws {
+        let (source, destination) = try await servers()
+        let store = try await Store.openInMemorySQLite()
+        let queued = try await queue(store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
+                                     destinationUser: uniqueUser("dst"))
+        let runner = JobRunner(store: store, configuration: configuration(destination: destination, master: false),
+                               logger: quietLogger)
+        let task = start(runner)
+        let record = try await waitFor(store, queued.id) { $0.isSettled }
+        task.cancel()
+        try await task.value
+
+        #expect(record.status == .failed)
+        #expect(record.error?.code == "destination_unavailable", "\(String(describing: record.error))")
+        #expect(record.error?.hint?.contains("MAILPORTER_DEST_MASTER_USER") == true)
+        #expect(record.error?.hint?.contains("target_password") == true)
+        try await store.close()
+    }
+
+    /// A migration still leased under this node id (its process was killed) is requeued when a
+    /// runner with that id starts, rather than waiting out the lease, and then finished.
+    @Test func leasesLeftUnderTheNodeIDAreTakenBackAtStart() async throws {
+        let (source, destination) = try await servers()
+        let sourceUser = uniqueUser("src")
+        let destinationUser = try await destination.freshUser("dst")
+        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false, bodyBytes: 300...1500))
+        let store = try await Store.openInMemorySQLite()
+        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
+        let nodeID = uniqueUser("node")
+        let claimed = try await store.claimPendingMigration(owner: nodeID, leaseSeconds: 3600)
+        #expect(claimed?.id == queued.id)
+        #expect(try await store.migration(id: queued.id)?.status == .validating)
+
+        let runner = JobRunner(store: store, configuration: configuration(destination: destination, nodeID: nodeID),
+                               logger: quietLogger)
+        let task = start(runner)
+        let record = try await waitFor(store, queued.id, timeout: .seconds(20)) { $0.isSettled }
+        task.cancel()
+        try await task.value
+
+        expectFinishedRecord(record, corpus, source: source, "taken back at start")
+        expectExact(try await AccountSnapshot.take(destination, user: destinationUser), corpus, "taken back at start")
+        try await store.close()
+    }
+}
+
+@Suite("Destination credentials")
+struct DestinationServerTests {
+    private let server = ServerConfiguration(host: "imap.example.net", port: 993, security: .ssl)
+
+    @Test func masterCredentialsWinOverATargetPassword() {
+        let destination = DestinationServer(server: server, masterUser: "admin", masterPassword: "secret")
+        #expect(destination.hasMasterCredentials)
+        guard case .master(let user, let masterUser, let masterPassword)? = destination.credentials(mailbox: "a@example.com",
+                                                                                                   targetPassword: "t") else {
+            Issue.record("expected master credentials")
+            return
+        }
+        #expect(user == "a@example.com" && masterUser == "admin" && masterPassword == "secret")
+    }
+
+    @Test func targetPasswordWithoutMasterAndNeitherGivesNil() {
+        let destination = DestinationServer(server: server, masterUser: "", masterPassword: "secret")
+        #expect(!destination.hasMasterCredentials, "an empty master user is unset")
+        guard case .password(let user, let password)? = destination.credentials(mailbox: "a@example.com", targetPassword: "t") else {
+            Issue.record("expected password credentials")
+            return
+        }
+        #expect(user == "a@example.com" && password == "t")
+        #expect(destination.credentials(mailbox: "a@example.com", targetPassword: nil) == nil)
+    }
+}
