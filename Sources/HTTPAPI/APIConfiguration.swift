@@ -1,0 +1,58 @@
+import Foundation
+import IMAPClient
+import Logging
+import MigrationEngine
+import Prometheus
+import Store
+
+/// Limits the API enforces (SPEC.md §6).
+public struct APILimits: Sendable {
+    /// Requests per token per minute, all routes.
+    public var requestsPerMinute: Int
+    /// Migration writes (start, cancel, retry, delete, test-connection) per token per minute.
+    public var writesPerMinute: Int
+    /// Migrations running at once across the service; a single start beyond it gets 503.
+    public var maxConcurrentMigrations: Int
+    /// Largest request body accepted.
+    public var maxBodyBytes: Int
+
+    public init(requestsPerMinute: Int = 120, writesPerMinute: Int = 10, maxConcurrentMigrations: Int = 20,
+                maxBodyBytes: Int = 1 << 20) {
+        self.requestsPerMinute = requestsPerMinute
+        self.writesPerMinute = writesPerMinute
+        self.maxConcurrentMigrations = maxConcurrentMigrations
+        self.maxBodyBytes = maxBodyBytes
+    }
+}
+
+/// Everything the routes need; the server command builds it, tests build their own.
+public struct APIEnvironment: Sendable {
+    public var store: Store
+    public var limits: APILimits
+    /// Whether the destination is reached with master credentials (then `target_password` is optional).
+    public var hasMasterCredentials: Bool
+    /// The SPEC.md §8 private-host guard for user-supplied source hosts.
+    public var allowPrivateHosts: Bool
+    /// Extra certificates trusted for source connections (a private CA in tests).
+    public var sourceTrustRootsPEM: [String]
+    /// Called after a migration is queued or retried, so the runner claims it at once.
+    public var migrationQueued: @Sendable () -> Void
+    /// Counters of the runner and the API, written out at `/metrics`.
+    public var metrics: PrometheusCollectorRegistry
+    public var logger: Logger
+
+    public init(store: Store, limits: APILimits = APILimits(), hasMasterCredentials: Bool = false,
+                allowPrivateHosts: Bool = false, sourceTrustRootsPEM: [String] = [],
+                migrationQueued: @escaping @Sendable () -> Void = {},
+                metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+                logger: Logger = Logger(label: "mailporter.api")) {
+        self.store = store
+        self.limits = limits
+        self.hasMasterCredentials = hasMasterCredentials
+        self.allowPrivateHosts = allowPrivateHosts
+        self.sourceTrustRootsPEM = sourceTrustRootsPEM
+        self.migrationQueued = migrationQueued
+        self.metrics = metrics
+        self.logger = logger
+    }
+}

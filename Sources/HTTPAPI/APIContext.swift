@@ -1,0 +1,52 @@
+import Hummingbird
+import Store
+
+/// Who is calling: set by `AuthMiddleware` on every `/api/v1` request it lets through.
+public struct Caller: Sendable {
+    public var account: Account
+    public var token: APIToken
+
+    /// The token's scopes the account's plan allows.
+    public var effectiveScopes: [String] {
+        account.plan.allowsMigrations ? token.scopes : token.scopes.filter { !$0.hasPrefix("migrations:") }
+    }
+}
+
+/// The per-request context of every route.
+public struct APIContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// Echoed or generated; sent back as `X-Request-Id` and in every error envelope.
+    public var requestID: String
+    public var caller: Caller?
+    /// The peer's address, for audit events.
+    public var clientIP: String?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.requestID = ""
+        self.caller = nil
+        self.clientIP = source.channel.remoteAddress?.ipAddress
+    }
+
+    /// The caller, or 401: for routes behind `AuthMiddleware`.
+    func authenticated() throws(APIError) -> Caller {
+        guard let caller else { throw APIError.unauthenticated }
+        return caller
+    }
+
+    /// The caller, if the token holds `scope` and the plan allows it.
+    func require(_ scope: String) throws(APIError) -> Caller {
+        try require(anyOf: [scope])
+    }
+
+    func require(anyOf scopes: [String]) throws(APIError) -> Caller {
+        let caller = try authenticated()
+        guard let held = scopes.first(where: caller.token.hasScope) else {
+            throw APIError.insufficientScope(scopes[0])
+        }
+        if held.hasPrefix("migrations:") && !caller.account.plan.allowsMigrations {
+            throw APIError.blockedByPlan(held, plan: caller.account.plan.rawValue)
+        }
+        return caller
+    }
+}

@@ -1,0 +1,93 @@
+import HTTPTypes
+import Hummingbird
+
+/// An error answered with the envelope of SPEC.md §7:
+/// `{"error":{"code","message","hint","request_id","retryable"}}` plus `fields`, `reason` or `retry_after`.
+public struct APIError: Error, Sendable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+    public var hint: String?
+    public var retryable: Bool
+    /// Per-field messages, for `validation_error`.
+    public var fields: [(String, String)]
+    /// The classified import failure behind `connection_failed`.
+    public var reason: String?
+    /// Seconds to wait, for `rate_limited` (also sent as `Retry-After`).
+    public var retryAfter: Int?
+
+    public init(_ status: HTTPResponse.Status, code: String, message: String, hint: String? = nil,
+                retryable: Bool = false, fields: [(String, String)] = [], reason: String? = nil,
+                retryAfter: Int? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.retryable = retryable
+        self.fields = fields
+        self.reason = reason
+        self.retryAfter = retryAfter
+    }
+
+    func body(requestID: String) -> JSONValue {
+        var error: [(String, JSONValue)] = [
+            ("code", .string(code)),
+            ("message", .string(message)),
+            ("hint", .optional(hint)),
+            ("request_id", .string(requestID)),
+            ("retryable", .bool(retryable)),
+        ]
+        if code == "validation_error" {
+            error.append(("fields", .object(fields.map { ($0.0, .string($0.1)) })))
+        }
+        if let reason { error.append(("reason", .string(reason))) }
+        if let retryAfter { error.append(("retry_after", .int(retryAfter))) }
+        return .object([("error", .object(error))])
+    }
+}
+
+extension APIError {
+    static let unauthenticated = APIError(
+        .unauthorized, code: "unauthenticated", message: "A valid API token is required.",
+        hint: "Send `Authorization: Bearer mp_live_…` with a token that exists and has not expired.")
+
+    static func notFound(_ what: String = "resource") -> APIError {
+        APIError(.notFound, code: "not_found", message: "No such \(what).",
+                 hint: "Check the id; objects of other accounts are not visible.")
+    }
+
+    static func insufficientScope(_ scope: String) -> APIError {
+        APIError(.forbidden, code: "insufficient_scope", message: "This token lacks the \(scope) scope.",
+                 hint: "Create a token with the \(scope) scope.")
+    }
+
+    static func blockedByPlan(_ scope: String, plan: String) -> APIError {
+        APIError(.forbidden, code: "token_scope_blocked_by_plan",
+                 message: "The \(plan) plan does not include \(scope).",
+                 hint: "Upgrade to the Starter plan or higher to use migrations.")
+    }
+
+    static func conflict(_ message: String, hint: String? = nil) -> APIError {
+        APIError(.conflict, code: "conflict", message: message, hint: hint)
+    }
+
+    static func validation(_ fields: [(String, String)]) -> APIError {
+        let first = fields.first.map { "\($0.0): \($0.1)" } ?? "invalid request"
+        return APIError(.unprocessableContent, code: "validation_error",
+                        message: fields.count > 1 ? "\(first) (and \(fields.count - 1) more)" : first,
+                        hint: "Fix the fields listed in `fields` and send the request again.", fields: fields)
+    }
+
+    static let invalidJSON = APIError(
+        .badRequest, code: "invalid_json", message: "The request body is not a JSON object.",
+        hint: "Send a JSON object with `Content-Type: application/json`.")
+
+    static func payloadTooLarge(_ limit: Int) -> APIError {
+        APIError(.contentTooLarge, code: "payload_too_large",
+                 message: "The request body is larger than \(limit) bytes.", hint: nil)
+    }
+
+    static let internalError = APIError(
+        .internalServerError, code: "internal_error", message: "The server failed to handle the request.",
+        hint: "Try again; if it keeps failing, report the request id.", retryable: true)
+}

@@ -1,0 +1,114 @@
+import Foundation
+import IMAPClient
+import MigrationEngine
+import Store
+
+/// The source fields shared by test-connection and start (SPEC.md §4), checked, with provider
+/// presets filling host, port and security.
+struct SourceInput {
+    var provider: Provider
+    var host: String
+    var port: Int
+    var security: ConnectionSecurity
+    var email: String
+    var username: String
+    var password: String
+
+    static func read(_ body: inout BodyReader, providerRequired: Bool) -> SourceInput? {
+        let providerName = body.string("provider", required: providerRequired, length: 1...32)
+        var provider = Provider.genericIMAP
+        if let providerName {
+            if let known = Provider(rawValue: providerName.lowercased()) {
+                provider = known
+            } else {
+                body.fail("provider", "must be one of \(Provider.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        let preset = provider.preset
+        var host = body.string("source_host", required: preset == nil)
+        if let given = host, !isHostName(given) { body.fail("source_host", "must be a host name or IP address") }
+        if let given = host, given.hasPrefix("["), given.hasSuffix("]") { host = String(given.dropFirst().dropLast()) }
+        let port = body.int("source_port", required: preset == nil, range: 1...65535)
+        var security: ConnectionSecurity?
+        if let name = body.string("source_security", required: preset == nil, length: 1...8) {
+            security = ConnectionSecurity(rawValue: name.lowercased())
+            if security == nil { body.fail("source_security", "must be ssl, tls or none") }
+        }
+        let email = body.string("source_email", required: true, length: 3...255)
+        if let email, !isEmailAddress(email) { body.fail("source_email", "must be an email address") }
+        let username = body.string("source_username", required: false)
+        let password = body.string("source_password", required: true, trim: false)
+
+        guard let resolvedHost = host ?? preset?.host, let resolvedPort = port.map(Int.init) ?? preset?.port,
+              let resolvedSecurity = security ?? preset?.security, let email, let password else { return nil }
+        return SourceInput(provider: provider, host: resolvedHost, port: resolvedPort, security: resolvedSecurity,
+                           email: email, username: username ?? email, password: password)
+    }
+
+    func account(allowPrivateHosts: Bool, trustRootsPEM: [String]) -> MailAccount {
+        MailAccount(
+            server: ServerConfiguration(host: host, port: port, security: security,
+                                        additionalTrustRootsPEM: trustRootsPEM,
+                                        connectTimeout: .seconds(10), greetingTimeout: .seconds(15),
+                                        idleTimeout: .seconds(60),
+                                        addressFilter: AddressPolicy.filter(allowPrivateHosts: allowPrivateHosts)),
+            credentials: .password(username: username, password: password))
+    }
+
+    static func isEmailAddress(_ value: String) -> Bool {
+        let parts = value.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".")
+            && !parts[1].hasSuffix(".") && !value.contains(where: { $0.isWhitespace })
+    }
+
+    static func isHostName(_ value: String) -> Bool {
+        guard !value.isEmpty, value.count <= 253 else { return false }
+        if value.hasPrefix("[") && value.hasSuffix("]") { return value.count > 2 }  // [IPv6]
+        return value.unicodeScalars.allSatisfy {
+            CharacterSet.alphanumerics.contains($0) || $0 == "." || $0 == "-" || $0 == ":" || $0 == "_"
+        } && !value.hasPrefix("-") && !value.hasPrefix(".")
+    }
+}
+
+/// The start body: the source plus where to, what and how.
+struct StartInput {
+    var source: SourceInput
+    var mailboxID: Int64
+    var targetPassword: String?
+    var selectedFolders: [String]?
+    var importSince: String?
+    var skipDuplicates: Bool
+
+    static func read(_ body: inout BodyReader, hasMasterCredentials: Bool) -> StartInput? {
+        let mailboxID = body.int("mailbox_id", required: true, range: 1...Int64(Int32.max))
+        let source = SourceInput.read(&body, providerRequired: true)
+        let targetPassword = body.string("target_password", required: !hasMasterCredentials, trim: false)
+        let folders = body.stringArray("selected_folders", maxItems: 1000)
+        if let folders, folders.isEmpty { body.fail("selected_folders", "must name at least one folder, or be omitted for all") }
+        let since = body.string("import_since", required: false, length: 10...10)
+        if let since, parseDay(since) == nil { body.fail("import_since", "must be a date as YYYY-MM-DD") }
+        let skipDuplicates = body.bool("skip_duplicates") ?? true
+        guard let mailboxID, let source, body.problems.isEmpty else { return nil }
+        return StartInput(source: source, mailboxID: mailboxID, targetPassword: targetPassword,
+                          selectedFolders: folders, importSince: since, skipDuplicates: skipDuplicates)
+    }
+
+    func newMigration(accountID: Int64) -> NewMigration {
+        NewMigration(accountID: accountID, mailboxID: mailboxID, provider: source.provider.rawValue,
+                     sourceHost: source.host, sourcePort: source.port, sourceSecurity: source.security.rawValue,
+                     sourceEmail: source.email, sourceUsername: source.username, sourcePassword: source.password,
+                     targetPassword: targetPassword, selectedFolders: selectedFolders, importSince: importSince,
+                     skipDuplicates: skipDuplicates)
+    }
+
+    /// A real calendar day from 1970 on, as `YYYY-MM-DD`.
+    static func parseDay(_ text: String) -> (year: Int, month: Int, day: Int)? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
+              (1970...9999).contains(year), (1...12).contains(month) else { return nil }
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+        return (1...days).contains(day) ? (year, month, day) : nil
+    }
+}

@@ -1,0 +1,206 @@
+import Foundation
+import Hummingbird
+import IMAPClient
+import MigrationEngine
+import Store
+
+/// `/api/v1/migrations…` (SPEC.md §4).
+struct MigrationRoutes {
+    let environment: APIEnvironment
+    var store: Store { environment.store }
+    var idempotency: Idempotency { Idempotency(store: environment.store) }
+
+    static let read = "migrations:read"
+    static let write = "migrations:write"
+
+    func register(on group: RouterGroup<APIContext>) {
+        group.post("migrations/test-connection", use: testConnection)
+        group.get("migrations", use: list)
+        group.post("migrations", use: start)
+        group.get("migrations/{id}", use: get)
+        group.post("migrations/{id}:cancel", use: cancel)
+        group.post("migrations/{id}:retry", use: retry)
+        group.delete("migrations/{id}", use: delete)
+    }
+
+    // MARK: Handlers
+
+    @Sendable func testConnection(_ request: Request, context: APIContext) async throws -> Response {
+        let caller = try context.require(Self.write)
+        var (body, raw) = try await BodyReader.read(request, context: context, limit: environment.limits.maxBodyBytes)
+        return try await idempotency.run(request, context: context, caller: caller, body: raw) {
+            let source = SourceInput.read(&body, providerRequired: false)
+            try body.finish()
+            guard let source else { throw APIError.validation([("source_host", "is required")]) }
+            let account = source.account(allowPrivateHosts: environment.allowPrivateHosts,
+                                         trustRootsPEM: environment.sourceTrustRootsPEM)
+            do {
+                let folders = try await ConnectionCheck.run(account, side: .source, provider: source.provider)
+                return WriteResult(status: .ok, body: .object([
+                    ("success", .bool(true)),
+                    ("folders", .object(folders.map { ($0.name, .int($0.messages)) })),
+                ]))
+            } catch let error as ImportFailure {
+                throw APIError(.unprocessableContent, code: "connection_failed", message: error.message,
+                               hint: error.hint, retryable: error.isRetryable, reason: error.code.rawValue)
+            }
+        }
+    }
+
+    @Sendable func list(_ request: Request, context: APIContext) async throws -> Response {
+        let caller = try context.require(Self.read)
+        let query = request.uri.queryParameters
+        var problems: [(String, String)] = []
+        var filters: [(String, String)] = []
+        var status: MigrationStatus?
+        if let value = query["status"].map(String.init) {
+            status = MigrationStatus(rawValue: value)
+            if status == nil {
+                problems.append(("status", "must be one of \(MigrationStatus.allCases.map(\.rawValue).joined(separator: ", "))"))
+            } else {
+                filters.append(("status", value))
+            }
+        }
+        var mailboxID: Int64?
+        if let value = query["mailbox_id"].map(String.init) {
+            mailboxID = Int64(value)
+            if let mailboxID, mailboxID >= 1 { filters.append(("mailbox_id", value)) } else {
+                problems.append(("mailbox_id", "must be a positive integer"))
+            }
+        }
+        let page = Self.pageRequest(query, problems: &problems)
+        if !problems.isEmpty { throw APIError.validation(problems) }
+        let result = try await store.listMigrations(accountID: caller.account.id, status: status,
+                                                    mailboxID: mailboxID, page: page)
+        return jsonResponse(Render.page(result, path: "/api/v1/migrations", filters: filters, item: Render.migration))
+    }
+
+    @Sendable func get(_ request: Request, context: APIContext) async throws -> Response {
+        let caller = try context.require(Self.read)
+        let id = try Self.migrationID(context)
+        guard let record = try await store.migration(id: id, accountID: caller.account.id) else {
+            throw APIError.notFound("migration")
+        }
+        return jsonResponse(.object([("data", Render.migration(record))]))
+    }
+
+    @Sendable func start(_ request: Request, context: APIContext) async throws -> Response {
+        let caller = try context.require(Self.write)
+        var (body, raw) = try await BodyReader.read(request, context: context, limit: environment.limits.maxBodyBytes)
+        return try await idempotency.run(request, context: context, caller: caller, body: raw) {
+            let input = StartInput.read(&body, hasMasterCredentials: environment.hasMasterCredentials)
+            try body.finish()
+            guard let input else { throw APIError.validation([("mailbox_id", "is required")]) }
+            guard try await store.mailbox(id: input.mailboxID, accountID: caller.account.id) != nil else {
+                throw APIError.validation([("mailbox_id", "no such mailbox in this account")])
+            }
+            if try await store.activeSingleMigrationCount(accountID: caller.account.id) > 0 {
+                throw Self.activeConflict
+            }
+            if try await store.runningCount() >= environment.limits.maxConcurrentMigrations {
+                throw APIError(.serviceUnavailable, code: "migration_capacity_reached",
+                               message: "The service is running as many migrations as it can.",
+                               hint: "Try again in a few minutes.", retryable: true)
+            }
+            let record: MigrationRecord
+            do {
+                record = try await store.createMigration(input.newMigration(accountID: caller.account.id))
+            } catch StoreError.activeMigrationExists {
+                throw Self.activeConflict
+            } catch StoreError.notFound {
+                throw APIError.validation([("mailbox_id", "no such mailbox in this account")])
+            }
+            try await audit("migration_started", record.id, caller: caller, context: context)
+            environment.migrationQueued()
+            return WriteResult(status: .created, body: .object([("data", Render.migration(record))]))
+        }
+    }
+
+    @Sendable func cancel(_ request: Request, context: APIContext) async throws -> Response {
+        let caller = try context.require(Self.write)
+        let id = try Self.migrationID(context)
+        return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
+            let record: MigrationRecord
+            do {
+                record = try await store.cancelMigration(id: id, accountID: caller.account.id)
+            } catch StoreError.notFound {
+                throw APIError.notFound("migration")
+            } catch StoreError.invalidStatus(let status) {
+                throw APIError.conflict("The migration is \(status.rawValue); only an active migration can be cancelled.")
+            }
+            try await audit("migration_cancelled", id, caller: caller, context: context)
+            return WriteResult(status: .ok, body: .object([("data", Render.migration(record))]))
+        }
+    }
+
+    @Sendable func retry(_ request: Request, context: APIContext) async throws -> Response {
+        let caller = try context.require(Self.write)
+        let id = try Self.migrationID(context)
+        return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
+            let record: MigrationRecord
+            do {
+                record = try await store.retryMigration(id: id, accountID: caller.account.id)
+            } catch StoreError.notFound {
+                throw APIError.notFound("migration")
+            } catch StoreError.invalidStatus(let status) {
+                throw APIError.conflict("The migration is \(status.rawValue); only a failed or cancelled migration can be retried.")
+            } catch StoreError.activeMigrationExists {
+                throw Self.activeConflict
+            }
+            try await audit("migration_retried", id, caller: caller, context: context)
+            environment.migrationQueued()
+            return WriteResult(status: .ok, body: .object([("data", Render.migration(record))]))
+        }
+    }
+
+    @Sendable func delete(_ request: Request, context: APIContext) async throws -> Response {
+        let caller = try context.require(Self.write)
+        let id = try Self.migrationID(context)
+        return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
+            do {
+                try await store.deleteMigration(id: id, accountID: caller.account.id)
+            } catch StoreError.notFound {
+                throw APIError.notFound("migration")
+            } catch StoreError.invalidStatus(let status) {
+                throw APIError.conflict("The migration is \(status.rawValue); cancel it before deleting it.")
+            }
+            try await audit("migration_deleted", id, caller: caller, context: context)
+            return WriteResult(status: .noContent, body: nil)
+        }
+    }
+
+    // MARK: Helpers
+
+    static let activeConflict = APIError.conflict(
+        "The account already has an active migration.",
+        hint: "Wait for it to finish or cancel it first.")
+
+    static func migrationID(_ context: APIContext) throws(APIError) -> Int64 {
+        guard let text = context.parameters.get("id"), let id = Int64(text), id >= 1 else {
+            throw APIError.notFound("migration")
+        }
+        return id
+    }
+
+    static func pageRequest(_ query: Parameters, problems: inout [(String, String)]) -> PageRequest {
+        var page: Int?
+        var perPage: Int?
+        if let value = query["page"].map(String.init) {
+            if let number = Int(value), (1...1_000_000).contains(number) { page = number } else {
+                problems.append(("page", "must be an integer from 1 to 1000000"))
+            }
+        }
+        if let value = query["per_page"].map(String.init) {
+            if let number = Int(value), (1...PageRequest.maxPerPage).contains(number) { perPage = number } else {
+                problems.append(("per_page", "must be an integer from 1 to \(PageRequest.maxPerPage)"))
+            }
+        }
+        return PageRequest(page: page, perPage: perPage)
+    }
+
+    private func audit(_ action: String, _ id: Int64, caller: Caller, context: APIContext) async throws {
+        try await store.recordAudit(accountID: caller.account.id, tokenID: caller.token.id, action: action,
+                                    resourceType: "migration", resourceID: String(id), ip: context.clientIP,
+                                    requestID: context.requestID)
+    }
+}
