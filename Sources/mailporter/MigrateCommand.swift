@@ -1,3 +1,4 @@
+import HTTPAPI
 import ArgumentParser
 import Foundation
 import IMAPClient

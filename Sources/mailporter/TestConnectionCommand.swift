@@ -1,4 +1,5 @@
 import ArgumentParser
+import HTTPAPI
 import IMAPClient
 import MigrationEngine
 
@@ -28,8 +29,8 @@ struct TestConnectionCommand: AsyncParsableCommand {
             let folders = try await ConnectionCheck.run(MailAccount(server: server, credentials: credentials),
                                                         provider: Provider(rawValue: provider) ?? .genericIMAP)
             if json {
-                let fields = folders.map { "\(jsonString($0.name)):\($0.messages)" }
-                print("{\"success\":true,\"folders\":{\(fields.joined(separator: ","))}}")
+                JSONLine.print([("success", .bool(true)),
+                                ("folders", .object(folders.map { ($0.name, .int($0.messages)) }))])
             } else {
                 let width = min(60, folders.map(\.name.count).max() ?? 0)
                 for folder in folders {
