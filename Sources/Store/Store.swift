@@ -456,9 +456,10 @@ public final class Store: Sendable {
             """).first() != nil
     }
 
-    /// Moves an active migration to `status` (a runner walking validating → planning → processing →
+    /// Moves a running migration to `status` (a runner walking validating → planning → processing →
     /// completed | failed). Never moves a migration out of a terminal status, so a cancel wins over
-    /// the runner. With `owner`, only while that runner holds the lease. A terminal status sets
+    /// the runner, nor out of `pending`, so a runner's late write cannot revive a migration that was
+    /// cancelled and retried under it (only a claim starts a pending one). With `owner`, only while that runner holds the lease. A terminal status sets
     /// `finished_at`; `error` sets the error fields. Returns false when nothing changed.
     @discardableResult
     public func updateStatus(migrationID: Int64, to status: MigrationStatus, owner: String? = nil,
@@ -473,7 +474,7 @@ public final class Store: Sendable {
         }
         var query: SQLQueryString = """
             UPDATE migrations SET \(sets)
-            WHERE id = \(bind: migrationID) AND status IN (\(unsafeRaw: Self.activeList))
+            WHERE id = \(bind: migrationID) AND status IN (\(unsafeRaw: Self.runningList))
             """
         if let owner { query += " AND lease_owner = \(bind: owner)" }
         query += " RETURNING id"

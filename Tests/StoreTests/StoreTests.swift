@@ -351,6 +351,9 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             let retried = try await store.retryMigration(id: first.id, accountID: account.id)
             #expect(retried.status == .pending)
             #expect(retried.totalMessages == 0 && retried.folders.isEmpty && retried.finishedAt == nil)
+            // runner-a, not yet aware of the cancel, cannot pull the retried migration out of pending.
+            #expect(try await store.updateStatus(migrationID: first.id, to: .processing, owner: "runner-a") == false)
+            #expect(try await store.migration(id: first.id)?.status == .pending)
             #expect(try await store.claimPendingMigration(owner: "runner-b", leaseSeconds: 30)?.id == job.id)
             #expect(try await store.claimPendingMigration(owner: "runner-b", leaseSeconds: 30) == nil)
             #expect(try await store.releaseLease(migrationID: first.id, owner: "runner-a"))
