@@ -1,4 +1,5 @@
 import Foundation
+import Store
 import Testing
 import TestSupport
 
@@ -180,7 +181,7 @@ struct ServeEndToEndTests {
         #expect(!service.process.stderr.contains(token))
     }
 
-    @Test func killedMidMigrationTheServerResumesOnRestartAndEndsExact() async throws {
+    @Test func killedOrStoppedMidMigrationTheServerResumesOnRestartAndEndsExact() async throws {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = try await source.freshUser("e2ekill")
@@ -214,14 +215,32 @@ struct ServeEndToEndTests {
         #expect(await first.process.wait(timeout: .seconds(10)) == 137)
         first.process.cleanUp()
 
+        // The restarted server resumes the copy; SIGTERM stops it at a safe point and hands the
+        // migration back to the queue.
         let second = try Service(dataDir: dataDir, port: port, destination: destination)
-        defer {
-            second.process.kill()
-            _ = second.process.poll()
-            second.process.cleanUp()
-        }
         try await second.waitUntilReady()
-        let record = try await poll(second, id: id, token: token) { ["completed", "failed", "cancelled"].contains($0["status"] as? String) }
+        let killedAt = number(midway["imported_messages"]) ?? 0
+        _ = try await poll(second, id: id, token: token) { record in
+            record["status"] as? String == "processing" && (self.number(record["imported_messages"]) ?? 0) > killedAt
+        }
+        second.process.kill(SIGTERM)
+        #expect(await second.process.wait(timeout: .seconds(20)) == 0, "serve should exit cleanly on SIGTERM: \(second.process.stderr.suffix(2000))")
+        second.process.cleanUp()
+        let store = try await Store.openSQLite(path: dataDir + "/mailporter.sqlite",
+                                               secrets: SecretBox.loadOrCreate(dataDirectory: dataDir, environmentKey: nil))
+        let requeued = try await store.migration(id: Int64(id))
+        try await store.close()
+        #expect(requeued?.status == .pending, "after SIGTERM: \(String(describing: requeued?.status))")
+        #expect(requeued?.leaseOwner == nil)
+
+        let third = try Service(dataDir: dataDir, port: port, destination: destination)
+        defer {
+            third.process.kill()
+            _ = third.process.poll()
+            third.process.cleanUp()
+        }
+        try await third.waitUntilReady()
+        let record = try await poll(third, id: id, token: token) { ["completed", "failed", "cancelled"].contains($0["status"] as? String) }
         #expect(record["status"] as? String == "completed", "\(record)")
         #expect((number(record["imported_messages"]) ?? 0) + (number(record["skipped_duplicates"]) ?? 0) == corpus.selectedCount)
         #expect(number(record["failed_messages"]) == 0)
