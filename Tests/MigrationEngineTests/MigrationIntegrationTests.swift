@@ -445,6 +445,48 @@ struct MigrationIntegrationTests {
         expectTotals(summary, expectedTotals(corpus, skipDuplicates: skipDuplicates), "resumed")
     }
 
+    /// A source that goes silent mid-FETCH does not hold a cancel up until the idle timeout: the
+    /// cancelled task closes its connections, and the copy resumes exactly afterwards.
+    @Test func aCancelDoesNotWaitForAStalledServer() async throws {
+        let (source, destination) = try await servers()
+        let sourceUser = uniqueUser("src")
+        let destinationUser = try await destination.freshUser("dst")
+        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false, bodyBytes: 2000...12_000))
+        let stall = FaultInjectingProxy.Fault.stallAfterPattern(Array("BODY[] {".utf8), extraBytes: 60_000)
+        let proxy = try await FaultInjectingProxy.start(upstreamPort: source.imapPort, faults: Array(repeating: stall, count: 20))
+        var sourceAccount = account(source, sourceUser, port: proxy.port)
+        sourceAccount.server.idleTimeout = .seconds(120)
+        let store = MemoryCheckpointStore()
+        let request = MigrationRequest(source: sourceAccount, destination: account(destination, destinationUser),
+                                       parallelFolders: 2, batchSize: 500)
+        let log = EventLog(cancelAfterCopied: 5)
+        let task = Task { await outcome(Migration(request: request, checkpoints: store), log) }
+        log.arm {
+            // Let the stall take hold, then stop.
+            Task {
+                try? await Task.sleep(for: .milliseconds(500))
+                task.cancel()
+            }
+        }
+        let started = ContinuousClock.now
+        let result = await task.value
+        await proxy.stop()
+        guard case .failure(let failure) = result else {
+            Issue.record("the run finished although the source stalled")
+            return
+        }
+        #expect(failure.code == .cancelled, "\(failure)")
+        // The idle timeout is 120 s; the stop must come from the cancel, not from it.
+        #expect(ContinuousClock.now - started < .seconds(30), "the cancel waited for the stalled server")
+
+        let summary = try await Migration(request: MigrationRequest(
+            source: account(source, sourceUser), destination: account(destination, destinationUser)),
+            checkpoints: store).run(emit: { _ in })
+        let snapshot = try await AccountSnapshot.take(destination, user: destinationUser)
+        expectExact(snapshot, expectedDestination(corpus, skipDuplicates: true), "resumed after a stalled cancel")
+        expectTotals(summary, expectedTotals(corpus, skipDuplicates: true), "resumed after a stalled cancel")
+    }
+
     /// `mailporter migrate --state-file` killed with SIGKILL while messages stream (through a slow
     /// source link), then run again to the end.
     @Test(arguments: [true, false])

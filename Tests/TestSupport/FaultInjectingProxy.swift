@@ -18,6 +18,9 @@ public final class FaultInjectingProxy: Sendable {
         case garbageAfter(Int, [UInt8])
         /// Forward at most this many bytes per second server→client (slow server).
         case throttle(bytesPerSecond: Int)
+        /// Go silent (forward nothing more, keep the connection open) once this byte pattern and
+        /// `extraBytes` more were forwarded: a server that hangs mid-response.
+        case stallAfterPattern([UInt8], extraBytes: Int)
     }
 
     public let port: Int
@@ -122,8 +125,11 @@ private struct ServerDataFilter {
         case passThrough
         /// Forward up to `limit` bytes in total, then close.
         case dropAt(limit: Int)
-        /// Look for `pattern`; `window` holds the last bytes of the stream that could start it.
-        case awaitPattern(pattern: [UInt8], extraBytes: Int, window: [UInt8])
+        /// Look for `pattern`; `window` holds the last bytes of the stream that could start it. Then
+        /// close (or, with `stall`, go silent) `extraBytes` after it.
+        case awaitPattern(pattern: [UInt8], extraBytes: Int, window: [UInt8], stall: Bool)
+        /// Forward up to `limit` bytes in total, then swallow the rest without closing.
+        case stallAt(limit: Int)
         /// Forward up to `after` bytes in total, then send `garbage` once and swallow the rest.
         case garbageAt(after: Int, garbage: [UInt8])
         /// The garbage went out; the server's data is swallowed.
@@ -143,7 +149,9 @@ private struct ServerDataFilter {
         switch fault {
         case .dropAfterServerBytes(let count)?: mode = .dropAt(limit: max(0, count))
         case .dropAfterPattern(let pattern, let extraBytes)?:
-            mode = .awaitPattern(pattern: pattern, extraBytes: max(0, extraBytes), window: [])
+            mode = .awaitPattern(pattern: pattern, extraBytes: max(0, extraBytes), window: [], stall: false)
+        case .stallAfterPattern(let pattern, let extraBytes)?:
+            mode = .awaitPattern(pattern: pattern, extraBytes: max(0, extraBytes), window: [], stall: true)
         case .garbageAfter(let count, let garbage)?: mode = .garbageAt(after: max(0, count), garbage: garbage)
         case .throttle?, nil: mode = .passThrough
         }
@@ -169,16 +177,18 @@ private struct ServerDataFilter {
             if bytes.count < allowed { return Output(forward: bytes) }
             mode = .swallowing
             return Output(forward: Array(bytes.prefix(allowed)) + garbage)
-        case .awaitPattern(let pattern, let extraBytes, let window):
+        case .stallAt(let limit):
+            return Output(forward: Array(bytes.prefix(max(0, limit - start))))
+        case .awaitPattern(let pattern, let extraBytes, let window, let stall):
             let combined = window + bytes
             if let index = Self.firstIndex(of: pattern, in: combined) {
                 let patternEnd = start - window.count + index + pattern.count
-                mode = .dropAt(limit: patternEnd + extraBytes)
+                mode = stall ? .stallAt(limit: patternEnd + extraBytes) : .dropAt(limit: patternEnd + extraBytes)
                 seen = start
                 return process(bytes)
             }
             let keep = max(0, pattern.count - 1)
-            mode = .awaitPattern(pattern: pattern, extraBytes: extraBytes, window: Array(combined.suffix(keep)))
+            mode = .awaitPattern(pattern: pattern, extraBytes: extraBytes, window: Array(combined.suffix(keep)), stall: stall)
             return Output(forward: bytes)
         }
     }

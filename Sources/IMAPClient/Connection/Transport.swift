@@ -60,7 +60,28 @@ final class Transport: Sendable {
     func nextEvents() async throws -> [ResponseEvent] {
         let handler = self.handler
         let eventLoop = channel.eventLoop
-        return try await eventLoop.flatSubmit { handler.value.nextEvents(on: eventLoop) }.get()
+        return try await cancellingConnection {
+            try await eventLoop.flatSubmit { handler.value.nextEvents(on: eventLoop) }.get()
+        }
+    }
+
+    /// Runs a wait on the server; cancelling the task closes the connection, so a stop never waits
+    /// for a slow or silent server (up to the idle timeout) and surfaces as `CancellationError`.
+    /// The session is unusable afterwards, which is what a cancelled copy wants: its resume
+    /// reconciles whatever APPEND was cut off.
+    private func cancellingConnection<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
+        try Task.checkCancellation()
+        let channel = self.channel
+        do {
+            return try await withTaskCancellationHandler {
+                try await operation()
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw error
+        }
     }
 
     func setTimeout(_ timeout: TimeAmount, phase: String) async throws {
@@ -72,10 +93,13 @@ final class Transport: Sendable {
     }
 
     func write(_ buffer: ByteBuffer) async throws {
-        do {
-            try await channel.writeAndFlush(buffer)
-        } catch {
-            throw ResponseHandler.classify(error)
+        let channel = self.channel
+        try await cancellingConnection {
+            do {
+                try await channel.writeAndFlush(buffer)
+            } catch {
+                throw ResponseHandler.classify(error)
+            }
         }
     }
 
