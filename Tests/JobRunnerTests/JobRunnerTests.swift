@@ -70,19 +70,9 @@ private func waitFor(_ store: Store, _ id: Int64, timeout: Duration = .seconds(3
     }
 }
 
-/// A Dovecot of the test's own. `DovecotServer.start` picks ports that were free a moment before;
-/// with the proxies and servers of tests running in parallel one is now and then taken meanwhile,
-/// so a start that lost that race is tried again on other ports.
+/// A Dovecot of the test's own.
 private func startPrivateServer(layout: DovecotServer.Layout) throws -> DovecotServer {
-    var attempt = 0
-    while true {
-        attempt += 1
-        do {
-            return try withDefaultSignalMask { try DovecotServer.start(layout: layout) }
-        } catch let failure as ProcessFailure where attempt < 3 && failure.output.contains("Address already in use") {
-            continue
-        }
-    }
+    try withDefaultSignalMask { try DovecotServer.start(layout: layout) }
 }
 
 /// A source link slow enough (per connection) that a run of a few hundred messages takes seconds,

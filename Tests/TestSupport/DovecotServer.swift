@@ -33,13 +33,35 @@ public final class DovecotServer: Sendable {
         self.certificatePEM = certificatePEM
     }
 
+    /// Starts a server on ports that were free a moment before. With the proxies and servers of
+    /// tests running in parallel one is now and then taken meanwhile; a start that lost that race
+    /// is tried again on other ports.
     public static func start(layout: Layout, quotaKB: Int? = nil) throws -> DovecotServer {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try startOnce(layout: layout, quotaKB: quotaKB)
+            } catch let failure as ProcessFailure where attempt < 3 && failure.output.contains("Address already in use") {
+                continue
+            }
+        }
+    }
+
+    private static func startOnce(layout: Layout, quotaKB: Int?) throws -> DovecotServer {
         let directory = "/tmp/mp-dovecot-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
         let ports = try freePorts(2)
         var arguments = ["start", directory, "--imap-port", "\(ports[0])", "--imaps-port", "\(ports[1])",
                          "--layout", layout.rawValue, "--any-user-password", password]
         if let quotaKB { arguments += ["--quota-kb", "\(quotaKB)"] }
-        _ = try runScript(arguments)
+        do {
+            _ = try runScript(arguments)
+        } catch {
+            // Leave nothing behind from a start that failed half-way.
+            _ = try? runScript(["stop", directory])
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
         let certificate = try String(contentsOfFile: directory + "/ca.pem", encoding: .utf8)
         let server = DovecotServer(directory: directory, imapPort: ports[0], imapsPort: ports[1], layout: layout,
                                    certificatePEM: certificate)
