@@ -20,6 +20,7 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
                 next: (Request, APIContext) async throws -> Response) async throws -> Response {
         var context = context
         context.requestID = Self.requestID(from: request.headers[.requestID])
+        let started = ContinuousClock.now
         var response: Response
         do {
             response = try await next(request, context)
@@ -34,6 +35,13 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
             response = Self.response(for: apiError, requestID: context.requestID)
         }
         response.headers[.requestID] = context.requestID
+        // One access line per request: never headers or bodies, which hold tokens and passwords.
+        let elapsed = ContinuousClock.now - started
+        logger.info("request", metadata: [
+            "request_id": "\(context.requestID)", "method": "\(request.method.rawValue)",
+            "path": "\(request.uri.path)", "status": "\(response.status.code)",
+            "ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+        ])
         return response
     }
 

@@ -18,12 +18,24 @@ struct DataDirectoryOptions: ParsableArguments {
             help: "sqlite:PATH or a file path (env MAILPORTER_DATABASE_URL; default <data-dir>/mailporter.sqlite).")
     var databaseURL: String?
 
+    @Option(name: .customLong("secret-key-file"),
+            help: "File holding the base64 key that encrypts stored credentials (env MAILPORTER_SECRET_KEY holds the key itself; default <data-dir>/secret.key, generated).")
+    var secretKeyFile: String?
+
     /// Resolves the options against the process environment.
     func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) throws(DataDirectory.Failure)
         -> DataDirectory {
-        try DataDirectory(path: dataDir ?? environment["MAILPORTER_DATA_DIR"],
-                          databaseURL: databaseURL ?? environment["MAILPORTER_DATABASE_URL"],
-                          secretKey: environment["MAILPORTER_SECRET_KEY"])
+        var secretKey = environment["MAILPORTER_SECRET_KEY"]
+        if let secretKeyFile {
+            do {
+                secretKey = try readTextFile(secretKeyFile).trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                throw DataDirectory.Failure(code: "secret_key_unusable", message: "cannot read \(secretKeyFile)")
+            }
+        }
+        return try DataDirectory(path: dataDir ?? environment["MAILPORTER_DATA_DIR"],
+                                 databaseURL: databaseURL ?? environment["MAILPORTER_DATABASE_URL"],
+                                 secretKey: secretKey)
     }
 }
 

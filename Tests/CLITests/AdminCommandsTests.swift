@@ -169,6 +169,17 @@ struct AdminCommandsTests {
         #expect(!FileManager.default.fileExists(atPath: (dataDir as NSString).appendingPathComponent("mailporter.sqlite")))
         #expect(!FileManager.default.fileExists(atPath: (dataDir as NSString).appendingPathComponent(SecretBox.keyFileName)))
 
+        // --secret-key-file gives the key from a file; a wrong key cannot read what the first one sealed.
+        let keyFile = (parent as NSString).appendingPathComponent("key.b64")
+        try (key + "\n").write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let keyDir = (parent as NSString).appendingPathComponent("key-dir")
+        let withKeyFile = try run(["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile], dataDir: dataDir)
+        #expect(withKeyFile.status == 0, "\(withKeyFile.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: (keyDir as NSString).appendingPathComponent(SecretBox.keyFileName)))
+        let missingKeyFile = try run(["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile + ".nope"], dataDir: dataDir)
+        #expect(missingKeyFile.status == 2)
+        #expect(missingKeyFile.stderr.contains("secret_key_unusable"))
+
         // --data-dir wins over the environment.
         let flagDir = (parent as NSString).appendingPathComponent("flag-dir")
         let viaFlag = try run(["accounts", "list", "--data-dir", flagDir], dataDir: dataDir)
