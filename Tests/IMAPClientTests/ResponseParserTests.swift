@@ -221,3 +221,86 @@ struct ResponseParserTests {
         }
     }
 }
+
+/// Gmail's X-GM-EXT-1 FETCH attributes pass through as raw attributes (the parser interprets
+/// nothing of them), and `gmailLabels` reads the labels back from X-GM-LABELS.
+@Suite("Response parser: Gmail's X-GM-EXT-1 attributes")
+struct GmailAttributeParserTests {
+    private func labels(_ input: String) throws -> [[String]?] {
+        try parse(input).compactMap { event -> [String]?? in
+            guard case .fetchAttribute(let attribute) = event else { return nil }
+            if case .other(let name, _) = attribute, name == "X-GM-LABELS" { return .some(attribute.gmailLabels) }
+            return nil
+        }
+    }
+
+    @Test func labelsInEachFormGmailSends() throws {
+        // Flag-like system labels and atoms (Gmail's documentation), quoted and escaped system
+        // labels (today's Gmail), the empty list, a literal, a modified UTF-7 name.
+        let found = try labels("""
+        * 1 FETCH (X-GM-LABELS (\\Inbox \\Sent Important "Muy Importante") UID 1)\r
+        * 2 FETCH (UID 7 X-GM-LABELS ("\\\\Important" "\\\\Starred"))\r
+        * 3 FETCH (UID 8 X-GM-LABELS ())\r
+        * 4 FETCH (UID 9 X-GM-LABELS ({5}\r\nA (b) "&AMk-quipe" Work/Projects))\r
+
+        """)
+        #expect(found == [
+            ["\\Inbox", "\\Sent", "Important", "Muy Importante"],
+            ["\\Important", "\\Starred"],
+            [],
+            ["A (b)", "&AMk-quipe", "Work/Projects"],
+        ])
+    }
+
+    @Test func labelsArriveBetweenTheOtherAttributes() throws {
+        let events = try parse("* 12 FETCH (UID 40 X-GM-LABELS (\"\\\\Inbox\" Work) FLAGS (\\Seen))\r\nM5 OK Success\r\n")
+        #expect(events == [
+            .fetchStart(sequence: 12),
+            .fetchAttribute(.uid(40)),
+            .fetchAttribute(.other(name: "X-GM-LABELS", raw: "(\"\\Inbox\" Work)")),
+            .fetchAttribute(.flags(["\\Seen"])),
+            .fetchEnd,
+            .tagged(TaggedResponse(tag: "M5", status: .ok, text: ResponseText(code: nil, text: "Success"))),
+        ])
+        #expect(events.compactMap { if case .fetchAttribute(let value) = $0 { value.gmailLabels } else { nil } } == [["\\Inbox", "Work"]])
+    }
+
+    @Test func messageAndThreadIDsPassThroughWhole() throws {
+        let events = try parse("* 5 FETCH (X-GM-THRID 1278455344230334865 X-GM-MSGID 18446744073709551615 UID 10)\r\n")
+        #expect(events == [
+            .fetchStart(sequence: 5),
+            .fetchAttribute(.other(name: "X-GM-THRID", raw: "1278455344230334865")),
+            .fetchAttribute(.other(name: "X-GM-MSGID", raw: "18446744073709551615")),
+            .fetchAttribute(.uid(10)),
+            .fetchEnd,
+        ])
+    }
+
+    @Test func onlyAnXGMLabelsListHasLabels() {
+        #expect(FetchAttribute.uid(3).gmailLabels == nil)
+        #expect(FetchAttribute.other(name: "X-GM-MSGID", raw: "(1)").gmailLabels == nil)
+        #expect(FetchAttribute.other(name: "X-GM-LABELS", raw: "NIL").gmailLabels == nil)
+        #expect(FetchAttribute.other(name: "x-gm-labels", raw: "(a)").gmailLabels == ["a"])
+    }
+
+    /// Quoted labels reach `gmailLabels` unescaped: one with a quote inside is read whole unless a
+    /// space follows that quote, and even then its pieces are labels, never none.
+    @Test func aLabelWithQuotesIsNeverReadAsNoLabel() throws {
+        #expect(try labels("* 1 FETCH (X-GM-LABELS (\"say \\\"hi\\\"\" Work))\r\n") == [["say \"hi\"", "Work"]])
+        let split = try #require(try labels("* 1 FETCH (X-GM-LABELS (\"a\\\" b\"))\r\n").first ?? nil)
+        #expect(!split.isEmpty && !split.allSatisfy { $0.hasPrefix("\\") })
+    }
+
+    @Test func theParserLimitsStillHold() {
+        let nested = String(repeating: "(", count: 100) + String(repeating: ")", count: 100)
+        #expect(throws: IMAPParseError.nestingTooDeep(limit: ParserLimits().maxNesting)) {
+            _ = try parse("* 1 FETCH (X-GM-LABELS \(nested))\r\n")
+        }
+        #expect(throws: IMAPParseError.literalTooLarge(size: 1 << 40, limit: ParserLimits().maxResponseSize)) {
+            _ = try parse("* 1 FETCH (X-GM-LABELS ({1099511627776}\r\nabc")
+        }
+        #expect(throws: IMAPParseError.self) {
+            _ = try parse("* 1 FETCH (X-GM-LABELS (\"unterminated\r\n")
+        }
+    }
+}

@@ -280,3 +280,44 @@ public enum ResponseEvent: Sendable, Equatable {
     case fetchBodyEnd
     case fetchEnd
 }
+
+extension FetchAttribute {
+    /// The labels of Gmail's `X-GM-LABELS` (X-GM-EXT-1), e.g. `["\\Inbox", "Work", "Muy Importante"]`;
+    /// nil for any other attribute or a value that is not a list.
+    ///
+    /// The parser passes X-GM-LABELS through like any attribute it does not interpret (`.other`,
+    /// quoted strings and literals unescaped between double quotes), so the labels are read back from
+    /// that text. A label that itself holds a double quote followed by a space comes back in pieces;
+    /// a label-less message (`()`, or only `\Important` / `\Starred`) always reads exactly.
+    public var gmailLabels: [String]? {
+        guard case .other(let name, let raw) = self, name.uppercased() == "X-GM-LABELS" else { return nil }
+        let bytes = Array(raw.utf8)
+        guard bytes.count >= 2, bytes.first == ASCII.openParen, bytes.last == ASCII.closeParen else { return nil }
+        let end = bytes.count - 1
+        var labels: [String] = []
+        var index = 1
+        while index < end {
+            if bytes[index] == ASCII.space {
+                index += 1
+                continue
+            }
+            var label: [UInt8] = []
+            if bytes[index] == ASCII.quote {
+                index += 1
+                // Quotes inside were unescaped: the closing one is the quote that ends the item.
+                while index < end, !(bytes[index] == ASCII.quote && (index + 1 == end || bytes[index + 1] == ASCII.space)) {
+                    label.append(bytes[index])
+                    index += 1
+                }
+                index += 1
+            } else {
+                while index < end, bytes[index] != ASCII.space {
+                    label.append(bytes[index])
+                    index += 1
+                }
+            }
+            labels.append(String(decoding: label, as: UTF8.self))
+        }
+        return labels
+    }
+}
