@@ -32,8 +32,9 @@ struct FolderCopier {
             checkpoint = FolderCheckpoint(sourceUIDValidity: uidValidity)
         }
 
-        let pending = try await source.uidSearch(searchCriteria(after: checkpoint.lastSourceUID))
+        var pending = try await source.uidSearch(searchCriteria(after: checkpoint.lastSourceUID))
             .filter { $0 > checkpoint.lastSourceUID }
+        if plan.onlyUnlabelled { pending = try await GmailLabels.unlabelled(pending, on: source) }
         var counts = FolderSummaryCounts(expected: checkpoint.copied + checkpoint.skipped + checkpoint.failed + pending.count,
                                          copied: checkpoint.copied, skipped: checkpoint.skipped, failed: checkpoint.failed,
                                          bytes: checkpoint.bytes)
@@ -343,6 +344,49 @@ struct FolderCopier {
             }
         }
         if let firstFailure { throw firstFailure }
+    }
+}
+
+/// Gmail's labels (X-GM-EXT-1): which messages of All Mail are in no other folder.
+enum GmailLabels {
+    /// Labels that put a message in a view, not in a folder of its own.
+    static let views: Set<String> = ["\\important", "\\starred"]
+    /// UIDs per `UID FETCH`, keeping command lines short.
+    static let batchSize = 1000
+
+    /// The UIDs among `uids` (of the selected mailbox) whose message has no label but views. A UID
+    /// the server returns nothing for was expunged meanwhile and is left out.
+    static func unlabelled(_ uids: [UInt32], on session: IMAPSession) async throws -> [UInt32] {
+        var result: [UInt32] = []
+        for start in stride(from: 0, to: uids.count, by: batchSize) {
+            let batch = Array(uids[start..<min(uids.count, start + batchSize)])
+            let tag = try await session.sendUIDFetch(UIDSet.compact(batch), items: "UID X-GM-LABELS")
+            var returned = Set<UInt32>()
+            var labels: [UInt32: [String]] = [:]
+            var uid: UInt32 = 0
+            var current: [String]?
+            while let event = try await session.nextEvent(until: tag) {
+                switch event {
+                case .fetchStart:
+                    uid = 0
+                    current = nil
+                case .fetchAttribute(.uid(let value)): uid = value
+                case .fetchAttribute(let attribute):
+                    if let value = attribute.gmailLabels { current = value }
+                case .fetchEnd where uid != 0:
+                    // Unsolicited FETCH data (a flag change) may name the UID without the labels.
+                    returned.insert(uid)
+                    if let current { labels[uid] = current }
+                default: break
+                }
+            }
+            try await session.finish(tag)
+            // Labels that never came are taken as none: a copy too many in Archive beats a message lost.
+            result += batch.filter { uid in
+                returned.contains(uid) && (labels[uid] ?? []).allSatisfy { views.contains($0.lowercased()) }
+            }
+        }
+        return result
     }
 }
 

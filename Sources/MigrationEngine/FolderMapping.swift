@@ -83,6 +83,13 @@ public enum FolderMapping {
         return ["all mail", "important", "starred", "alle nachrichten", "wichtig", "markiert"].contains(components[1].lowercased())
     }
 
+    /// Gmail's All Mail, by attribute or, for servers that do not send one, by name.
+    static func isGmailAllMail(_ mailbox: ListedMailbox, components: [String]) -> Bool {
+        if mailbox.entry.attributes.contains(where: { SpecialUse(attribute: $0) == .all }) { return true }
+        guard components.count == 2, isGmailParent(components[0]) else { return false }
+        return ["all mail", "alle nachrichten"].contains(components[1].lowercased())
+    }
+
     static func isGmailParent(_ component: String) -> Bool {
         let lower = component.lowercased()
         return lower == "[gmail]" || lower == "[google mail]"

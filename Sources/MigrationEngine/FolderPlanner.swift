@@ -8,6 +8,9 @@ public struct FolderPlan: Sendable, Equatable {
     public var specialUse: SpecialUse?
     /// Messages to consider after the date filter (known after counting).
     public var expected: Int
+    /// Gmail's All Mail: only its messages without a label are copied, the ones archived into no
+    /// other folder; every other message of it is copied from its label's folder.
+    public var onlyUnlabelled = false
 
     /// Unicode names for display.
     public var sourceName: String { source.decoded }
@@ -44,12 +47,21 @@ struct FolderPlanner {
             }
         }
 
+        // Without Gmail's labels there is no telling which messages of All Mail are in no other folder.
+        let readsGmailLabels = await source.hasCapability("X-GM-EXT-1") && request.provider == .gmail
         let selected = request.selectedFolders.map { names in Set(names.map { $0.lowercased() }) }
         var plans: [FolderPlan] = []
         for mailbox in sourceMailboxes where mailbox.isSelectable {
             let components = sourceScheme.components(of: mailbox.name.decoded)
-            if request.provider == .gmail, FolderMapping.isGmailView(mailbox, components: components) { continue }
-            let use = FolderMapping.specialUse(of: mailbox, components: components)
+            var use = FolderMapping.specialUse(of: mailbox, components: components)
+            var onlyUnlabelled = false
+            if request.provider == .gmail, FolderMapping.isGmailView(mailbox, components: components) {
+                // All Mail is a view too, but also the one home of messages archived without a label:
+                // those go to the destination's Archive, so nothing is lost.
+                guard readsGmailLabels, FolderMapping.isGmailAllMail(mailbox, components: components) else { continue }
+                use = .archive
+                onlyUnlabelled = true
+            }
             if let selected {
                 let decoded = mailbox.name.decoded.lowercased()
                 let unprefixed = components.joined(separator: sourceScheme.separator.map { String($0) } ?? "/").lowercased()
@@ -60,7 +72,7 @@ struct FolderPlanner {
             let target = FolderMapping.destinationComponents(sourceComponents: components, specialUse: use,
                                                              destinationSpecial: destinationSpecial)
             plans.append(FolderPlan(source: mailbox.name, destination: MailboxName(decoded: destinationScheme.name(of: target)),
-                                    specialUse: use, expected: 0))
+                                    specialUse: use, expected: 0, onlyUnlabelled: onlyUnlabelled))
         }
         return plans.sorted { lhs, rhs in
             if lhs.source.isInbox != rhs.source.isInbox { return lhs.source.isInbox }

@@ -148,7 +148,8 @@ public struct Migration: Sendable {
             let selected = try await source.select(plans[index].source, readOnly: true)
             var criteria = "NOT DELETED"
             if let since = request.since { criteria += " SINCE \(since.searchDate)" }
-            let uids = try await source.uidSearch(criteria)
+            var uids = try await source.uidSearch(criteria)
+            if plans[index].onlyUnlabelled { uids = try await GmailLabels.unlabelled(uids, on: source) }
             plans[index].expected = uids.count
             let checkpoint = try await checkpoints.load(folder: plans[index].source.encoded)
             if uids.isEmpty, checkpoint?.inFlight == nil {
