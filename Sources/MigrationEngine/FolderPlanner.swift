@@ -11,6 +11,9 @@ public struct FolderPlan: Sendable, Equatable {
     /// Gmail's All Mail: only its messages without a label are copied, the ones archived into no
     /// other folder; every other message of it is copied from its label's folder.
     public var onlyUnlabelled = false
+    /// The source folder's MESSAGES, UIDNEXT and UIDVALIDITY as listed (LIST-STATUS, or STATUS),
+    /// so a folder a checkpoint already covers needs no EXAMINE or SEARCH.
+    public var sourceStatus: MailboxStatus?
 
     /// Unicode names for display.
     public var sourceName: String { source.decoded }
@@ -35,7 +38,7 @@ struct FolderPlanner {
 
     /// Folders to copy, in a stable order (INBOX first), with their destination names.
     func plan(source: IMAPSession, destination: IMAPSession) async throws -> [FolderPlan] {
-        let sourceMailboxes = try await source.listAll(statusItems: [])
+        let sourceMailboxes = try await source.listAll(statusItems: [.messages, .uidNext, .uidValidity])
         let destinationMailboxes = try await destination.listAll(statusItems: [])
         let sourceScheme = try await namingScheme(of: source, mailboxes: sourceMailboxes)
         let destinationScheme = try await namingScheme(of: destination, mailboxes: destinationMailboxes)
@@ -72,7 +75,8 @@ struct FolderPlanner {
             let target = FolderMapping.destinationComponents(sourceComponents: components, specialUse: use,
                                                              destinationSpecial: destinationSpecial)
             plans.append(FolderPlan(source: mailbox.name, destination: MailboxName(decoded: destinationScheme.name(of: target)),
-                                    specialUse: use, expected: 0, onlyUnlabelled: onlyUnlabelled))
+                                    specialUse: use, expected: 0, onlyUnlabelled: onlyUnlabelled,
+                                    sourceStatus: mailbox.status))
         }
         return plans.sorted { lhs, rhs in
             if lhs.source.isInbox != rhs.source.isInbox { return lhs.source.isInbox }

@@ -118,13 +118,29 @@ public struct Migration: Sendable {
 
     // MARK: Steps
 
+    /// Logs in to both sides at once (two connection set-ups cost one). A source failure is the
+    /// one reported when both fail.
     private func openBoth() async throws(ImportFailure) -> (IMAPSession, IMAPSession) {
-        let source = try await open(.source)
-        do {
-            return (source, try await open(.destination))
-        } catch {
+        async let destinationResult = openResult(.destination)
+        let sourceResult = await openResult(.source)
+        let destination = await destinationResult
+        switch (sourceResult, destination) {
+        case (.success(let source), .success(let destination)):
+            return (source, destination)
+        case (.failure(let failure), let other):
+            if case .success(let session) = other { await session.close() }
+            throw failure
+        case (.success(let source), .failure(let failure)):
             await source.close()
-            throw error
+            throw failure
+        }
+    }
+
+    private func openResult(_ side: ImportSide) async -> Result<IMAPSession, ImportFailure> {
+        do {
+            return .success(try await open(side))
+        } catch {
+            return .failure(error)
         }
     }
 
@@ -145,13 +161,18 @@ public struct Migration: Sendable {
                               finished: inout [String: FolderSummaryCounts]) async throws -> [FolderPlan] {
         var plans = try await FolderPlanner(request: request).plan(source: source, destination: destination)
         for index in plans.indices {
+            let checkpoint = try await checkpoints.load(folder: plans[index].source.encoded)
+            if let counts = Self.finishedByStatus(plans[index].sourceStatus, checkpoint: checkpoint) {
+                plans[index].expected = counts.expected
+                finished[plans[index].source.encoded] = counts
+                continue
+            }
             let selected = try await source.select(plans[index].source, readOnly: true)
             var criteria = "NOT DELETED"
             if let since = request.since { criteria += " SINCE \(since.searchDate)" }
             var uids = try await source.uidSearch(criteria)
             if plans[index].onlyUnlabelled { uids = try await GmailLabels.unlabelled(uids, on: source) }
             plans[index].expected = uids.count
-            let checkpoint = try await checkpoints.load(folder: plans[index].source.encoded)
             if uids.isEmpty, checkpoint?.inFlight == nil {
                 // Nothing selected: done, whatever an earlier run counted.
                 finished[plans[index].source.encoded] = FolderSummaryCounts(
@@ -166,6 +187,23 @@ public struct Migration: Sendable {
             }
         }
         return plans
+    }
+
+    /// A folder is done without looking inside when the listed status shows nothing its checkpoint
+    /// has not covered: the same UIDVALIDITY, no UID at or above the last one done, no batch in
+    /// flight (or no message at all). This makes a run with nothing new one LIST per side.
+    static func finishedByStatus(_ status: MailboxStatus?, checkpoint: FolderCheckpoint?) -> FolderSummaryCounts? {
+        guard let status, checkpoint?.inFlight == nil else { return nil }
+        let done = FolderSummaryCounts(
+            expected: (checkpoint?.copied ?? 0) + (checkpoint?.skipped ?? 0) + (checkpoint?.failed ?? 0),
+            copied: checkpoint?.copied ?? 0, skipped: checkpoint?.skipped ?? 0, failed: checkpoint?.failed ?? 0,
+            bytes: checkpoint?.bytes ?? 0)
+        if status.messages == 0 { return done }
+        guard let checkpoint, let uidValidity = status.uidValidity, let uidNext = status.uidNext,
+              checkpoint.sourceUIDValidity == uidValidity, uidNext > 0, uidNext - 1 <= checkpoint.lastSourceUID else {
+            return nil
+        }
+        return done
     }
 
     func classify(_ error: Error) -> ImportFailure {
