@@ -378,8 +378,11 @@ public actor IMAPSession {
         }
         openAppend = (open.tag, open.remaining - bytes.readableBytes)
         if bytes.readableBytes >= 16 * 1024 {
-            try await flush()
-            try await transport.write(bytes)
+            // Whatever is queued (the APPEND line, earlier small messages) goes out in the same
+            // hand-over to the event loop as the chunk: one hop instead of two.
+            let queued = outgoing
+            outgoing = ByteBuffer()
+            try await transport.write(queued.readableBytes > 0 ? [queued, bytes] : [bytes])
         } else {
             var bytes = bytes
             outgoing.writeBuffer(&bytes)

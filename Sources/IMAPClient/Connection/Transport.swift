@@ -93,10 +93,19 @@ final class Transport: Sendable {
     }
 
     func write(_ buffer: ByteBuffer) async throws {
+        try await write([buffer])
+    }
+
+    /// Writes the buffers in order with one flush, in one task on the event loop.
+    func write(_ buffers: [ByteBuffer]) async throws {
         let channel = self.channel
         try await cancellingConnection {
             do {
-                try await channel.writeAndFlush(buffer)
+                try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+                    let written = buffers.map { channel.write($0) }
+                    channel.flush()
+                    return written.last ?? channel.eventLoop.makeSucceededVoidFuture()
+                }.get()
             } catch {
                 throw ResponseHandler.classify(error)
             }
