@@ -35,7 +35,7 @@ final class FolderWorker {
                 if error is CancellationError { throw error }
                 let failure = migration.classify(error)
                 let throttled = failure.code == .sourceThrottled
-                guard Self.isTransient(error), attempt < migration.request.maxAttempts else {
+                guard Self.isTransient(error, attempt: attempt), attempt < migration.request.maxAttempts else {
                     emit(.folderFailed(source: plan.sourceName, failure: failure))
                     throw failure
                 }
@@ -46,17 +46,23 @@ final class FolderWorker {
         }
     }
 
-    /// Drops, timeouts, garbage and throttling are worth a reconnect; refusals and quota are not.
-    static func isTransient(_ error: Error) -> Bool {
+    /// Drops, timeouts, garbage, throttling and server bugs are worth a reconnect; refusals and
+    /// quota are not. A folder the server refuses to open is looked at once more over fresh
+    /// connections: Dovecot, when a brand-new account's first sessions arrive together, can refuse a
+    /// SELECT of a folder that exists ("Mailbox already exists") while its index is being created.
+    static func isTransient(_ error: Error, attempt: Int = 1) -> Bool {
         let imapError = (error as? SidedError)?.underlying as? IMAPError ?? error as? IMAPError
         guard let imapError else { return false }
         switch imapError.responseCode {
         case .overQuota?: return false
-        case .throttled?, .unavailable?, .limit?, .inUse?: return true
+        case .throttled?, .unavailable?, .limit?, .inUse?, .serverBug?: return true
         default: break
         }
         switch imapError {
         case .connectionClosed, .timedOut, .protocolError, .connectionRefused, .hostUnreachable: return true
+        case .commandFailed(let command, .no, _):
+            let opening = ["SELECT", "EXAMINE"].contains(command.uppercased())
+            return opening && attempt == 1
         default: return false
         }
     }

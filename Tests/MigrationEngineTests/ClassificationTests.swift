@@ -24,6 +24,18 @@ struct ClassificationTests {
         #expect(!FolderWorker.isTransient(SidedError(side: .destination, underlying: full)))
     }
 
+    @Test func aRefusedSelectIsRetriedOnceAndServerBugsAlways() {
+        let raced = IMAPError.commandFailed(command: "SELECT", status: .no, text: ResponseText(code: nil, text: "Mailbox already exists"))
+        #expect(FolderWorker.isTransient(SidedError(side: .destination, underlying: raced), attempt: 1))
+        #expect(!FolderWorker.isTransient(SidedError(side: .destination, underlying: raced), attempt: 2))
+        let bug = IMAPError.commandFailed(command: "UID", status: .no, text: ResponseText(code: .serverBug, text: "Internal error"))
+        #expect(FolderWorker.isTransient(bug, attempt: 3))
+        let refusedAppend = IMAPError.commandFailed(command: "APPEND", status: .no, text: ResponseText(code: nil, text: "no"))
+        #expect(!FolderWorker.isTransient(SidedError(side: .destination, underlying: refusedAppend), attempt: 1))
+        let bad = IMAPError.commandFailed(command: "SELECT", status: .bad, text: ResponseText(code: nil, text: "syntax"))
+        #expect(!FolderWorker.isTransient(bad, attempt: 1))
+    }
+
     @Test func gmailLoginFailureHintNamesAppPasswords() {
         let refused = IMAPError.authenticationFailed(ResponseText(code: .authenticationFailed, text: "Invalid credentials"))
         let failure = migration.classify(refused)
