@@ -24,6 +24,14 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
         var response: Response
         do {
             response = try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound && !RouteTable.methods(for: request.uri.path).isEmpty {
+            // The path exists; only the method is wrong.
+            let allowed = RouteTable.methods(for: request.uri.path)
+            response = Self.response(for: APIError(
+                .methodNotAllowed, code: "method_not_allowed",
+                message: "\(request.method.rawValue) is not allowed here.",
+                hint: "Use \(allowed.map(\.rawValue).joined(separator: " or "))."), requestID: context.requestID)
+            response.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
         } catch {
             let apiError = Self.apiError(for: error)
             if !(error is APIError) && apiError.status.code >= 500 {

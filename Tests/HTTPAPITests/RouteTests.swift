@@ -24,7 +24,15 @@ struct RouteTests {
                 let hostile = try await client.call(.get, "/healthz", headers: [("X-Request-Id", "a b\"<script>")])
                 #expect(hostile.headers[HTTPField.Name("X-Request-Id")!]?.hasPrefix("req_") == true)
 
-                let missing = try await client.call(.get, "/api/v2/nothing", headers: [("X-Request-Id", "rid-1")])
+                let wrongMethod = try await client.call(.put, "/api/v1/migrations/7", token: fixture.token)
+            #expect(wrongMethod.status == .methodNotAllowed)
+            #expect(wrongMethod.errorCode == "method_not_allowed")
+            #expect(wrongMethod.headers[.allow] == "GET, DELETE")
+            let wrongOnAction = try await client.call(.get, "/api/v1/migrations/7:cancel")
+            #expect(wrongOnAction.headers[.allow] == "POST")
+            #expect(try await client.call(.delete, "/healthz").status == .methodNotAllowed)
+
+            let missing = try await client.call(.get, "/api/v2/nothing", headers: [("X-Request-Id", "rid-1")])
                 #expect(missing.status == .notFound)
                 let error = try #require(missing.json?["error"])
                 #expect(string(error["code"]) == "not_found")
@@ -54,8 +62,13 @@ struct RouteTests {
                 #expect(paths.count >= 9)
                 for (path, operations) in paths {
                     guard case .object(let methods) = operations else { continue }
+                    let concrete = path.replacingOccurrences(of: "{id}", with: "1")
+                    let documented = Set(methods.map(\.0))
+                    for method in ["get", "post", "delete"] where !documented.contains(method) {
+                        let reply = try await client.call(HTTPRequest.Method(method.uppercased())!, concrete)
+                        #expect(reply.status == .methodNotAllowed, "\(method.uppercased()) \(path) is not documented: expected 405")
+                    }
                     for (method, _) in methods where ["get", "post", "delete", "patch", "put"].contains(method) {
-                        let concrete = path.replacingOccurrences(of: "{id}", with: "1")
                         let reply = try await client.call(HTTPRequest.Method(method.uppercased())!, concrete,
                                                           token: nil, json: method == "get" || method == "delete" ? nil : .object([]))
                         // Unauthenticated: a routed /api/v1 path answers 401, open ones 200; never "no such route".
