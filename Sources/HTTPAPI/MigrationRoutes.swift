@@ -117,55 +117,57 @@ struct MigrationRoutes {
     }
 
     @Sendable func cancel(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(Self.write)
-        let id = try Self.migrationID(context)
-        return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
-            let record: MigrationRecord
-            do {
-                record = try await store.cancelMigration(id: id, accountID: caller.account.id)
-            } catch StoreError.notFound {
-                throw APIError.notFound("migration")
-            } catch StoreError.invalidStatus(let status) {
-                throw APIError.conflict("The migration is \(status.rawValue); only an active migration can be cancelled.")
-            }
-            try await audit("migration_cancelled", id, caller: caller, context: context)
-            return WriteResult(status: .ok, body: .object([("data", Render.migration(record))]))
+        try await changeStatus(request, context, audit: "migration_cancelled",
+                               refusal: "only an active migration can be cancelled") { store, id, account in
+            .ok(try await store.cancelMigration(id: id, accountID: account))
         }
     }
 
     @Sendable func retry(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(Self.write)
-        let id = try Self.migrationID(context)
-        return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
-            let record: MigrationRecord
-            do {
-                record = try await store.retryMigration(id: id, accountID: caller.account.id)
-            } catch StoreError.notFound {
-                throw APIError.notFound("migration")
-            } catch StoreError.invalidStatus(let status) {
-                throw APIError.conflict("The migration is \(status.rawValue); only a failed or cancelled migration can be retried.")
-            } catch StoreError.activeMigrationExists {
-                throw Self.activeConflict
-            }
-            try await audit("migration_retried", id, caller: caller, context: context)
-            environment.migrationQueued()
-            return WriteResult(status: .ok, body: .object([("data", Render.migration(record))]))
+        try await changeStatus(request, context, audit: "migration_retried",
+                               refusal: "only a failed or cancelled migration can be retried", queues: true) { store, id, account in
+            .ok(try await store.retryMigration(id: id, accountID: account))
         }
     }
 
     @Sendable func delete(_ request: Request, context: APIContext) async throws -> Response {
+        try await changeStatus(request, context, audit: "migration_deleted",
+                               refusal: "cancel it before deleting it") { store, id, account in
+            try await store.deleteMigration(id: id, accountID: account)
+            return .gone
+        }
+    }
+
+    /// What a status change left: the record to answer with, or nothing (204).
+    enum Outcome {
+        case ok(MigrationRecord)
+        case gone
+    }
+
+    /// cancel, retry and delete: the write scope, an id of the caller's account, idempotency, the
+    /// store's refusals as 404/409, an audit event, and the runner woken when a migration is queued again.
+    private func changeStatus(_ request: Request, _ context: APIContext, audit action: String, refusal: String,
+                              queues: Bool = false,
+                              _ change: @escaping (Store, Int64, Int64) async throws -> Outcome) async throws -> Response {
         let caller = try context.require(Self.write)
         let id = try Self.migrationID(context)
         return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
+            let outcome: Outcome
             do {
-                try await store.deleteMigration(id: id, accountID: caller.account.id)
+                outcome = try await change(store, id, caller.account.id)
             } catch StoreError.notFound {
                 throw APIError.notFound("migration")
             } catch StoreError.invalidStatus(let status) {
-                throw APIError.conflict("The migration is \(status.rawValue); cancel it before deleting it.")
+                throw APIError.conflict("The migration is \(status.rawValue); \(refusal).")
+            } catch StoreError.activeMigrationExists {
+                throw Self.activeConflict
             }
-            try await audit("migration_deleted", id, caller: caller, context: context)
-            return WriteResult(status: .noContent, body: nil)
+            try await audit(action, id, caller: caller, context: context)
+            if queues { environment.migrationQueued() }
+            switch outcome {
+            case .ok(let record): return WriteResult(status: .ok, body: .object([("data", Render.migration(record))]))
+            case .gone: return WriteResult(status: .noContent, body: nil)
+            }
         }
     }
 

@@ -85,42 +85,23 @@ private func slowSource(_ source: DovecotServer, bytesPerSecond: Int = 60_000) a
 private let mediumCorpus = Corpus.Options(scale: 3, largeAttachment: false, bodyBytes: 300...2000)
 
 /// Where the engine puts a corpus folder of the dot source on the slash destination.
-private func destinationPath(_ folder: String) -> String {
-    folder == "Sent Items" ? "Sent" : folder
-}
-
-/// The destination's content after migrating `corpus` (or its `folders` from `since` on) with duplicates skipped.
-private func expectedDestination(_ corpus: Corpus, folders: Set<String>? = nil, since: Int64 = .min) -> [String: [StoredMessage]] {
-    var result: [String: [StoredMessage]] = [:]
-    for folder in corpus.folderOrder where folders?.contains(folder) ?? true {
-        result[destinationPath(folder), default: []] += (corpus.folders[folder] ?? [])
-            .filter { !$0.isDeleted && !$0.isDuplicate && $0.seconds >= since }.map(StoredMessage.init)
-    }
-    return result
-}
-
-/// Every expected message is in its folder exactly once (bytes, flags, date); no other folder holds mail.
+/// Every expected message (duplicates skipped) is in its folder exactly once (bytes, flags, date);
+/// no other folder holds mail.
 private func expectExact(_ actual: AccountSnapshot, _ corpus: Corpus, folders: Set<String>? = nil, since: Int64 = .min,
                          _ context: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    let expected = expectedDestination(corpus, folders: folders, since: since)
-    for (folder, messages) in expected.sorted(by: { $0.key < $1.key }) {
-        guard let stored = actual.folders[folder] else {
-            Issue.record("\(context): the destination has no folder \(folder)", sourceLocation: sourceLocation)
-            continue
-        }
-        var balance: [StoredMessage: Int] = [:]
-        for message in messages { balance[message, default: 0] += 1 }
-        for message in stored { balance[message, default: 0] -= 1 }
-        let missing = balance.values.filter { $0 > 0 }.reduce(0, +)
-        let extra = balance.values.filter { $0 < 0 }.reduce(0) { $0 - $1 }
-        if missing > 0 || extra > 0 {
-            Issue.record("\(context): \(folder) holds \(stored.count), expected \(messages.count); \(missing) missing, \(extra) unexpected or doubled",
-                         sourceLocation: sourceLocation)
-        }
+    let expected = corpus.expectedDestination(skipDuplicates: true, since: since, folders: folders)
+    for problem in actual.differences(from: expected) {
+        Issue.record("\(context): \(problem)", sourceLocation: sourceLocation)
     }
-    for (folder, stored) in actual.folders where expected[folder] == nil && !stored.isEmpty {
-        Issue.record("\(context): \(folder) should be empty but holds \(stored.count)", sourceLocation: sourceLocation)
-    }
+}
+
+/// Runs a runner until migration `id` is settled, then stops it; returns the record.
+private func runUntilSettled(_ store: Store, _ id: Int64, _ configuration: JobRunnerConfiguration) async throws -> MigrationRecord {
+    let task = start(JobRunner(store: store, configuration: configuration, logger: quietLogger))
+    let record = try await waitFor(store, id) { $0.isSettled }
+    task.cancel()
+    try await task.value
+    return record
 }
 
 /// The stored totals and folder rows of a completed migration of `corpus`.
@@ -147,7 +128,7 @@ private func expectFinishedRecord(_ record: MigrationRecord, _ corpus: Corpus, s
             continue
         }
         let messages = (corpus.folders[folder] ?? []).filter { !$0.isDeleted }
-        #expect(row.destinationName == destinationPath(folder), "\(context): \(name)", sourceLocation: sourceLocation)
+        #expect(row.destinationName == Corpus.destinationPath(folder), "\(context): \(name)", sourceLocation: sourceLocation)
         #expect(row.status == .completed, "\(context): \(name)", sourceLocation: sourceLocation)
         #expect(row.expected == messages.count, "\(context): \(name) expected", sourceLocation: sourceLocation)
         #expect(row.imported == messages.filter { !$0.isDuplicate }.count, "\(context): \(name) imported",
@@ -411,12 +392,8 @@ struct JobRunnerTests {
         let store = try await Store.openInMemorySQLite()
         let queued = try await queue(store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
                                      destinationUser: uniqueUser("dst"))
-        let runner = JobRunner(store: store, configuration: configuration(destination: destination, allowPrivateHosts: false),
-                               logger: quietLogger)
-        let task = start(runner)
-        let record = try await waitFor(store, queued.id) { $0.isSettled }
-        task.cancel()
-        try await task.value
+        let record = try await runUntilSettled(store, queued.id,
+                                               configuration(destination: destination, allowPrivateHosts: false))
 
         #expect(record.status == .failed)
         #expect(record.error?.code == "private_host_blocked", "\(String(describing: record.error))")
@@ -429,12 +406,7 @@ struct JobRunnerTests {
         let store = try await Store.openInMemorySQLite()
         let queued = try await queue(store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
                                      destinationUser: uniqueUser("dst"))
-        let runner = JobRunner(store: store, configuration: configuration(destination: destination, master: false),
-                               logger: quietLogger)
-        let task = start(runner)
-        let record = try await waitFor(store, queued.id) { $0.isSettled }
-        task.cancel()
-        try await task.value
+        let record = try await runUntilSettled(store, queued.id, configuration(destination: destination, master: false))
 
         #expect(record.status == .failed)
         #expect(record.error?.code == "destination_unavailable", "\(String(describing: record.error))")
