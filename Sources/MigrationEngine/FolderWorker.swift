@@ -7,10 +7,13 @@ final class FolderWorker {
     let emit: @Sendable (MigrationEvent) -> Void
     private var source: IMAPSession?
     private var destination: IMAPSession?
+    /// The event loop this worker's connections live on; the worker's task runs there too.
+    let affinity: SessionAffinity
 
     /// `source` and `destination` may be sessions already logged in (those of the planning step).
-    init(migration: Migration, emit: @escaping @Sendable (MigrationEvent) -> Void,
+    init(migration: Migration, emit: @escaping @Sendable (MigrationEvent) -> Void, affinity: SessionAffinity,
          source: IMAPSession? = nil, destination: IMAPSession? = nil) {
+        self.affinity = affinity
         self.migration = migration
         self.emit = emit
         self.source = source
@@ -73,7 +76,7 @@ final class FolderWorker {
         let account = side == .source ? migration.request.source : migration.request.destination
         let session: IMAPSession
         do {
-            session = try await IMAPSession.open(account.server, credentials: account.credentials)
+            session = try await IMAPSession.open(account.server, credentials: account.credentials, affinity: affinity)
         } catch {
             throw SidedError(side: side, underlying: error)
         }

@@ -57,7 +57,9 @@ public struct Migration: Sendable {
     }
 
     public func run(emit: @escaping @Sendable (MigrationEvent) -> Void) async throws(ImportFailure) -> MigrationSummary {
-        let (source, destination) = try await openBoth()
+        // The planning sessions become the first worker's, on the first worker's event loop.
+        let firstAffinity = SessionAffinity.next()
+        let (source, destination) = try await openBoth(affinity: firstAffinity)
         emit(.validated)
         let plans: [FolderPlan]
         var finishedAlready: [String: FolderSummaryCounts] = [:]
@@ -85,10 +87,12 @@ public struct Migration: Sendable {
         let handOver = SessionHandOver(source: source, destination: destination)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<min(request.effectiveParallelism, max(1, Set(plans.map { $0.destination.encoded.lowercased() }).count)) {
-                    group.addTask {
-                        let sessions = await handOver.take()
-                        let worker = FolderWorker(migration: self, emit: emit, source: sessions?.source, destination: sessions?.destination)
+                for index in 0..<min(request.effectiveParallelism, max(1, Set(plans.map { $0.destination.encoded.lowercased() }).count)) {
+                    let affinity = index == 0 ? firstAffinity : SessionAffinity.next()
+                    group.addTask(executorPreference: affinity.taskExecutor) {
+                        let sessions = index == 0 ? await handOver.take() : nil
+                        let worker = FolderWorker(migration: self, emit: emit, affinity: affinity,
+                                                  source: sessions?.source, destination: sessions?.destination)
                         defer { worker.closeLater() }
                         while let group = await queue.next() {
                             for plan in group {
@@ -120,9 +124,9 @@ public struct Migration: Sendable {
 
     /// Logs in to both sides at once (two connection set-ups cost one). A source failure is the
     /// one reported when both fail.
-    private func openBoth() async throws(ImportFailure) -> (IMAPSession, IMAPSession) {
-        async let destinationResult = openResult(.destination)
-        let sourceResult = await openResult(.source)
+    private func openBoth(affinity: SessionAffinity? = nil) async throws(ImportFailure) -> (IMAPSession, IMAPSession) {
+        async let destinationResult = openResult(.destination, affinity: affinity)
+        let sourceResult = await openResult(.source, affinity: affinity)
         let destination = await destinationResult
         switch (sourceResult, destination) {
         case (.success(let source), .success(let destination)):
@@ -136,18 +140,18 @@ public struct Migration: Sendable {
         }
     }
 
-    private func openResult(_ side: ImportSide) async -> Result<IMAPSession, ImportFailure> {
+    private func openResult(_ side: ImportSide, affinity: SessionAffinity?) async -> Result<IMAPSession, ImportFailure> {
         do {
-            return .success(try await open(side))
+            return .success(try await open(side, affinity: affinity))
         } catch {
             return .failure(error)
         }
     }
 
-    func open(_ side: ImportSide) async throws(ImportFailure) -> IMAPSession {
+    func open(_ side: ImportSide, affinity: SessionAffinity? = nil) async throws(ImportFailure) -> IMAPSession {
         let account = side == .source ? request.source : request.destination
         do {
-            let session = try await IMAPSession.open(account.server, credentials: account.credentials)
+            let session = try await IMAPSession.open(account.server, credentials: account.credentials, affinity: affinity)
             if side == .source { _ = try? await session.id(["name": "Mailporter", "vendor": "Mailporter"]) }
             return session
         } catch {

@@ -26,8 +26,9 @@ public actor IMAPSession {
     }
 
     /// Connects, reads the greeting, runs STARTTLS when asked for, and learns the capabilities.
-    public static func connect(_ configuration: ServerConfiguration, logger: Logger = Logger(label: "mailporter.imap")) async throws -> IMAPSession {
-        let transport = try await Transport.connect(configuration)
+    public static func connect(_ configuration: ServerConfiguration, affinity: SessionAffinity? = nil,
+                               logger: Logger = Logger(label: "mailporter.imap")) async throws -> IMAPSession {
+        let transport = try await Transport.connect(configuration, on: affinity?.eventLoop)
         do {
             let greetingEvent: [ResponseEvent]
             do {

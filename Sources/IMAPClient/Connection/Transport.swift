@@ -16,6 +16,7 @@ final class Transport: Sendable {
 
     static func connect(
         _ configuration: ServerConfiguration,
+        on chosenLoop: (any EventLoop)? = nil,
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> Transport {
         let address = try await resolve(configuration)
@@ -29,7 +30,7 @@ final class Transport: Sendable {
         let useImplicitTLS = configuration.security == .ssl
         // The handler is handed out by the initializer itself: a server that closes at once (or sends
         // garbage, which closes the channel) may have emptied the pipeline before a lookup could run.
-        let eventLoop = group.next()
+        let eventLoop = chosenLoop ?? group.next()
         let handlerPromise = eventLoop.makePromise(of: NIOLoopBound<ResponseHandler>.self)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)

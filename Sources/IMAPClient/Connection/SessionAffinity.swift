@@ -1,0 +1,31 @@
+import NIOCore
+import NIOPosix
+
+/// One event loop for a group of sessions and the code that drives them.
+///
+/// A folder copy moves every byte from a source connection to a destination connection. When both
+/// channels and the task that copies live on one event loop, a read, its parsing, the copy and the
+/// write never cross threads: no wake-up of another thread per batch of events or per write.
+public struct SessionAffinity: Sendable {
+    let eventLoop: any EventLoop
+    /// Runs tasks (and the default actors they call, such as `IMAPSession`) on the event loop.
+    public let taskExecutor: any TaskExecutor
+
+    /// The next event loop of the shared group.
+    public static func next() -> SessionAffinity {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        return SessionAffinity(eventLoop: loop, taskExecutor: EventLoopTaskExecutor(loop))
+    }
+}
+
+/// A task executor that runs jobs on one NIO event loop.
+final class EventLoopTaskExecutor: TaskExecutor {
+    private let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
