@@ -95,6 +95,17 @@ private func expectExact(_ actual: AccountSnapshot, _ corpus: Corpus, folders: S
     }
 }
 
+/// Two servers, a source account filled with a corpus, a fresh destination account, an empty store.
+private func scenario(_ options: Corpus.Options) async throws
+    -> (source: DovecotServer, destination: DovecotServer, sourceUser: String, destinationUser: String,
+        corpus: Corpus, store: Store) {
+    let (source, destination) = try await servers()
+    let sourceUser = uniqueUser("src")
+    let destinationUser = try await destination.freshUser("dst")
+    let corpus = try await Corpus.fill(source, user: sourceUser, options: options)
+    return (source, destination, sourceUser, destinationUser, corpus, try await Store.openInMemorySQLite())
+}
+
 /// Runs a runner until migration `id` is settled, then stops it; returns the record.
 private func runUntilSettled(_ store: Store, _ id: Int64, _ configuration: JobRunnerConfiguration) async throws -> MigrationRecord {
     let task = start(JobRunner(store: store, configuration: configuration, logger: quietLogger))
@@ -151,11 +162,7 @@ private func destinationCount(_ destination: DovecotServer, _ user: String) asyn
 @Suite("Job runner", .timeLimit(.minutes(3)))
 struct JobRunnerTests {
     @Test func queuedMigrationRunsToCompletedAndIsExact() async throws {
-        let (source, destination) = try await servers()
-        let sourceUser = uniqueUser("src")
-        let destinationUser = try await destination.freshUser("dst")
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false))
-        let store = try await Store.openInMemorySQLite()
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(.init(largeAttachment: false))
         let queued = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
 
         let runner = JobRunner(store: store, configuration: configuration(destination: destination), logger: quietLogger)
@@ -182,12 +189,8 @@ struct JobRunnerTests {
     /// leaves `cancelled` alone; retried, it finishes with nothing doubled. The destination is
     /// logged in to with the import's target password (no master user configured).
     @Test func cancelStopsTheJobAndRetryFinishesWithoutDoubles() async throws {
-        let (source, destination) = try await servers()
-        let sourceUser = uniqueUser("src")
-        let destinationUser = try await destination.freshUser("dst")
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: mediumCorpus)
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(mediumCorpus)
         let proxy = try await slowSource(source)
-        let store = try await Store.openInMemorySQLite()
         let queued = try await queue(store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: destinationUser,
                                      targetPassword: DovecotServer.password)
         let runner = JobRunner(store: store, configuration: configuration(destination: destination, master: false),
@@ -234,12 +237,8 @@ struct JobRunnerTests {
     /// (another node) resumes it from its checkpoints and ends exact.
     @Test(arguments: StopKind.allCases)
     func stoppedRunnerRequeuesAndANewRunnerFinishesExact(stop: StopKind) async throws {
-        let (source, destination) = try await servers()
-        let sourceUser = uniqueUser("src")
-        let destinationUser = try await destination.freshUser("dst")
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: mediumCorpus)
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(mediumCorpus)
         let proxy = try await slowSource(source)
-        let store = try await Store.openInMemorySQLite()
         let queued = try await queue(store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: destinationUser)
 
         let first = JobRunner(store: store, configuration: configuration(destination: destination, nodeID: "node-a"),
@@ -353,11 +352,7 @@ struct JobRunnerTests {
     /// `selected_folders` and `import_since` reach the engine: only those folders, only mail from
     /// that day on (by INTERNALDATE, UTC). A day that does not exist fails the migration.
     @Test func selectedFoldersAndImportSinceAreApplied() async throws {
-        let (source, destination) = try await servers()
-        let sourceUser = uniqueUser("src")
-        let destinationUser = try await destination.freshUser("dst")
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false, bodyBytes: 300...1500))
-        let store = try await Store.openInMemorySQLite()
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(.init(largeAttachment: false, bodyBytes: 300...1500))
         let day = Corpus.boundaryDay
         let dayText = "\(day.year)-\(day.month < 10 ? "0" : "")\(day.month)-\(day.day < 10 ? "0" : "")\(day.day)"
         let queued = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser,
@@ -418,11 +413,7 @@ struct JobRunnerTests {
     /// A migration still leased under this node id (its process was killed) is requeued when a
     /// runner with that id starts, rather than waiting out the lease, and then finished.
     @Test func leasesLeftUnderTheNodeIDAreTakenBackAtStart() async throws {
-        let (source, destination) = try await servers()
-        let sourceUser = uniqueUser("src")
-        let destinationUser = try await destination.freshUser("dst")
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false, bodyBytes: 300...1500))
-        let store = try await Store.openInMemorySQLite()
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(.init(largeAttachment: false, bodyBytes: 300...1500))
         let queued = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
         let nodeID = uniqueUser("node")
         let claimed = try await store.claimPendingMigration(owner: nodeID, leaseSeconds: 3600)
