@@ -10,7 +10,7 @@ struct FolderCopier {
     let emit: @Sendable (MigrationEvent) -> Void
 
     /// One message's metadata from the first FETCH of a batch.
-    private struct MessageInfo {
+    struct MessageInfo {
         var sequence: UInt32
         var uid: UInt32 = 0
         var flags: [String] = []
@@ -77,10 +77,13 @@ struct FolderCopier {
         }
         // The next batch's metadata is asked for while this batch's APPEND results come in.
         var metadataTag = try await sendMetadata(on: source, uids: batches[0], reconcileUpTo: reconcileUpTo)
+        var nextInfos: [UInt32: MessageInfo]?
         for (index, batch) in batches.enumerated() {
             try Task.checkCancellation()
             guard let batchLast = batch.last else { continue }
-            let infos = try await collectMetadata(on: source, tag: metadataTag)
+            let infos: [UInt32: MessageInfo]
+            if let read = nextInfos { infos = read } else { infos = try await collectMetadata(on: source, tag: metadataTag) }
+            nextInfos = nil
 
             var toCopy: [UInt32: MessageInfo] = [:]
             for uid in batch {
@@ -106,7 +109,7 @@ struct FolderCopier {
                 toCopy[uid] = info
             }
 
-            var appends: [(tag: CommandTag, info: MessageInfo)] = []
+            var appends: [AppendGroup] = []
             if !toCopy.isEmpty {
                 if let validity = destinationBox.uidValidity {
                     if !tracksUIDs { destinationUIDNext = try await onDestination { try await currentUIDNext(destination, fallback: destinationUIDNext) } }
@@ -123,15 +126,26 @@ struct FolderCopier {
                     try await checkpoints.save(checkpoint, folder: folderKey)
                 }
                 appends = try await streamBodies(toCopy, from: source, to: destination, allowedKeywords: allowedKeywords,
-                                                 counts: &counts)
+                                                 grouped: true, counts: &counts)
             }
             if index + 1 < batches.count {
                 metadataTag = try await sendMetadata(on: source, uids: batches[index + 1], reconcileUpTo: reconcileUpTo)
             }
             var uidNext = destinationUIDNext
             var batchCounts = counts
-            try await onDestination {
+            let refused = try await onDestination {
                 try await collectAppends(appends, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
+            }
+            if !refused.isEmpty {
+                // A MULTIAPPEND refused for one of its messages stored none: again one by one, to find
+                // which. The next batch's metadata is read first, as FETCH data cannot tell commands apart.
+                if index + 1 < batches.count { nextInfos = try await collectMetadata(on: source, tag: metadataTag) }
+                let again = try await streamBodies(Dictionary(refused.map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first }),
+                                                   from: source, to: destination, allowedKeywords: allowedKeywords,
+                                                   grouped: false, counts: &batchCounts)
+                _ = try await onDestination {
+                    try await collectAppends(again, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
+                }
             }
             counts = batchCounts
             destinationUIDNext = uidNext
@@ -255,19 +269,21 @@ struct FolderCopier {
         }
     }
 
-    /// Streams the bodies of `messages` from a source FETCH into pipelined destination APPENDs.
-    /// Returns the APPENDs sent, whose results `collectAppends` reads.
+    /// Streams the bodies of `messages` from a source FETCH into pipelined destination APPENDs:
+    /// several messages per MULTIAPPEND when `grouped` and the destination can stream one, else one
+    /// APPEND each. Returns the APPENDs sent, whose results `collectAppends` reads.
     private func streamBodies(_ messages: [UInt32: MessageInfo], from source: IMAPSession, to destination: IMAPSession,
-                              allowedKeywords: Set<String>?,
-                              counts: inout FolderSummaryCounts) async throws -> [(tag: CommandTag, info: MessageInfo)] {
+                              allowedKeywords: Set<String>?, grouped: Bool,
+                              counts: inout FolderSummaryCounts) async throws -> [AppendGroup] {
         let bySequence = Dictionary(messages.values.map { ($0.sequence, $0.uid) }, uniquingKeysWith: { first, _ in first })
         let tag = try await source.sendUIDFetch(UIDSet.compact(Array(messages.keys)), items: "UID BODY.PEEK[]")
-        var appends: [(tag: CommandTag, info: MessageInfo)] = []
+        let multiAppend = grouped && messages.count > 1 ? await destination.canStreamMultiAppend : false
+        var groups: [AppendGroup] = []
+        var open: AppendGroup?
         var handled = Set<UInt32>()
         var sequence: UInt32 = 0
         var uid: UInt32 = 0
-        var appending: MessageInfo?
-        var discarding = false
+        var appending = false
         while let event = try await source.nextEvent(until: tag) {
             switch event {
             case .fetchStart(let value):
@@ -277,66 +293,97 @@ struct FolderCopier {
                 uid = value
             case .fetchBodyStart(let section, _, let size, let isNil):
                 let messageUID = uid != 0 ? uid : bySequence[sequence] ?? 0
-                guard section.isEmpty, let info = messages[messageUID], !handled.contains(messageUID) else {
-                    discarding = true
-                    continue
-                }
+                guard section.isEmpty, var info = messages[messageUID], !handled.contains(messageUID) else { continue }
                 handled.insert(messageUID)
                 if isNil {
                     counts.failed += 1
                     emit(.messageFailed(folder: plan.sourceName, uid: messageUID, reason: "the source server returned no content"))
-                    discarding = true
                     continue
                 }
-                do {
-                    let appendTag = try await destination.beginAppend(
-                        to: plan.destination, flags: flagsToCopy(info.flags, allowedKeywords: allowedKeywords),
-                        internalDate: info.internalDate, size: size)
-                    var sized = info
-                    sized.size = size
-                    appends.append((appendTag, sized))
-                    appending = size > 0 ? sized : nil
-                    discarding = false
-                } catch let error as IMAPError {
-                    // A synchronising literal refused up front: quota is fatal, anything else is this message's.
-                    if error.responseCode == .overQuota { throw error }
-                    guard case .commandFailed(_, _, let text) = error else { throw SidedError(side: .destination, underlying: error) }
-                    counts.failed += 1
-                    emit(.messageFailed(folder: plan.sourceName, uid: messageUID, reason: text.text))
-                    discarding = true
+                info.size = size
+                let flags = flagsToCopy(info.flags, allowedKeywords: allowedKeywords)
+                if multiAppend {
+                    if open == nil { open = AppendGroup(tag: try await destination.beginMultiAppend(to: plan.destination)) }
+                    try await onDestination { try await destination.appendMessage(flags: flags, internalDate: info.internalDate, size: size) }
+                    open?.messages.append(info)
+                    open?.bytes += size
+                } else {
+                    do {
+                        let appendTag = try await destination.beginAppend(to: plan.destination, flags: flags,
+                                                                          internalDate: info.internalDate, size: size)
+                        groups.append(AppendGroup(tag: appendTag, messages: [info], bytes: size))
+                    } catch let error as IMAPError {
+                        // A synchronising literal refused up front: quota is fatal, anything else is this message's.
+                        if error.responseCode == .overQuota { throw error }
+                        guard case .commandFailed(_, _, let text) = error else { throw SidedError(side: .destination, underlying: error) }
+                        counts.failed += 1
+                        emit(.messageFailed(folder: plan.sourceName, uid: messageUID, reason: text.text))
+                        continue
+                    }
                 }
+                appending = size > 0
+                // An empty body has no bytes to wait for (beginAppend has already ended a single one).
+                if size == 0, multiAppend { try await endMessage(on: destination, group: &open, into: &groups) }
             case .fetchBodyBytes(let bytes):
-                if appending != nil, !discarding { try await onDestination { try await destination.appendBytes(bytes) } }
+                if appending { try await onDestination { try await destination.appendBytes(bytes) } }
             case .fetchBodyEnd:
-                if appending != nil, !discarding { try await onDestination { try await destination.endAppend() } }
-                appending = nil
-                discarding = false
+                if appending {
+                    if multiAppend {
+                        try await endMessage(on: destination, group: &open, into: &groups)
+                    } else {
+                        try await onDestination { try await destination.endAppend() }
+                    }
+                }
+                appending = false
             default:
                 break
             }
         }
         try await source.finish(tag)
+        if let group = open {
+            try await onDestination { try await destination.endMultiAppend() }
+            groups.append(group)
+        }
         // Listed by SEARCH but gone by FETCH: expunged meanwhile, so not part of the job.
         counts.expected -= messages.count - handled.count
-        return appends
+        return groups
     }
 
-    /// Reads the results of pipelined APPENDs: per-message refusals are counted as failed, quota
-    /// and availability refusals end the folder (after all results are read).
-    private func collectAppends(_ appends: [(tag: CommandTag, info: MessageInfo)], from destination: IMAPSession,
-                                counts: inout FolderSummaryCounts, destinationUIDNext: inout UInt32) async throws {
+    /// Ends a MULTIAPPEND message; the command goes off once it holds `request.appendGroupBytes`,
+    /// so progress and a retry after a refusal stay small whatever the batch holds.
+    private func endMessage(on destination: IMAPSession, group: inout AppendGroup?, into groups: inout [AppendGroup]) async throws {
+        try await onDestination { try await destination.endAppend() }
+        guard let full = group, full.bytes >= request.appendGroupBytes else { return }
+        try await onDestination { try await destination.endMultiAppend() }
+        groups.append(full)
+        group = nil
+    }
+
+    /// Reads the results of pipelined APPENDs. A refused single message is counted as failed; a
+    /// refused MULTIAPPEND stored none of its messages, which are returned to be appended one by one
+    /// so that only the message at fault fails. Quota and availability refusals end the folder
+    /// (after all results are read).
+    private func collectAppends(_ groups: [AppendGroup], from destination: IMAPSession,
+                                counts: inout FolderSummaryCounts, destinationUIDNext: inout UInt32) async throws -> [MessageInfo] {
         var firstFailure: Error?
-        for (appendTag, info) in appends {
+        var retry: [MessageInfo] = []
+        for group in groups {
             do {
-                let result = try await destination.appendResult(appendTag)
-                if let newUID = result.uid { destinationUIDNext = max(destinationUIDNext, newUID &+ 1) }
-                counts.copied += 1
-                counts.bytes += Int64(info.size)
-                emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
+                let result = try await destination.appendResult(group.tag)
+                if let last = result.uids?.ranges.map(\.upperBound).max() { destinationUIDNext = max(destinationUIDNext, last &+ 1) }
+                for info in group.messages {
+                    counts.copied += 1
+                    counts.bytes += Int64(info.size)
+                    emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
+                }
             } catch let error as IMAPError {
                 guard case .commandFailed(_, _, let text) = error, text.code != .overQuota, text.code != .unavailable,
                       text.code != .limit else {
                     if firstFailure == nil { firstFailure = error }
+                    continue
+                }
+                guard group.messages.count == 1, let info = group.messages.first else {
+                    retry += group.messages
                     continue
                 }
                 counts.failed += 1
@@ -344,7 +391,15 @@ struct FolderCopier {
             }
         }
         if let firstFailure { throw firstFailure }
+        return retry
     }
+}
+
+/// One APPEND command sent and the messages it carries, in order.
+private struct AppendGroup {
+    var tag: CommandTag
+    var messages: [FolderCopier.MessageInfo] = []
+    var bytes = 0
 }
 
 /// Gmail's labels (X-GM-EXT-1): which messages of All Mail are in no other folder.

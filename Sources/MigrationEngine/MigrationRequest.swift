@@ -27,10 +27,14 @@ public struct MigrationRequest: Sendable {
     public var batchSize: Int
     /// Connection attempts per folder before the migration fails.
     public var maxAttempts: Int
+    /// Where the destination offers MULTIAPPEND, a batch's messages go in APPEND commands of about
+    /// this many bytes; the server stores each command's messages all or none, in one transaction.
+    public var appendGroupBytes: Int
 
     public init(source: MailAccount, destination: MailAccount, provider: Provider = .genericIMAP,
                 selectedFolders: [String]? = nil, strategy: FolderStrategy = .all, since: InternalDate? = nil,
-                skipDuplicates: Bool = true, parallelFolders: Int = 4, batchSize: Int = 500, maxAttempts: Int = 6) {
+                skipDuplicates: Bool = true, parallelFolders: Int = 4, batchSize: Int = 500, maxAttempts: Int = 6,
+                appendGroupBytes: Int = 16 << 20) {
         self.source = source
         self.destination = destination
         self.provider = provider
@@ -41,6 +45,7 @@ public struct MigrationRequest: Sendable {
         self.parallelFolders = parallelFolders
         self.batchSize = batchSize
         self.maxAttempts = maxAttempts
+        self.appendGroupBytes = appendGroupBytes
     }
 
     var effectiveParallelism: Int { max(1, min(parallelFolders, provider.maxConnections)) }

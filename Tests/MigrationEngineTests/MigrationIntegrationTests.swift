@@ -427,6 +427,9 @@ struct MigrationIntegrationTests {
         fragile.parallelFolders = 1
         fragile.batchSize = 250
         fragile.maxAttempts = 1
+        // MULTIAPPENDs of a few messages, so that several are stored before the drop and the one
+        // the drop cuts short is not.
+        fragile.appendGroupBytes = 20_000
         let dropped = await outcome(Migration(request: fragile, checkpoints: store), EventLog())
         await proxy.stop()
         guard case .failure(let lost) = dropped else {
@@ -500,9 +503,9 @@ struct MigrationIntegrationTests {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let stateFile = scratch + "/state.json"
-        func arguments(sourcePort: Int) -> [String] {
+        func arguments(sourcePort: Int, destinationPort: Int) -> [String] {
             ["migrate", "--source-host", "127.0.0.1", "--source-port", "\(sourcePort)", "--source-security", "none",
-             "--source-user", sourceUser, "--dest-host", "127.0.0.1", "--dest-port", "\(destination.imapPort)",
+             "--source-user", sourceUser, "--dest-host", "127.0.0.1", "--dest-port", "\(destinationPort)",
              "--dest-security", "none", "--dest-user", destinationUser, "--state-file", stateFile, "--json"]
                 + (skipDuplicates ? [] : ["--no-skip-duplicates"])
         }
@@ -513,7 +516,11 @@ struct MigrationIntegrationTests {
 
         let proxy = try await FaultInjectingProxy.start(upstreamPort: source.imapPort,
                                                         faults: Array(repeating: .throttle(bytesPerSecond: 120_000), count: 32))
-        let first = try BackgroundProcess.start(mailporterExecutable, arguments(sourcePort: proxy.port), environment: environment)
+        // The destination's answers come late, so that a stored batch stays unconfirmed a while.
+        let distant = try await FaultInjectingProxy.start(upstreamPort: destination.imapPort,
+                                                          faults: Array(repeating: .delay(.milliseconds(300)), count: 32))
+        let first = try BackgroundProcess.start(mailporterExecutable, arguments(sourcePort: proxy.port, destinationPort: distant.port),
+                                                environment: environment)
         defer { first.cleanUp() }
         // Killed once the destination holds at least 10 messages the process has not reported yet:
         // APPENDs that arrived but were never confirmed, the window the checkpoint must cover.
@@ -536,6 +543,7 @@ struct MigrationIntegrationTests {
         await watcher.logout()
         let firstStatus = await first.wait(timeout: .seconds(10))
         await proxy.stop()
+        await distant.stop()
         #expect(killed, "never saw unconfirmed messages (\(stored) stored, \(reported) reported); status \(String(describing: firstStatus)), stderr: \(first.stderr)")
         #expect(firstStatus == 128 + SIGKILL)
         #expect(!first.stdout.contains("\"event\":\"finished\""), "the run ended before the kill")
@@ -545,7 +553,8 @@ struct MigrationIntegrationTests {
         #expect(partial >= copiedLines(first.stdout) && partial < total.copied,
                 "killed with \(partial) stored, \(copiedLines(first.stdout)) reported, of \(total.copied)")
 
-        let second = try BackgroundProcess.start(mailporterExecutable, arguments(sourcePort: source.imapPort), environment: environment)
+        let second = try BackgroundProcess.start(mailporterExecutable, arguments(sourcePort: source.imapPort, destinationPort: destination.imapPort),
+                                                 environment: environment)
         defer { second.cleanUp() }
         let secondStatus = await second.wait(timeout: .seconds(60))
         #expect(secondStatus == 0, "\(second.stderr)")

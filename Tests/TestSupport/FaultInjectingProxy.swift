@@ -21,6 +21,9 @@ public final class FaultInjectingProxy: Sendable {
         /// Go silent (forward nothing more, keep the connection open) once this byte pattern and
         /// `extraBytes` more were forwarded: a server that hangs mid-response.
         case stallAfterPattern([UInt8], extraBytes: Int)
+        /// Forward every server→client byte this long after it arrived (a distant server): what the
+        /// server has done is known to the client only later.
+        case delay(TimeAmount)
     }
 
     public let port: Int
@@ -153,7 +156,7 @@ private struct ServerDataFilter {
         case .stallAfterPattern(let pattern, let extraBytes)?:
             mode = .awaitPattern(pattern: pattern, extraBytes: max(0, extraBytes), window: [], stall: true)
         case .garbageAfter(let count, let garbage)?: mode = .garbageAt(after: max(0, count), garbage: garbage)
-        case .throttle?, nil: mode = .passThrough
+        case .throttle?, .delay?, nil: mode = .passThrough
         }
     }
 
@@ -223,8 +226,13 @@ private final class ProxyConnection {
     private var nextSend = NIODeadline.uptimeNanoseconds(0)
     private var serverFinished = false
 
+    // Latency (server→client): writes scheduled but not yet made.
+    private let latency: TimeAmount?
+    private var delayedWrites = 0
+
     init(fault: FaultInjectingProxy.Fault?) {
         filter = ServerDataFilter(fault)
+        if case .delay(let amount)? = fault { latency = amount } else { latency = nil }
         if case .throttle(let rate)? = fault {
             let rate = max(1, rate)
             // About ten sends a second, each as large as the rate allows.
@@ -272,6 +280,14 @@ private final class ProxyConnection {
             if throttleInterval != nil {
                 throttleQueue += output.forward
                 scheduleThrottledSend()
+            } else if let latency, let context = contexts[.client] {
+                // Scheduled tasks with one delay run in the order they were scheduled: bytes stay in order.
+                delayedWrites += 1
+                context.eventLoop.assumeIsolated().scheduleTask(in: latency) { [self] in
+                    delayedWrites -= 1
+                    guard !closing else { return }
+                    write(output.forward, to: .client, thenClose: output.close || (delayedWrites == 0 && serverFinished))
+                }
             } else {
                 write(output.forward, to: .client, thenClose: output.close)
             }
@@ -285,7 +301,7 @@ private final class ProxyConnection {
     func becameInactive(_ side: Side) {
         active.remove(side)
         guard !closing else { return }
-        if side == .server, !throttleQueue.isEmpty {
+        if side == .server, !throttleQueue.isEmpty || delayedWrites > 0 {
             serverFinished = true  // the queued bytes go out first
             return
         }
@@ -314,7 +330,7 @@ private final class ProxyConnection {
         guard started, !closing else { return }
         for side in heldReads {
             guard let context = contexts[side], let other = contexts[side.other], other.channel.isWritable else { continue }
-            if side == .server, !throttleQueue.isEmpty { continue }
+            if side == .server, !throttleQueue.isEmpty || delayedWrites > 0 { continue }
             heldReads.remove(side)
             context.read()
         }

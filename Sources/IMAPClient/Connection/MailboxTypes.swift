@@ -64,5 +64,9 @@ public struct SelectedMailbox: Sendable, Equatable {
 
 public struct AppendResult: Sendable, Equatable {
     public var uidValidity: UInt32?
-    public var uid: UInt32?
+    /// The UIDs the messages got, in order (APPENDUID), when the server reports them.
+    public var uids: UIDSet?
+
+    /// The new message's UID, for an APPEND of one message.
+    public var uid: UInt32? { uids.flatMap { $0.count == 1 ? $0.ranges.first?.lowerBound : nil } }
 }
