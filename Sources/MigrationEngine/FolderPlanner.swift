@@ -36,12 +36,17 @@ struct FolderPlanner {
         return NamingScheme(separator: separator, personalPrefix: prefixed && everyOtherPrefixed ? "INBOX\(separator.map { String($0) } ?? "")" : "")
     }
 
+    private func listing(of session: IMAPSession, statusItems: [StatusItem]) async throws -> ([ListedMailbox], NamingScheme) {
+        let mailboxes = try await session.listAll(statusItems: statusItems)
+        return (mailboxes, try await namingScheme(of: session, mailboxes: mailboxes))
+    }
+
     /// Folders to copy, in a stable order (INBOX first), with their destination names.
     func plan(source: IMAPSession, destination: IMAPSession) async throws -> [FolderPlan] {
-        let sourceMailboxes = try await source.listAll(statusItems: [.messages, .uidNext, .uidValidity])
-        let destinationMailboxes = try await destination.listAll(statusItems: [])
-        let sourceScheme = try await namingScheme(of: source, mailboxes: sourceMailboxes)
-        let destinationScheme = try await namingScheme(of: destination, mailboxes: destinationMailboxes)
+        // Both sides at once: the plan waits for one side's round trips, not both in turn.
+        async let destinationListing = listing(of: destination, statusItems: [])
+        let (sourceMailboxes, sourceScheme) = try await listing(of: source, statusItems: [.messages, .uidNext, .uidValidity])
+        let (destinationMailboxes, destinationScheme) = try await destinationListing
 
         var destinationSpecial: [SpecialUse: [String]] = [:]
         for mailbox in destinationMailboxes where mailbox.isSelectable {

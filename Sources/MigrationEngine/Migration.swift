@@ -113,8 +113,9 @@ public struct Migration: Sendable {
             throw classify(error)
         }
         if let sessions = await handOver.take() {
-            await sessions.source.logout()
+            async let sourceLogout: Void = sessions.source.logout()
             await sessions.destination.logout()
+            await sourceLogout
         }
         let finished = await results.all()
         return MigrationSummary(folders: plans.map { plan in (plan, finished[plan.source.encoded] ?? FolderSummaryCounts(expected: plan.expected)) })
@@ -152,7 +153,7 @@ public struct Migration: Sendable {
         let account = side == .source ? request.source : request.destination
         do {
             let session = try await IMAPSession.open(account.server, credentials: account.credentials, affinity: affinity)
-            if side == .source { _ = try? await session.id(["name": "Mailporter", "vendor": "Mailporter"]) }
+            if side == .source { try? await session.announce(["name": "Mailporter", "vendor": "Mailporter"]) }
             return session
         } catch {
             throw ImportFailure.classify(error, side: side, provider: request.provider, host: account.server.host)
