@@ -144,6 +144,8 @@ final class Transport: Sendable {
         let host = configuration.host
         let port = configuration.port
         guard (1...65535).contains(port) else { throw IMAPError.usage("port \(port) out of range") }
+        // An address needs no resolver (getaddrinfo still asks the network configuration).
+        if let address = try? SocketAddress(ipAddress: host, port: port) { return address }
         do {
             return try await NIOThreadPool.singleton.runIfActive {
                 try SocketAddress.makeAddressResolvingHost(host, port: port)
