@@ -301,10 +301,13 @@ public actor IMAPSession {
         try await run(Command("NOOP")) { _ in }
     }
 
-    /// Says LOGOUT and closes; errors are ignored since the session is over either way.
+    /// Says LOGOUT and closes without waiting for the goodbye: every command that mattered has
+    /// been answered by then, and the answer would cost a round trip. Errors are ignored since the
+    /// session is over either way.
     public func logout() async {
-        if !closed, let tag = try? await send(Command("LOGOUT")) {
-            _ = try? await finish(tag, onEvent: { _ in }, throwing: false)
+        if !closed, (try? await send(Command("LOGOUT"))) != nil {
+            // Handed to the kernel before the close, so the server still reads it.
+            try? await flush()
         }
         await close()
     }
