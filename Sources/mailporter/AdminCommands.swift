@@ -15,7 +15,7 @@ struct AccountsCommand: AsyncParsableCommand {
     )
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an account; prints it as one JSON line.")
+        static let configuration = CommandConfiguration(commandName: "create", abstract: "Create an account; prints it as one JSON line.")
 
         @Option(help: "nano, starter, pro or agency.") var plan: String
         @Option(help: "Notification email address of the account.") var email: String
@@ -34,7 +34,7 @@ struct AccountsCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print every account, one JSON line each.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Print every account, one JSON line each.")
 
         @OptionGroup var storage: DataDirectoryOptions
 
@@ -54,7 +54,7 @@ struct MailboxesCommand: AsyncParsableCommand {
     )
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a destination mailbox; prints it as one JSON line.")
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a destination mailbox; prints it as one JSON line.")
 
         @Option(help: "Account id.") var account: Int64
         @Argument(help: "The mailbox address on the destination server.") var email: String
@@ -75,7 +75,7 @@ struct MailboxesCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print an account's mailboxes, one JSON line each.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Print an account's mailboxes, one JSON line each.")
 
         @Option(help: "Account id.") var account: Int64
         @OptionGroup var storage: DataDirectoryOptions
@@ -101,6 +101,7 @@ struct TokensCommand: AsyncParsableCommand {
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "create",
             abstract: "Create a token; prints it, with the secret `token`, as one JSON line.",
             discussion: "The token (mp_live_…) is shown only here; the store keeps only its hash."
         )
@@ -140,7 +141,7 @@ struct TokensCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print an account's tokens (never their secrets), one JSON line each.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Print an account's tokens (never their secrets), one JSON line each.")
 
         @Option(help: "Account id.") var account: Int64
         @OptionGroup var storage: DataDirectoryOptions
@@ -154,7 +155,7 @@ struct TokensCommand: AsyncParsableCommand {
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a token; prints {\"id\":…,\"revoked\":true}.")
+        static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Delete a token; prints {\"id\":…,\"revoked\":true}.")
 
         @Option(help: "Account id.") var account: Int64
         @Argument(help: "Token id.") var id: Int64
