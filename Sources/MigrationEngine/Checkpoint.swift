@@ -24,6 +24,15 @@ public struct FolderCheckpoint: Sendable, Codable, Equatable {
     }
 }
 
+extension FolderSummaryCounts {
+    /// What a checkpoint accounts for: its totals, each of them expected.
+    init(accountedFor checkpoint: FolderCheckpoint?) {
+        let copied = checkpoint?.copied ?? 0, skipped = checkpoint?.skipped ?? 0, failed = checkpoint?.failed ?? 0
+        self.init(expected: copied + skipped + failed, copied: copied, skipped: skipped, failed: failed,
+                  bytes: checkpoint?.bytes ?? 0)
+    }
+}
+
 /// The window between APPEND and checkpoint: source UIDs being copied and the destination's
 /// UIDNEXT before the first of them, so a resume can see which already arrived.
 public struct InFlightBatch: Sendable, Codable, Equatable {

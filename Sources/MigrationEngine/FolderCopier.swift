@@ -35,9 +35,8 @@ struct FolderCopier {
         var pending = try await source.uidSearch(searchCriteria(after: checkpoint.lastSourceUID))
             .filter { $0 > checkpoint.lastSourceUID }
         if plan.onlyUnlabelled { pending = try await GmailLabels.unlabelled(pending, on: source) }
-        var counts = FolderSummaryCounts(expected: checkpoint.copied + checkpoint.skipped + checkpoint.failed + pending.count,
-                                         copied: checkpoint.copied, skipped: checkpoint.skipped, failed: checkpoint.failed,
-                                         bytes: checkpoint.bytes)
+        var counts = FolderSummaryCounts(accountedFor: checkpoint)
+        counts.expected += pending.count
         emit(.folderBaseline(source: plan.sourceName, counts: counts))
         // Nothing new: done without touching the destination (the fast no-change rerun).
         guard !pending.isEmpty else {

@@ -176,19 +176,25 @@ public struct Migration: Sendable {
             var criteria = "NOT DELETED"
             if let since = request.since { criteria += " SINCE \(since.searchDate)" }
             var uids = try await source.uidSearch(criteria)
-            if plans[index].onlyUnlabelled { uids = try await GmailLabels.unlabelled(uids, on: source) }
+            if plans[index].onlyUnlabelled {
+                if let checkpoint, checkpoint.sourceUIDValidity == selected.uidValidity, checkpoint.inFlight == nil {
+                    // Labels cost a FETCH per thousand messages: count what the checkpoint covers
+                    // from it and ask only about the rest, as the copy itself will.
+                    let done = FolderSummaryCounts(accountedFor: checkpoint)
+                    let newer = try await GmailLabels.unlabelled(uids.filter { $0 > checkpoint.lastSourceUID }, on: source)
+                    plans[index].expected = done.expected + newer.count
+                    if newer.isEmpty { finished[plans[index].source.encoded] = done }
+                    continue
+                }
+                uids = try await GmailLabels.unlabelled(uids, on: source)
+            }
             plans[index].expected = uids.count
             if uids.isEmpty, checkpoint?.inFlight == nil {
                 // Nothing selected: done, whatever an earlier run counted.
-                finished[plans[index].source.encoded] = FolderSummaryCounts(
-                    expected: (checkpoint?.copied ?? 0) + (checkpoint?.skipped ?? 0) + (checkpoint?.failed ?? 0),
-                    copied: checkpoint?.copied ?? 0, skipped: checkpoint?.skipped ?? 0, failed: checkpoint?.failed ?? 0,
-                    bytes: checkpoint?.bytes ?? 0)
+                finished[plans[index].source.encoded] = FolderSummaryCounts(accountedFor: checkpoint)
             } else if let checkpoint, checkpoint.sourceUIDValidity == selected.uidValidity, checkpoint.inFlight == nil,
                uids.allSatisfy({ $0 <= checkpoint.lastSourceUID }) {
-                finished[plans[index].source.encoded] = FolderSummaryCounts(
-                    expected: checkpoint.copied + checkpoint.skipped + checkpoint.failed, copied: checkpoint.copied,
-                    skipped: checkpoint.skipped, failed: checkpoint.failed, bytes: checkpoint.bytes)
+                finished[plans[index].source.encoded] = FolderSummaryCounts(accountedFor: checkpoint)
             }
         }
         return plans
@@ -199,10 +205,7 @@ public struct Migration: Sendable {
     /// flight (or no message at all). This makes a run with nothing new one LIST per side.
     static func finishedByStatus(_ status: MailboxStatus?, checkpoint: FolderCheckpoint?) -> FolderSummaryCounts? {
         guard let status, checkpoint?.inFlight == nil else { return nil }
-        let done = FolderSummaryCounts(
-            expected: (checkpoint?.copied ?? 0) + (checkpoint?.skipped ?? 0) + (checkpoint?.failed ?? 0),
-            copied: checkpoint?.copied ?? 0, skipped: checkpoint?.skipped ?? 0, failed: checkpoint?.failed ?? 0,
-            bytes: checkpoint?.bytes ?? 0)
+        let done = FolderSummaryCounts(accountedFor: checkpoint)
         if status.messages == 0 { return done }
         guard let checkpoint, let uidValidity = status.uidValidity, let uidNext = status.uidNext,
               checkpoint.sourceUIDValidity == uidValidity, uidNext > 0, uidNext - 1 <= checkpoint.lastSourceUID else {

@@ -259,13 +259,25 @@ struct GmailArchiveTests {
         #expect(checkpoint?.copied == 1, "\(String(describing: checkpoint))")
         #expect(try await AccountSnapshot.take(destination, user: user).folders["Archive"]?.count == 1)
 
+        let commandsBefore = gmail.commands.count
         let resumed = GmailEventLog()
         let summary = try await Migration(request: request, checkpoints: store).run(emit: resumed.emit)
         let expected = GmailMailbox.expected()
         expectExact(try await AccountSnapshot.take(destination, user: user), expected, "resumed", source: gmail)
         #expect(resumed.copied == 2, "Archive's second message and Sent's")
         #expect(summary.totals == FolderSummaryCounts(expected: 6, copied: 6, bytes: totalBytes(expected)))
+        #expect(resumed.planned.first { $0.onlyUnlabelled }?.expected == 2, "All Mail's count includes what the checkpoint covers")
         expectNothingRefused(gmail)
+
+        // Labels are asked for only above the checkpoint: what it covers is counted from it.
+        let labelFetches = gmail.commands.dropFirst(commandsBefore).filter { $0.contains("X-GM-LABELS") }
+        #expect(!labelFetches.isEmpty)
+        let lastDone = try #require(checkpoint?.lastSourceUID)
+        for command in labelFetches {
+            let set = command.split(separator: " ").drop { $0 != "FETCH" }.dropFirst().first ?? ""
+            let lowest = set.split(separator: ",").compactMap { UInt32($0.split(separator: ":")[0]) }.min()
+            #expect(lowest.map { $0 > lastDone } == true, "\(command) asks about UIDs the checkpoint covers (up to \(lastDone))")
+        }
     }
 
     /// The scripted server itself: labels as Gmail reports them, and a `BAD` (recorded) for what
