@@ -376,13 +376,17 @@ struct FolderCopier {
                     emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
                 }
             } catch let error as IMAPError {
-                guard case .commandFailed(_, _, let text) = error, text.code != .overQuota, text.code != .unavailable,
-                      text.code != .limit else {
+                guard case .commandFailed(_, _, let text) = error, text.code != .overQuota, text.code != .unavailable else {
                     if firstFailure == nil { firstFailure = error }
                     continue
                 }
+                // A limit may be the command's size: one by one tells (a mailbox limit comes back then).
                 guard group.messages.count == 1, let info = group.messages.first else {
                     retry += group.messages
+                    continue
+                }
+                guard text.code != .limit else {
+                    if firstFailure == nil { firstFailure = error }
                     continue
                 }
                 counts.failed += 1
