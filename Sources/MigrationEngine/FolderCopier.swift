@@ -10,13 +10,20 @@ struct FolderCopier {
     let emit: @Sendable (MigrationEvent) -> Void
 
     /// One message's metadata from the first FETCH of a batch.
-    struct MessageInfo {
+    private struct MessageInfo {
         var sequence: UInt32
         var uid: UInt32 = 0
         var flags: [String] = []
         var internalDate: InternalDate?
         var size = 0
         var key: DuplicateKey?
+    }
+
+    /// One APPEND command sent and the messages it carries, in order.
+    private struct AppendGroup {
+        var tag: CommandTag
+        var messages: [MessageInfo] = []
+        var bytes = 0
     }
 
     var folderKey: String { plan.source.encoded }
@@ -396,13 +403,6 @@ struct FolderCopier {
         if let firstFailure { throw firstFailure }
         return retry
     }
-}
-
-/// One APPEND command sent and the messages it carries, in order.
-private struct AppendGroup {
-    var tag: CommandTag
-    var messages: [FolderCopier.MessageInfo] = []
-    var bytes = 0
 }
 
 /// Gmail's labels (X-GM-EXT-1): which messages of All Mail are in no other folder.

@@ -150,6 +150,15 @@ private func expectFinishedRecord(_ record: MigrationRecord, _ corpus: Corpus, s
     }
 }
 
+/// What a user checks after a migration: the record says completed with the right totals, and the
+/// destination holds the corpus exactly.
+private func expectCompletedExactly(_ record: MigrationRecord, _ corpus: Corpus, source: DovecotServer,
+                                    destination: DovecotServer, user: String, _ context: String,
+                                    sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    expectFinishedRecord(record, corpus, source: source, context, sourceLocation: sourceLocation)
+    expectExact(try await AccountSnapshot.take(destination, user: user), corpus, context, sourceLocation: sourceLocation)
+}
+
 private func destinationCount(_ destination: DovecotServer, _ user: String) async throws -> Int {
     try await AccountSnapshot.take(destination, user: user).messageCount
 }
@@ -221,8 +230,8 @@ struct JobRunnerTests {
         try await task.value
         await proxy.stop()
 
-        expectFinishedRecord(record, corpus, source: source, "retried after cancel")
-        expectExact(try await AccountSnapshot.take(destination, user: destinationUser), corpus, "retried after cancel")
+        try await expectCompletedExactly(record, corpus, source: source, destination: destination, user: destinationUser,
+                                           "retried after cancel")
         try await store.close()
     }
 
@@ -271,8 +280,8 @@ struct JobRunnerTests {
         try await secondTask.value
         await proxy.stop()
 
-        expectFinishedRecord(record, corpus, source: source, "resumed by another runner")
-        expectExact(try await AccountSnapshot.take(destination, user: destinationUser), corpus, "resumed by another runner")
+        try await expectCompletedExactly(record, corpus, source: source, destination: destination, user: destinationUser,
+                                           "resumed by another runner")
         try await store.close()
     }
 
@@ -343,8 +352,8 @@ struct JobRunnerTests {
         let secondStarted = try #require(second.startedAt)
         #expect(secondStarted >= firstFinished.addingTimeInterval(-0.001), "the second started before the first ended")
         for (record, user) in zip(records, destinationUsers) {
-            expectFinishedRecord(record, corpus, source: source, "migration \(record.id)")
-            expectExact(try await AccountSnapshot.take(destination, user: user), corpus, "migration \(record.id)")
+            try await expectCompletedExactly(record, corpus, source: source, destination: destination, user: user,
+                                               "migration \(record.id)")
         }
         try await store.close()
     }
@@ -427,8 +436,8 @@ struct JobRunnerTests {
         task.cancel()
         try await task.value
 
-        expectFinishedRecord(record, corpus, source: source, "taken back at start")
-        expectExact(try await AccountSnapshot.take(destination, user: destinationUser), corpus, "taken back at start")
+        try await expectCompletedExactly(record, corpus, source: source, destination: destination, user: destinationUser,
+                                           "taken back at start")
         try await store.close()
     }
 }

@@ -154,25 +154,12 @@ public actor IMAPSession {
 
     // MARK: Mailbox commands
 
-    public func id(_ parameters: [String: String]) async throws -> [String: String] {
-        guard hasCapability("ID") else { return [:] }
-        var result: [String: String] = [:]
-        try await run(idCommand(parameters)) { event in
-            if case .untagged(.id(let values)) = event { result = values }
-        }
-        return result
-    }
-
     /// Sends ID (RFC 2971) without waiting for the answer: servers that want a client to identify
     /// itself only need it sent before what follows, and the answer would cost a round trip.
     public func announce(_ parameters: [String: String]) async throws {
         guard hasCapability("ID") else { return }
-        _ = try await send(idCommand(parameters))
-    }
-
-    private func idCommand(_ parameters: [String: String]) -> Command {
         let fields = parameters.sorted { $0.key < $1.key }.map { "\(quote($0.key)) \(quote($0.value))" }
-        return Command("ID", [.text(" (" + fields.joined(separator: " ") + ")")])
+        _ = try await send(Command("ID", [.text(" (" + fields.joined(separator: " ") + ")")]))
     }
 
     public func namespace() async throws -> Namespaces? {
