@@ -86,7 +86,7 @@ struct StartInput {
         let folders = body.stringArray("selected_folders", maxItems: 1000)
         if let folders, folders.isEmpty { body.fail("selected_folders", "must name at least one folder, or be omitted for all") }
         let since = body.string("import_since", required: false, length: 10...10)
-        if let since, parseDay(since) == nil { body.fail("import_since", "must be a date as YYYY-MM-DD") }
+        if let since, CalendarDay(since) == nil { body.fail("import_since", CalendarDay.rule) }
         let skipDuplicates = body.bool("skip_duplicates") ?? true
         guard let mailboxID, let source, body.problems.isEmpty else { return nil }
         return StartInput(source: source, mailboxID: mailboxID, targetPassword: targetPassword,
@@ -99,16 +99,5 @@ struct StartInput {
                      sourceEmail: source.email, sourceUsername: source.username, sourcePassword: source.password,
                      targetPassword: targetPassword, selectedFolders: selectedFolders, importSince: importSince,
                      skipDuplicates: skipDuplicates)
-    }
-
-    /// A real calendar day from 1970 on, as `YYYY-MM-DD`.
-    static func parseDay(_ text: String) -> (year: Int, month: Int, day: Int)? {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-              let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
-              (1970...9999).contains(year), (1...12).contains(month) else { return nil }
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
-        return (1...days).contains(day) ? (year, month, day) : nil
     }
 }

@@ -332,11 +332,11 @@ struct MigrationJob: Sendable {
 
         var since: InternalDate?
         if let day = record.importSince {
-            guard let parsed = Self.parseDay(day) else {
-                return .invalid(MigrationError(code: "validation_error", message: "import_since \"\(day)\" is not a YYYY-MM-DD date.",
+            guard let parsed = CalendarDay(day) else {
+                return .invalid(MigrationError(code: "validation_error", message: "import_since \(CalendarDay.rule).",
                                                hint: "Start the import again with a valid import_since."))
             }
-            since = parsed
+            since = parsed.start
         }
 
         let source = ServerConfiguration(host: host, port: port, security: security,
@@ -352,19 +352,6 @@ struct MigrationJob: Sendable {
             skipDuplicates: record.skipDuplicates,
             parallelFolders: configuration.parallelFolders,
             batchSize: configuration.batchSize))
-    }
-
-    /// `YYYY-MM-DD` as midnight UTC; nil unless it is a real calendar day.
-    static func parseDay(_ text: String) -> InternalDate? {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-              let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
-              (1...12).contains(month), (1...31).contains(day) else { return nil }
-        let date = InternalDate(year: year, month: month, day: day, hour: 0, minute: 0, second: 0, zoneMinutes: 0)
-        // A day past the month's end (31 April) comes back from the round trip as another day.
-        let normalized = InternalDate(secondsSince1970: date.secondsSince1970)
-        guard normalized.year == year, normalized.month == month, normalized.day == day else { return nil }
-        return date
     }
 }
 

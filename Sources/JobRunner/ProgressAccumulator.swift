@@ -48,6 +48,8 @@ actor ProgressAccumulator {
             update(folder) { $0.counts.failed += 1 }
         case .retrying(let folder, _, _, _):
             update(folder) { $0.status = .processing }
+        case .notice:
+            break
         case .folderFinished(let source, let summary):
             update(source) {
                 $0.counts = summary

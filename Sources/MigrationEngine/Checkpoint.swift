@@ -1,3 +1,5 @@
+import IMAPClient
+
 /// Where a folder's copy stands, saved after every batch so an interrupted migration resumes.
 public struct FolderCheckpoint: Sendable, Codable, Equatable {
     /// The source folder's UIDVALIDITY the UIDs below belong to.
@@ -39,6 +41,18 @@ public struct InFlightBatch: Sendable, Codable, Equatable {
     public var lastSourceUID: UInt32
     public var destinationUIDValidity: UInt32
     public var destinationUIDNext: UInt32
+    /// Source UIDs whose APPEND command was handed to the destination whole (recorded just before
+    /// its last bytes go out). The server stores such a command even after the process that sent
+    /// it died, possibly only after a restarted run has looked: a resume waits until these have
+    /// arrived before it decides what is missing. Nil in checkpoints written before this existed.
+    public var sent: UIDSet?
+
+    public init(lastSourceUID: UInt32, destinationUIDValidity: UInt32, destinationUIDNext: UInt32, sent: UIDSet? = nil) {
+        self.lastSourceUID = lastSourceUID
+        self.destinationUIDValidity = destinationUIDValidity
+        self.destinationUIDNext = destinationUIDNext
+        self.sent = sent
+    }
 }
 
 /// Persists checkpoints; the CLI uses a state file, the service its database.

@@ -69,12 +69,17 @@ struct FolderCopier {
         var arrived: [DuplicateKey: Int] = [:]
         var reconcileUpTo: UInt32 = 0
         if let inFlight = checkpoint.inFlight, inFlight.destinationUIDValidity == destinationBox.uidValidity,
-           destinationBox.exists > 0 {
-            for (uid, key) in try await onDestination({ try await keys(on: destination, uids: "\(inFlight.destinationUIDNext):*") })
-            where uid >= inFlight.destinationUIDNext {
-                arrived[key, default: 0] += 1
-            }
+           destinationBox.exists > 0 || inFlight.sent?.ranges.isEmpty == false {
+            arrived = try await arrivals(of: inFlight, source: source, destination: destination)
             reconcileUpTo = inFlight.lastSourceUID
+        }
+
+        // Recorded before the last bytes of each APPEND command go out; see InFlightBatch.sent.
+        func markSent(_ uids: [UInt32]) async throws {
+            guard var window = checkpoint.inFlight, !uids.isEmpty else { return }
+            window.sent = UIDSet.compact((window.sent?.values ?? []) + uids)
+            checkpoint.inFlight = window
+            try await checkpoints.save(checkpoint, folder: folderKey)
         }
 
         var destinationUIDNext = destinationBox.uidNext ?? 1
@@ -120,7 +125,7 @@ struct FolderCopier {
                 if let validity = destinationBox.uidValidity {
                     if !tracksUIDs { destinationUIDNext = try await onDestination { try await currentUIDNext(destination, fallback: destinationUIDNext) } }
                     var window = InFlightBatch(lastSourceUID: batchLast, destinationUIDValidity: validity,
-                                               destinationUIDNext: destinationUIDNext)
+                                               destinationUIDNext: destinationUIDNext, sent: UIDSet([]))
                     // Still resuming an interrupted batch: what that attempt appended is only reconciled
                     // in memory, so keep its window open, or a second interruption would copy it again.
                     if let earlier = checkpoint.inFlight, earlier.destinationUIDValidity == validity,
@@ -132,7 +137,7 @@ struct FolderCopier {
                     try await checkpoints.save(checkpoint, folder: folderKey)
                 }
                 appends = try await streamBodies(toCopy, from: source, to: destination, allowedKeywords: allowedKeywords,
-                                                 grouped: true, counts: &counts)
+                                                 grouped: true, counts: &counts, markSent: markSent)
             }
             if index + 1 < batches.count {
                 metadataTag = try await sendMetadata(on: source, uids: batches[index + 1], reconcileUpTo: reconcileUpTo)
@@ -148,7 +153,7 @@ struct FolderCopier {
                 if index + 1 < batches.count { nextInfos = try await collectMetadata(on: source, tag: metadataTag) }
                 let again = try await streamBodies(Dictionary(refused.map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first }),
                                                    from: source, to: destination, allowedKeywords: allowedKeywords,
-                                                   grouped: false, counts: &batchCounts)
+                                                   grouped: false, counts: &batchCounts, markSent: markSent)
                 _ = try await onDestination {
                     try await collectAppends(again, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
                 }
@@ -164,6 +169,43 @@ struct FolderCopier {
             try await checkpoints.save(checkpoint, folder: folderKey)
         }
         return counts
+    }
+
+    /// What an interrupted run's window left in the destination: the keys of messages at or above
+    /// its UIDNEXT. This is the fence against a restart racing the dead run's last command: an APPEND
+    /// sent whole is stored by the server even after its client died, and it may be stored only after
+    /// a run restarted at once has looked. So the keys of every message recorded as sent are awaited
+    /// until they show up, polling the destination, and only then is anything missing appended again.
+    /// An APPEND that was never sent whole is dropped by the server, so it is not waited for.
+    private func arrivals(of window: InFlightBatch, source: IMAPSession, destination: IMAPSession) async throws -> [DuplicateKey: Int] {
+        var arrived: [DuplicateKey: Int] = [:]
+        var next = window.destinationUIDNext
+        func look() async throws {
+            for (uid, key) in try await onDestination({ try await keys(on: destination, uids: "\(next):*") }) where uid >= next {
+                arrived[key, default: 0] += 1
+                next = max(next, uid &+ 1)
+            }
+        }
+        try await look()
+        guard let sent = window.sent, !sent.ranges.isEmpty else { return arrived }
+        // A message expunged from the source meanwhile is not appended again, so it needs no wait.
+        var awaited: [DuplicateKey: Int] = [:]
+        for (_, key) in try await keys(on: source, uids: sent.description) { awaited[key, default: 0] += 1 }
+        func missing() -> Int { awaited.reduce(0) { $0 + max(0, $1.value - arrived[$1.key, default: 0]) } }
+        let started = ContinuousClock.now
+        while missing() > 0 {
+            guard ContinuousClock.now - started < request.interruptedAppendWait else {
+                // Sent but never stored (refused, or lost with the connection): appended again below.
+                emit(.notice(folder: plan.sourceName,
+                             message: "\(missing()) messages the interrupted run sent never reached the destination; appending them again"))
+                break
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            // NOOP makes the server report what other sessions stored since the last look.
+            try await onDestination { try await destination.noop() }
+            try await look()
+        }
+        return arrived
     }
 
     private func searchCriteria(after lastUID: UInt32) -> String {
@@ -279,8 +321,8 @@ struct FolderCopier {
     /// several messages per MULTIAPPEND when `grouped` and the destination can stream one, else one
     /// APPEND each. Returns the APPENDs sent, whose results `collectAppends` reads.
     private func streamBodies(_ messages: [UInt32: MessageInfo], from source: IMAPSession, to destination: IMAPSession,
-                              allowedKeywords: Set<String>?, grouped: Bool,
-                              counts: inout FolderSummaryCounts) async throws -> [AppendGroup] {
+                              allowedKeywords: Set<String>?, grouped: Bool, counts: inout FolderSummaryCounts,
+                              markSent: ([UInt32]) async throws -> Void) async throws -> [AppendGroup] {
         let bySequence = Dictionary(messages.values.map { ($0.sequence, $0.uid) }, uniquingKeysWith: { first, _ in first })
         let tag = try await source.sendUIDFetch(UIDSet.compact(Array(messages.keys)), items: "UID BODY.PEEK[]")
         let multiAppend = grouped && messages.count > 1 ? await destination.canStreamMultiAppend : false
@@ -315,6 +357,8 @@ struct FolderCopier {
                     open?.bytes += size
                 } else {
                     do {
+                        // An empty message's command is whole as soon as it begins.
+                        if size == 0 { try await markSent([messageUID]) }
                         let appendTag = try await destination.beginAppend(to: plan.destination, flags: flags,
                                                                           internalDate: info.internalDate, size: size)
                         groups.append(AppendGroup(tag: appendTag, messages: [info], bytes: size))
@@ -329,14 +373,15 @@ struct FolderCopier {
                 }
                 appending = size > 0
                 // An empty body has no bytes to wait for (beginAppend has already ended a single one).
-                if size == 0, multiAppend { try await endMessage(on: destination, group: &open, into: &groups) }
+                if size == 0, multiAppend { try await endMessage(on: destination, group: &open, into: &groups, markSent: markSent) }
             case .fetchBodyBytes(let bytes):
                 if appending { try await onDestination { try await destination.appendBytes(bytes) } }
             case .fetchBodyEnd:
                 if appending {
                     if multiAppend {
-                        try await endMessage(on: destination, group: &open, into: &groups)
+                        try await endMessage(on: destination, group: &open, into: &groups, markSent: markSent)
                     } else {
+                        if let last = groups.last?.messages.last?.uid { try await markSent([last]) }
                         try await onDestination { try await destination.endAppend() }
                     }
                 }
@@ -347,6 +392,7 @@ struct FolderCopier {
         }
         try await source.finish(tag)
         if let group = open {
+            try await markSent(group.messages.map(\.uid))
             try await onDestination { try await destination.endMultiAppend() }
             groups.append(group)
         }
@@ -357,9 +403,11 @@ struct FolderCopier {
 
     /// Ends a MULTIAPPEND message; the command goes off once it holds `request.appendGroupBytes`,
     /// so progress and a retry after a refusal stay small whatever the batch holds.
-    private func endMessage(on destination: IMAPSession, group: inout AppendGroup?, into groups: inout [AppendGroup]) async throws {
+    private func endMessage(on destination: IMAPSession, group: inout AppendGroup?, into groups: inout [AppendGroup],
+                            markSent: ([UInt32]) async throws -> Void) async throws {
         try await onDestination { try await destination.endAppend() }
         guard let full = group, full.bytes >= request.appendGroupBytes else { return }
+        try await markSent(full.messages.map(\.uid))
         try await onDestination { try await destination.endMultiAppend() }
         groups.append(full)
         group = nil

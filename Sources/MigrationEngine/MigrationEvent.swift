@@ -13,6 +13,9 @@ public enum MigrationEvent: Sendable {
     case messageFailed(folder: String, uid: UInt32, reason: String)
     /// A connection dropped or the server throttled; the folder resumes from its checkpoint.
     case retrying(folder: String, attempt: Int, delaySeconds: Double, reason: String)
+    /// Something a person watching should know that changes no count (a folder left out of the
+    /// plan and why, a wait for an interrupted run's last APPEND).
+    case notice(folder: String, message: String)
     case folderFinished(source: String, summary: FolderSummaryCounts)
     case folderFailed(source: String, failure: ImportFailure)
 }

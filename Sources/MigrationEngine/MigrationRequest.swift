@@ -30,6 +30,9 @@ public struct MigrationRequest: Sendable {
     /// Where the destination offers MULTIAPPEND, a batch's messages go in APPEND commands of about
     /// this many bytes; the server stores each command's messages all or none, in one transaction.
     public var appendGroupBytes: Int
+    /// How long a resumed folder waits for the APPENDs an interrupted run sent whole to show up at
+    /// the destination (see `InFlightBatch.sent`) before it takes them as refused and appends again.
+    public var interruptedAppendWait: Duration = .seconds(30)
 
     public init(source: MailAccount, destination: MailAccount, provider: Provider = .genericIMAP,
                 selectedFolders: [String]? = nil, strategy: FolderStrategy = .all, since: InternalDate? = nil,

@@ -49,8 +49,8 @@ struct MigrateCommand: AsyncParsableCommand {
         let security = sourceSecurity ?? preset?.security ?? .ssl
         var sinceDate: InternalDate?
         if let since {
-            guard let date = Self.parseDay(since) else { throw ValidationError("--since must be YYYY-MM-DD") }
-            sinceDate = date
+            guard let day = CalendarDay(since) else { throw ValidationError("--since \(CalendarDay.rule)") }
+            sinceDate = day.start
         }
         let sourcePassword = try Terminal.secret(fromEnvironment: "MAILPORTER_SOURCE_PASSWORD", prompt: "Source password for \(sourceUser): ")
         let destPassword = try Terminal.secret(fromEnvironment: "MAILPORTER_DEST_PASSWORD",
@@ -120,13 +120,6 @@ struct MigrateCommand: AsyncParsableCommand {
         }
     }
 
-    static func parseDay(_ text: String) -> InternalDate? {
-        let parts = text.split(separator: "-")
-        guard parts.count == 3, parts[0].count == 4, let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
-              (1...12).contains(month), (1...31).contains(day) else { return nil }
-        return InternalDate(year: year, month: month, day: day, hour: 0, minute: 0, second: 0, zoneMinutes: 0)
-    }
-
     static func printPlan(_ plans: [FolderPlan]) {
         let width = min(50, plans.map(\.sourceName.count).max() ?? 0)
         for plan in plans {
@@ -176,6 +169,8 @@ enum EventPrinter {
             line(["event": .string("message_skipped"), "folder": .string(folder)])
         case .messageFailed(let folder, let uid, let reason):
             line(["event": .string("message_failed"), "folder": .string(folder), "uid": .int(Int(uid)), "reason": .string(reason)])
+        case .notice(let folder, let message):
+            line(["event": .string("notice"), "folder": .string(folder), "message": .string(message)])
         case .retrying(let folder, let attempt, let delay, let reason):
             line(["event": .string("retrying"), "folder": .string(folder), "attempt": .int(attempt),
                   "delay_seconds": .double(delay), "reason": .string(reason)])

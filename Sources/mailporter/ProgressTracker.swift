@@ -21,6 +21,7 @@ final class ProgressTracker: Sendable {
         var failed: Int { folders.reduce(0) { $0 + $1.counts.failed } }
         var bytes: Int64 { folders.reduce(0) { $0 + $1.counts.bytes } }
         var failures: [String] = []
+        var notices: [String] = []
 
         var percent: Int { expected == 0 ? 100 : min(100, done * 100 / expected) }
     }
@@ -52,6 +53,8 @@ final class ProgressTracker: Sendable {
                 snapshot.failures.append("\(folder) UID \(uid): \(reason)")
             case .retrying(let folder, _, _, _):
                 update(folder) { $0.state = "reconnecting" }
+            case .notice(let folder, let message):
+                snapshot.notices.append("\(folder): \(message)")
             case .folderFinished(let source, let summary):
                 update(source) { $0.counts = summary; $0.state = "done" }
             case .folderFailed(let source, let failure):

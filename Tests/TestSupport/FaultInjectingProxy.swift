@@ -24,6 +24,10 @@ public final class FaultInjectingProxy: Sendable {
         /// Forward every server→client byte this long after it arrived (a distant server): what the
         /// server has done is known to the client only later.
         case delay(TimeAmount)
+        /// Forward every client→server byte this long after it arrived (a slow or distant server):
+        /// what the client sent reaches the server only later, even after the client is gone — a
+        /// command sent whole before a crash is still carried out afterwards.
+        case delayUpstream(TimeAmount)
     }
 
     public let port: Int
@@ -156,7 +160,7 @@ private struct ServerDataFilter {
         case .stallAfterPattern(let pattern, let extraBytes)?:
             mode = .awaitPattern(pattern: pattern, extraBytes: max(0, extraBytes), window: [], stall: true)
         case .garbageAfter(let count, let garbage)?: mode = .garbageAt(after: max(0, count), garbage: garbage)
-        case .throttle?, .delay?, nil: mode = .passThrough
+        case .throttle?, .delay?, .delayUpstream?, nil: mode = .passThrough
         }
     }
 
@@ -230,9 +234,15 @@ private final class ProxyConnection {
     private let latency: TimeAmount?
     private var delayedWrites = 0
 
+    // Latency (client→server), and whether the client closed while some of its bytes were held.
+    private let upstreamLatency: TimeAmount?
+    private var delayedUpstreamWrites = 0
+    private var clientFinished = false
+
     init(fault: FaultInjectingProxy.Fault?) {
         filter = ServerDataFilter(fault)
         if case .delay(let amount)? = fault { latency = amount } else { latency = nil }
+        if case .delayUpstream(let amount)? = fault { upstreamLatency = amount } else { upstreamLatency = nil }
         if case .throttle(let rate)? = fault {
             let rate = max(1, rate)
             // About ten sends a second, each as large as the rate allows.
@@ -274,7 +284,17 @@ private final class ProxyConnection {
         guard !closing else { return }
         switch side {
         case .client:
-            write(Array(buffer.readableBytesView), to: .server, thenClose: false)
+            let bytes = Array(buffer.readableBytesView)
+            guard let upstreamLatency, let context = contexts[.server] else {
+                write(bytes, to: .server, thenClose: false)
+                return
+            }
+            delayedUpstreamWrites += 1
+            context.eventLoop.assumeIsolated().scheduleTask(in: upstreamLatency) { [self] in
+                delayedUpstreamWrites -= 1
+                guard !closing else { return }
+                write(bytes, to: .server, thenClose: delayedUpstreamWrites == 0 && clientFinished)
+            }
         case .server:
             let output = filter.process(Array(buffer.readableBytesView))
             if throttleInterval != nil {
@@ -303,6 +323,10 @@ private final class ProxyConnection {
         guard !closing else { return }
         if side == .server, !throttleQueue.isEmpty || delayedWrites > 0 {
             serverFinished = true  // the queued bytes go out first
+            return
+        }
+        if side == .client, delayedUpstreamWrites > 0 {
+            clientFinished = true  // what the client sent still reaches the server, then it is closed
             return
         }
         // Whatever was already written still reaches the other side before it is closed.

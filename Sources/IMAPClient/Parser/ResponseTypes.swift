@@ -24,6 +24,24 @@ public struct UIDSet: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Stored as `[[first, last], …]` (checkpoints keep sets of UIDs): short, and readable in a state file.
+extension UIDSet: Codable {
+    public init(from decoder: any Decoder) throws {
+        let pairs = try decoder.singleValueContainer().decode([[UInt32]].self)
+        ranges = try pairs.map { pair in
+            guard pair.count == 2, pair[0] <= pair[1] else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a UID range is [first, last]"))
+            }
+            return pair[0]...pair[1]
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(ranges.map { [$0.lowerBound, $0.upperBound] })
+    }
+}
+
 /// A bracketed response code (RFC 9051 §7.1, RFC 5530, RFC 4315).
 public enum ResponseCode: Sendable, Equatable {
     case alert
