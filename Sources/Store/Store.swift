@@ -12,7 +12,8 @@ import SQLiteKit
 /// `INSERT … ON CONFLICT`), so the store is safe to share between tasks, runners and processes.
 /// Times are stored as milliseconds since 1970.
 public final class Store: Sendable {
-    public let database: any SQLDatabase
+    /// Internal: other modules go through the store's methods, so its SQL and status rules stay here.
+    let database: any SQLDatabase
     public let secrets: SecretBox
     let flavor: SQLFlavor
     let logger: Logger
