@@ -88,6 +88,18 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
         #expect(table == nil)
         try await store.close()
     }
+
+    @Test func theOneActiveSingleMigrationIndexCoversExactlyTheActiveStatuses() async throws {
+        // v1's index is frozen SQL; if the active statuses change, a new schema version must rebuild it.
+        try await withMemoryStore { store in
+            let row = try #require(try await store.database.raw(
+                "SELECT sql FROM sqlite_master WHERE name = 'migrations_one_active_single'").first())
+            let sql = try row.decode(column: "sql", as: String.self)
+            let list = try #require(sql.range(of: "status IN (").map { sql[$0.upperBound...].prefix { $0 != ")" } })
+            let statuses = list.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "' ")) }
+            #expect(statuses == MigrationStatus.active.map(\.rawValue))
+        }
+    }
 }
 
 @Suite struct AccountAndTokenTests {
