@@ -23,9 +23,10 @@ extension Store {
         let leaseEnd = now.addingTimeInterval(TimeInterval(leaseSeconds)).storeMillis
         let claimable: (String) -> SQLQueryString = { alias in
             """
-            ((\(unsafeRaw: alias).status = 'pending' AND (\(unsafeRaw: alias).lease_owner IS NULL
+            ((\(MigrationTransition.claim.sqlFrom("\(alias).status"))
+                  AND (\(unsafeRaw: alias).lease_owner IS NULL
                   OR \(unsafeRaw: alias).lease_expires_at < \(bind: stamp)))
-             OR (\(unsafeRaw: alias).status IN (\(unsafeRaw: Self.runningList))
+             OR (\(MigrationTransition.takeOver.sqlFrom("\(alias).status"))
                   AND (\(unsafeRaw: alias).lease_expires_at IS NULL OR \(unsafeRaw: alias).lease_expires_at < \(bind: stamp))))
             """
         }
@@ -39,8 +40,9 @@ extension Store {
         let planLimit = Plan.allCases.map { "WHEN '\($0.rawValue)' THEN \($0.maxConcurrentBulkJobs)" }
             .joined(separator: " ")
         let lock: SQLQueryString = flavor == .postgres ? " FOR UPDATE OF m SKIP LOCKED" : ""
+        // A claim and a take-over both go to `validating`: one SET serves both.
         let row = try await database.raw("""
-            UPDATE migrations SET status = 'validating', lease_owner = \(bind: owner),
+            UPDATE migrations SET status = \(MigrationTransition.claim.sqlTo), lease_owner = \(bind: owner),
                 lease_expires_at = \(bind: leaseEnd), started_at = COALESCE(started_at, \(bind: stamp)),
                 updated_at = \(bind: stamp)
             WHERE id = (
@@ -83,7 +85,7 @@ extension Store {
     public func releaseLease(migrationID: Int64, owner: String, requeue: Bool = false,
                              now: Date = Date()) async throws -> Bool {
         let requeueSet: SQLQueryString = requeue
-            ? ", status = CASE WHEN status IN (\(unsafeRaw: Self.runningList)) THEN 'pending' ELSE status END"
+            ? ", status = \(Self.requeueStatus)"
             : ""
         return try await database.raw("""
             UPDATE migrations SET lease_owner = NULL, lease_expires_at = NULL,
@@ -99,13 +101,17 @@ extension Store {
     /// resume. Returns the ids released.
     @discardableResult
     public func releaseLeases(owner: String, now: Date = Date()) async throws -> [Int64] {
-        let running = MigrationStatus.sqlList(MigrationStatus.running)
-        return try await database.raw("""
+        try await database.raw("""
             UPDATE migrations SET lease_owner = NULL, lease_expires_at = NULL,
-                status = CASE WHEN status IN (\(unsafeRaw: running)) THEN 'pending' ELSE status END,
+                status = \(Self.requeueStatus),
                 updated_at = \(bind: now.storeMillis)
             WHERE lease_owner = \(bind: owner)
             RETURNING id
             """).all().map { try $0.int64("id") }
+    }
+
+    /// The status after letting go of a migration: a running one goes back to the queue.
+    static var requeueStatus: SQLQueryString {
+        "CASE WHEN \(MigrationTransition.requeue.sqlFrom()) THEN \(MigrationTransition.requeue.sqlTo) ELSE status END"
     }
 }

@@ -129,7 +129,7 @@ extension Store {
         }
         var query: SQLQueryString = """
             UPDATE migrations SET \(sets)
-            WHERE id = \(bind: migrationID) AND status IN (\(unsafeRaw: Self.runningList))
+            WHERE id = \(bind: migrationID) AND \(MigrationTransition.advance.sqlFrom())
             """
         if let owner { query += " AND lease_owner = \(bind: owner)" }
         query += " RETURNING id"
@@ -202,10 +202,10 @@ extension Store {
     /// Throws `notFound` or `invalidStatus`.
     public func cancelMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
         let row = try await database.raw("""
-            UPDATE migrations SET status = 'cancelled', finished_at = \(bind: now.storeMillis),
-                updated_at = \(bind: now.storeMillis)
+            UPDATE migrations SET status = \(MigrationTransition.cancel.sqlTo),
+                finished_at = \(bind: now.storeMillis), updated_at = \(bind: now.storeMillis)
             WHERE id = \(bind: id) AND account_id = \(bind: accountID)
-              AND status IN (\(unsafeRaw: Self.activeList))
+              AND \(MigrationTransition.cancel.sqlFrom())
             RETURNING id
             """).first()
         if row == nil { try await throwWhyNot(migrationID: id, accountID: accountID) }
@@ -218,11 +218,11 @@ extension Store {
     /// `invalidStatus`, or `activeMigrationExists` (another single migration of the account is active).
     public func retryMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
         let row = try await database.raw("""
-            UPDATE migrations SET status = 'pending', error_code = NULL, error_message = NULL,
-                error_hint = NULL, total_messages = 0, imported_messages = 0, failed_messages = 0,
+            UPDATE migrations SET status = \(MigrationTransition.retry.sqlTo), error_code = NULL,
+                error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0, failed_messages = 0,
                 skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
                 updated_at = \(bind: now.storeMillis)
-            WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND status IN ('failed', 'cancelled')
+            WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(MigrationTransition.retry.sqlFrom())
               AND (batch_id IS NOT NULL OR NOT EXISTS (
                     SELECT 1 FROM migrations o WHERE o.account_id = \(bind: accountID) AND o.batch_id IS NULL
                       AND o.id <> \(bind: id) AND o.status IN (\(unsafeRaw: Self.activeList))))
@@ -230,7 +230,9 @@ extension Store {
             """).first()
         if row == nil {
             guard let current = try await migration(id: id, accountID: accountID) else { throw StoreError.notFound }
-            guard current.status.isRetryable else { throw StoreError.invalidStatus(current.status) }
+            guard MigrationTransition.retry.allows(from: current.status) else {
+                throw StoreError.invalidStatus(current.status)
+            }
             throw StoreError.activeMigrationExists
         }
         try await database.raw("DELETE FROM migration_folders WHERE migration_id = \(bind: id)").run()
@@ -243,7 +245,7 @@ extension Store {
     public func deleteMigration(id: Int64, accountID: Int64) async throws {
         let row = try await database.raw("""
             DELETE FROM migrations WHERE id = \(bind: id) AND account_id = \(bind: accountID)
-              AND status NOT IN (\(unsafeRaw: Self.activeList))
+              AND \(MigrationTransition.delete.sqlFrom())
             RETURNING id
             """).first()
         if row == nil { try await throwWhyNot(migrationID: id, accountID: accountID) }

@@ -392,6 +392,105 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
     }
 }
 
+@Suite struct TransitionTests {
+    /// SPEC.md §4 written out: the statuses each move may leave from, and where it goes.
+    static let spec: [MigrationTransition: (from: Set<MigrationStatus>, to: [MigrationStatus])] = [
+        // pending → validating → planning → processing → completed | failed, by the runner.
+        .claim: ([.pending], [.validating]),
+        .takeOver: ([.validating, .planning, .processing], [.validating]),
+        .advance: ([.validating, .planning, .processing], [.planning, .processing, .completed, .failed]),
+        .requeue: ([.validating, .planning, .processing], [.pending]),
+        // cancel only from an active status; retry only from failed or cancelled; delete not while active.
+        .cancel: ([.pending, .validating, .planning, .processing], [.cancelled]),
+        .retry: ([.failed, .cancelled], [.pending]),
+        .delete: ([.completed, .failed, .cancelled], []),
+    ]
+
+    @Test(arguments: MigrationTransition.allCases)
+    func everyStatusAsTheSpecSays(_ transition: MigrationTransition) throws {
+        let expected = try #require(Self.spec[transition])
+        for status in MigrationStatus.allCases {
+            #expect(transition.allows(from: status) == expected.from.contains(status), "\(transition) from \(status)")
+        }
+        #expect(transition.to == expected.to)
+    }
+
+    @Test func retryableIsTheRetryRule() {
+        #expect(MigrationStatus.allCases.filter(\.isRetryable) == [.failed, .cancelled])
+    }
+
+    /// The store's SQL, generated from the table, for a migration in `status`: each move happens
+    /// exactly when the table allows it, and a refused one leaves the migration as it was.
+    @Test(arguments: MigrationStatus.allCases)
+    func theStoreMovesAMigrationOnlyAsTheTableSays(_ status: MigrationStatus) async throws {
+        try await withMemoryStore { store in
+            func migration(leasedTo owner: String? = nil) async throws -> MigrationRecord {
+                let (account, box) = try await makeAccount(store)
+                let record = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
+                let leaseEnd: Int64? = owner == nil ? nil : Date().addingTimeInterval(3600).storeMillis
+                try await store.database.raw("""
+                    UPDATE migrations SET status = \(bind: status.rawValue), lease_owner = \(bind: owner),
+                        lease_expires_at = \(bind: leaseEnd)
+                    WHERE id = \(bind: record.id)
+                    """).run()
+                return record
+            }
+            func current(_ record: MigrationRecord) async throws -> MigrationStatus? {
+                try await store.migration(id: record.id)?.status
+            }
+
+            // Claim first, while this is the only migration in the store.
+            let unheld = try await migration()
+            let claimed = try await store.claimPendingMigration(owner: "runner-c", leaseSeconds: 30)
+            let claimable = MigrationTransition.claim.allows(from: status)
+                || MigrationTransition.takeOver.allows(from: status)
+            #expect(claimed?.id == (claimable ? unheld.id : nil))
+            #expect(try await current(unheld) == (claimable ? .validating : status))
+
+            let cancelled = try await migration()
+            if MigrationTransition.cancel.allows(from: status) {
+                let record = try await store.cancelMigration(id: cancelled.id, accountID: cancelled.accountID)
+                #expect(record.status == .cancelled)
+            } else {
+                await #expect(throws: StoreError.invalidStatus(status)) {
+                    try await store.cancelMigration(id: cancelled.id, accountID: cancelled.accountID)
+                }
+                #expect(try await current(cancelled) == status)
+            }
+
+            let retried = try await migration()
+            if MigrationTransition.retry.allows(from: status) {
+                #expect(try await store.retryMigration(id: retried.id, accountID: retried.accountID).status == .pending)
+            } else {
+                await #expect(throws: StoreError.invalidStatus(status)) {
+                    try await store.retryMigration(id: retried.id, accountID: retried.accountID)
+                }
+                #expect(try await current(retried) == status)
+            }
+
+            let deleted = try await migration()
+            if MigrationTransition.delete.allows(from: status) {
+                try await store.deleteMigration(id: deleted.id, accountID: deleted.accountID)
+                #expect(try await current(deleted) == nil)
+            } else {
+                await #expect(throws: StoreError.invalidStatus(status)) {
+                    try await store.deleteMigration(id: deleted.id, accountID: deleted.accountID)
+                }
+                #expect(try await current(deleted) == status)
+            }
+
+            let advanced = try await migration(leasedTo: "runner-a")
+            let advances = MigrationTransition.advance.allows(from: status)
+            #expect(try await store.updateStatus(migrationID: advanced.id, to: .processing, owner: "runner-a") == advances)
+            #expect(try await current(advanced) == (advances ? .processing : status))
+
+            let requeued = try await migration(leasedTo: "runner-a")
+            #expect(try await store.releaseLease(migrationID: requeued.id, owner: "runner-a", requeue: true))
+            #expect(try await current(requeued) == (MigrationTransition.requeue.allows(from: status) ? .pending : status))
+        }
+    }
+}
+
 @Suite struct ClaimTests {
     @Test func concurrentClaimersNeverTakeTheSameMigration() async throws {
         try await withTemporaryDirectory { dir in
