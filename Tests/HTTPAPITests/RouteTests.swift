@@ -307,8 +307,12 @@ struct RouteTests {
 
                 let retryActive = try await client.call(.post, "\(base):retry", token: fixture.token)
                 #expect(retryActive.status == .conflict)
+                #expect(string(retryActive.json?["error"]?["message"])
+                        == "The migration is pending; only a failed or cancelled migration can be retried.")
                 let deleteActive = try await client.call(.delete, base, token: fixture.token)
                 #expect(deleteActive.status == .conflict)
+                #expect(string(deleteActive.json?["error"]?["message"])
+                        == "The migration is pending; cancel it before deleting it.")
 
                 let cancelled = try await client.call(.post, "\(base):cancel", token: fixture.token)
                 #expect(cancelled.status == .ok)
@@ -318,6 +322,8 @@ struct RouteTests {
                 let again = try await client.call(.post, "\(base):cancel", token: fixture.token)
                 #expect(again.status == .conflict)
                 #expect(again.errorCode == "conflict")
+                #expect(string(again.json?["error"]?["message"])
+                        == "The migration is cancelled; only an active migration can be cancelled.")
 
                 let retried = try await client.call(.post, "\(base):retry", token: fixture.token)
                 #expect(retried.status == .ok)
