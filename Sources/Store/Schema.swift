@@ -18,6 +18,15 @@ enum SQLFlavor: Sendable {
         }
     }
 
+    /// Starts a transaction that writes: SQLite takes the write lock at once (waiting up to
+    /// `busy_timeout` for another process's), rather than failing to upgrade a read lock midway.
+    var beginWrite: String {
+        switch self {
+        case .sqlite: "BEGIN IMMEDIATE"
+        case .postgres: "BEGIN"
+        }
+    }
+
     /// Starts a transaction that excludes any other schema migrator until it ends.
     var beginExclusive: [String] {
         switch self {

@@ -217,25 +217,29 @@ extension Store {
     /// keeps its lease until it lets go, so two runners never work on it at once. Throws `notFound`,
     /// `invalidStatus`, or `activeMigrationExists` (another single migration of the account is active).
     public func retryMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
-        let row = try await database.raw("""
-            UPDATE migrations SET status = \(MigrationTransition.retry.sqlTo), error_code = NULL,
-                error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0, failed_messages = 0,
-                skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
-                updated_at = \(bind: now.storeMillis)
-            WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(MigrationTransition.retry.sqlFrom())
-              AND (batch_id IS NOT NULL OR NOT EXISTS (
-                    SELECT 1 FROM migrations o WHERE o.account_id = \(bind: accountID) AND o.batch_id IS NULL
-                      AND o.id <> \(bind: id) AND o.status IN (\(unsafeRaw: Self.activeList))))
-            RETURNING id
-            """).first()
-        if row == nil {
+        // One transaction: the reset and the removal of the old folder rows, or neither.
+        let retried = try await transaction { db in
+            guard try await db.raw("""
+                UPDATE migrations SET status = \(MigrationTransition.retry.sqlTo), error_code = NULL,
+                    error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
+                    failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
+                    updated_at = \(bind: now.storeMillis)
+                WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(MigrationTransition.retry.sqlFrom())
+                  AND (batch_id IS NOT NULL OR NOT EXISTS (
+                        SELECT 1 FROM migrations o WHERE o.account_id = \(bind: accountID) AND o.batch_id IS NULL
+                          AND o.id <> \(bind: id) AND o.status IN (\(unsafeRaw: Self.activeList))))
+                RETURNING id
+                """).first() != nil else { return false }
+            try await db.raw("DELETE FROM migration_folders WHERE migration_id = \(bind: id)").run()
+            return true
+        }
+        if !retried {
             guard let current = try await migration(id: id, accountID: accountID) else { throw StoreError.notFound }
             guard MigrationTransition.retry.allows(from: current.status) else {
                 throw StoreError.invalidStatus(current.status)
             }
             throw StoreError.activeMigrationExists
         }
-        try await database.raw("DELETE FROM migration_folders WHERE migration_id = \(bind: id)").run()
         return try await required(migration(id: id))
     }
 

@@ -8,8 +8,9 @@ import SQLiteKit
 ///
 /// Everything goes through SQLKit with SQL that SQLite and PostgreSQL both accept (the few
 /// differences live in `SQLFlavor`), so PostgreSQL is another way to open a `Store`, not a rewrite.
-/// Every operation that must be atomic is a single statement (conditional `UPDATE … RETURNING`,
-/// `INSERT … ON CONFLICT`), so the store is safe to share between tasks, runners and processes.
+/// An operation that must be atomic is a single statement (conditional `UPDATE … RETURNING`,
+/// `INSERT … ON CONFLICT`) or, where one statement cannot do it all, one transaction
+/// (`transaction(_:)`), so the store is safe to share between tasks, runners and processes.
 /// Times are stored as milliseconds since 1970.
 public final class Store: Sendable {
     /// Internal: other modules go through the store's methods, so its SQL and status rules stay here.
@@ -30,7 +31,9 @@ public final class Store: Sendable {
     }
 
     /// A store over any SQLKit database (the PostgreSQL adapter's entry point): applies the schema
-    /// migrations, then returns the store. `close` runs on `Store.close()`.
+    /// migrations, then returns the store. `close` runs on `Store.close()`. The database's
+    /// `withSession` must give a session no other task's statements run in (a pooled connection;
+    /// `openSQLite` wraps its one connection in `ExclusiveSessionDatabase`): transactions run there.
     public static func open(database: any SQLDatabase, secrets: SecretBox,
                             logger: Logger = Logger(label: "mailporter.store"),
                             close: @escaping @Sendable () async throws -> Void = {}) async throws -> Store {
@@ -69,7 +72,7 @@ public final class Store: Sendable {
         )
         do {
             // No query logging: binds hold ciphertexts, token hashes and addresses.
-            let database = connection.sql(queryLogLevel: nil)
+            let database = ExclusiveSessionDatabase(connection.sql(queryLogLevel: nil))
             // Wait (sleeping) for another connection's write lock instead of spinning.
             try await database.raw("PRAGMA busy_timeout = 15000").run()
             if wal {
@@ -101,6 +104,24 @@ public final class Store: Sendable {
     @discardableResult
     public func migrateSchema() async throws -> [Int] {
         try await Schema.migrate(database)
+    }
+
+    /// Runs `body` as one transaction: all its statements or none. `body` runs every statement on
+    /// the session it is given; the store's own methods, on `database`, would wait for it to end.
+    func transaction<Result: Sendable>(
+        _ body: @escaping @Sendable (any SQLDatabase) async throws -> Result
+    ) async throws -> Result {
+        try await database.withSession { session in
+            try await session.raw(SQLQueryString(self.flavor.beginWrite)).run()
+            do {
+                let result = try await body(session)
+                try await session.raw("COMMIT").run()
+                return result
+            } catch {
+                try? await session.raw("ROLLBACK").run()
+                throw error
+            }
+        }
     }
 
     // MARK: - Housekeeping

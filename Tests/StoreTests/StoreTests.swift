@@ -491,6 +491,68 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
     }
 }
 
+@Suite struct TransactionTests {
+    private struct Abandon: Error {}
+
+    @Test func anotherTasksStatementIsNotRolledBackWithATransaction() async throws {
+        try await withMemoryStore { store in
+            let (account, _) = try await makeAccount(store)
+            let (opened, signal) = AsyncStream.makeStream(of: Void.self)
+            let transaction = Task {
+                try await store.transaction { db in
+                    try await db.raw("""
+                        UPDATE accounts SET notification_email = 'inside@example.com' WHERE id = \(bind: account.id)
+                        """).run()
+                    signal.yield()
+                    try await Task.sleep(for: .milliseconds(300))
+                    throw Abandon()
+                }
+            }
+            for await _ in opened { break }
+            // Sent while the transaction is open, on the same connection.
+            try await store.setPlan(accountID: account.id, plan: .agency)
+            #expect(await transaction.result.isFailure)
+            let after = try #require(try await store.account(id: account.id))
+            #expect(after.notificationEmail == "ops@example.com")
+            #expect(after.plan == .agency)
+        }
+    }
+
+    @Test func aRetryThatCannotFinishChangesNothing() async throws {
+        try await withMemoryStore { store in
+            let (account, box) = try await makeAccount(store)
+            let record = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
+            _ = try #require(try await store.claimPendingMigration(owner: "runner-a", leaseSeconds: 30))
+            #expect(try await store.updateProgress(
+                migrationID: record.id, owner: "runner-a", totals: MigrationTotals(total: 5, imported: 2),
+                folders: [FolderProgress(sourceName: "INBOX", destinationName: "INBOX", expected: 5, imported: 2)]))
+            #expect(try await store.updateStatus(
+                migrationID: record.id, to: .failed, owner: "runner-a",
+                error: MigrationError(code: "authentication_failed", message: "no", hint: nil)))
+            // The second half of the retry (clearing the folder rows) fails.
+            try await store.database.raw("""
+                CREATE TRIGGER keep_folders BEFORE DELETE ON migration_folders
+                BEGIN SELECT RAISE(ABORT, 'folder rows are kept'); END
+                """).run()
+            await #expect(throws: (any Error).self) {
+                try await store.retryMigration(id: record.id, accountID: account.id)
+            }
+            let after = try #require(try await store.migration(id: record.id))
+            #expect(after.status == .failed)
+            #expect(after.error?.code == "authentication_failed")
+            #expect(after.importedMessages == 2)
+            #expect(after.folders.map(\.sourceName) == ["INBOX"])
+        }
+    }
+}
+
+extension Result {
+    fileprivate var isFailure: Bool {
+        if case .failure = self { return true }
+        return false
+    }
+}
+
 @Suite struct ClaimTests {
     @Test func concurrentClaimersNeverTakeTheSameMigration() async throws {
         try await withTemporaryDirectory { dir in
