@@ -7,7 +7,8 @@ import Store
 public enum APIRouter {
     public static func make(_ environment: APIEnvironment) -> Router<APIContext> {
         let router = Router(context: APIContext.self)
-        router.middlewares.add(ResponseEnvelopeMiddleware(logger: environment.logger))
+        router.middlewares.add(ResponseEnvelopeMiddleware(logger: environment.logger,
+                                                          maxBodyBytes: environment.limits.maxBodyBytes))
 
         router.get("healthz") { _, _ in try await health(environment.store) }
         router.get("metrics") { _, _ in try await metrics(environment) }

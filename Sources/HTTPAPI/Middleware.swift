@@ -15,6 +15,8 @@ extension HTTPField.Name {
 /// `X-Request-Id` on every response.
 struct ResponseEnvelopeMiddleware: RouterMiddleware {
     let logger: Logger
+    /// The configured body limit, named in a 413 from outside `BodyReader`.
+    let maxBodyBytes: Int
 
     func handle(_ request: Request, context: APIContext,
                 next: (Request, APIContext) async throws -> Response) async throws -> Response {
@@ -33,7 +35,7 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
                 hint: "Use \(allowed.map(\.rawValue).joined(separator: " or "))."), requestID: context.requestID)
             response.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
         } catch {
-            let apiError = Self.apiError(for: error)
+            let apiError = Self.apiError(for: error, maxBodyBytes: maxBodyBytes)
             if !(error is APIError) && apiError.status.code >= 500 {
                 logger.error("request failed", metadata: [
                     "request_id": "\(context.requestID)", "path": "\(request.uri.path)",
@@ -68,14 +70,14 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
         (48...57).contains(byte) || (65...90).contains(byte) || (97...122).contains(byte)
     }
 
-    static func apiError(for error: any Error) -> APIError {
+    static func apiError(for error: any Error, maxBodyBytes: Int) -> APIError {
         if let apiError = error as? APIError { return apiError }
         if let httpError = error as? HTTPError {
             switch httpError.status {
             case .notFound:
                 return .notFound("route")
             case .contentTooLarge:
-                return .payloadTooLarge(APILimits().maxBodyBytes)
+                return .payloadTooLarge(maxBodyBytes)
             case .methodNotAllowed:
                 return APIError(.methodNotAllowed, code: "method_not_allowed", message: "Method not allowed.")
             case let status where status.code < 500:

@@ -117,22 +117,19 @@ struct MigrationRoutes {
     }
 
     @Sendable func cancel(_ request: Request, context: APIContext) async throws -> Response {
-        try await changeStatus(request, context, audit: "migration_cancelled",
-                               refusal: "only an active migration can be cancelled") { store, id, account in
+        try await changeStatus(request, context, .cancel, audit: "migration_cancelled") { store, id, account in
             .ok(try await store.cancelMigration(id: id, accountID: account))
         }
     }
 
     @Sendable func retry(_ request: Request, context: APIContext) async throws -> Response {
-        try await changeStatus(request, context, audit: "migration_retried",
-                               refusal: "only a failed or cancelled migration can be retried", queues: true) { store, id, account in
+        try await changeStatus(request, context, .retry, audit: "migration_retried", queues: true) { store, id, account in
             .ok(try await store.retryMigration(id: id, accountID: account))
         }
     }
 
     @Sendable func delete(_ request: Request, context: APIContext) async throws -> Response {
-        try await changeStatus(request, context, audit: "migration_deleted",
-                               refusal: "cancel it before deleting it") { store, id, account in
+        try await changeStatus(request, context, .delete, audit: "migration_deleted") { store, id, account in
             try await store.deleteMigration(id: id, accountID: account)
             return .gone
         }
@@ -145,9 +142,10 @@ struct MigrationRoutes {
     }
 
     /// cancel, retry and delete: the write scope, an id of the caller's account, idempotency, the
-    /// store's refusals as 404/409, an audit event, and the runner woken when a migration is queued again.
-    private func changeStatus(_ request: Request, _ context: APIContext, audit action: String, refusal: String,
-                              queues: Bool = false,
+    /// store's refusals as 404/409 (the 409 saying the rule of `transition`), an audit event, and the
+    /// runner woken when a migration is queued again.
+    private func changeStatus(_ request: Request, _ context: APIContext, _ transition: MigrationTransition,
+                              audit action: String, queues: Bool = false,
                               _ change: @escaping (Store, Int64, Int64) async throws -> Outcome) async throws -> Response {
         let caller = try context.require(Self.write)
         let id = try Self.migrationID(context)
@@ -158,7 +156,7 @@ struct MigrationRoutes {
             } catch StoreError.notFound {
                 throw APIError.notFound("migration")
             } catch StoreError.invalidStatus(let status) {
-                throw APIError.conflict("The migration is \(status.rawValue); \(refusal).")
+                throw APIError.conflict("The migration is \(status.rawValue); \(transition.refusal).")
             } catch StoreError.activeMigrationExists {
                 throw Self.activeConflict
             }

@@ -24,8 +24,8 @@ public enum MigrationStatus: String, Sendable, Codable, CaseIterable {
     public var isRunning: Bool { Self.running.contains(self) }
     public var isTerminal: Bool { Self.terminal.contains(self) }
 
-    /// Only a failed or cancelled migration may be retried.
-    public var isRetryable: Bool { self == .failed || self == .cancelled }
+    /// Whether a retry may start from here (see `MigrationTransition.retry`).
+    public var isRetryable: Bool { MigrationTransition.retry.allows(from: self) }
 
     /// The label the web page shows.
     public var label: String {

@@ -2,19 +2,116 @@ import Foundation
 import SQLKit
 
 extension Store {
+    /// Migrations a runner holds right now (running status with a live lease): what the global
+    /// concurrency limit counts.
+    public func runningCount(now: Date = Date()) async throws -> Int {
+        try await database.raw("""
+            SELECT COUNT(*) AS n FROM migrations WHERE status IN (\(unsafeRaw: Self.runningList))
+              AND lease_expires_at >= \(bind: now.storeMillis)
+            """).first().map { try $0.int("n") } ?? 0
+    }
+
+    /// Atomically takes the oldest claimable migration for `owner`, moving it to `validating` with a
+    /// lease of `leaseSeconds`: a `pending` one nobody holds, or a running one whose lease expired
+    /// (its runner died; the new one resumes it from its checkpoints). With `maxRunning`, claims only
+    /// while fewer migrations than that are held. Bulk jobs also respect their account's plan limit
+    /// of jobs running at once. Safe with any number of concurrent claimers: one statement,
+    /// re-checking its condition on the row it updates.
+    public func claimPendingMigration(owner: String, leaseSeconds: Int, maxRunning: Int? = nil,
+                                      now: Date = Date()) async throws -> MigrationRecord? {
+        let stamp = now.storeMillis
+        let leaseEnd = now.addingTimeInterval(TimeInterval(leaseSeconds)).storeMillis
+        let claimable: (String) -> SQLQueryString = { alias in
+            """
+            ((\(MigrationTransition.claim.sqlFrom("\(alias).status"))
+                  AND (\(unsafeRaw: alias).lease_owner IS NULL
+                  OR \(unsafeRaw: alias).lease_expires_at < \(bind: stamp)))
+             OR (\(MigrationTransition.takeOver.sqlFrom("\(alias).status"))
+                  AND (\(unsafeRaw: alias).lease_expires_at IS NULL OR \(unsafeRaw: alias).lease_expires_at < \(bind: stamp))))
+            """
+        }
+        var globalLimit: SQLQueryString = ""
+        if let maxRunning {
+            globalLimit = """
+                 AND (SELECT COUNT(*) FROM migrations r WHERE r.status IN (\(unsafeRaw: Self.runningList))
+                      AND r.lease_expires_at >= \(bind: stamp)) < \(bind: maxRunning)
+                """
+        }
+        let planLimit = Plan.allCases.map { "WHEN '\($0.rawValue)' THEN \($0.maxConcurrentBulkJobs)" }
+            .joined(separator: " ")
+        let lock: SQLQueryString = flavor == .postgres ? " FOR UPDATE OF m SKIP LOCKED" : ""
+        // A claim and a take-over both go to `validating`: one SET serves both.
+        let row = try await database.raw("""
+            UPDATE migrations SET status = \(MigrationTransition.claim.sqlTo), lease_owner = \(bind: owner),
+                lease_expires_at = \(bind: leaseEnd), started_at = COALESCE(started_at, \(bind: stamp)),
+                updated_at = \(bind: stamp)
+            WHERE id = (
+                SELECT m.id FROM migrations m JOIN accounts a ON a.id = m.account_id
+                WHERE \(claimable("m"))\(globalLimit)
+                  AND (m.batch_id IS NULL OR (SELECT COUNT(*) FROM migrations b
+                        WHERE b.account_id = m.account_id AND b.batch_id IS NOT NULL
+                          AND b.status IN (\(unsafeRaw: Self.runningList))
+                          AND b.lease_expires_at >= \(bind: stamp))
+                      < (CASE a.plan \(unsafeRaw: planLimit) ELSE 0 END))
+                ORDER BY m.id
+                LIMIT 1\(lock)
+            )
+            AND \(claimable("migrations"))
+            RETURNING id
+            """).first()
+        guard let row else { return nil }
+        let id = try row.int64("id")
+        logger.debug("claimed migration", metadata: ["migration_id": "\(id)", "owner": "\(owner)"])
+        return try await migration(id: id)
+    }
+
+    /// Extends the lease `owner` holds. Returns the migration's current status (the runner stops
+    /// unless it is one of `MigrationStatus.running`, e.g. after a cancel), or nil when `owner`
+    /// no longer holds it.
+    public func renewLease(migrationID: Int64, owner: String, leaseSeconds: Int,
+                           now: Date = Date()) async throws -> MigrationStatus? {
+        let leaseEnd = now.addingTimeInterval(TimeInterval(leaseSeconds)).storeMillis
+        guard let row = try await database.raw("""
+            UPDATE migrations SET lease_expires_at = \(bind: leaseEnd)
+            WHERE id = \(bind: migrationID) AND lease_owner = \(bind: owner)
+            RETURNING status
+            """).first() else { return nil }
+        return MigrationStatus(rawValue: try row.string("status"))
+    }
+
+    /// Gives up `owner`'s lease. With `requeue` (stopping at a safe point on shutdown), a migration
+    /// that was still running goes back to `pending`, so the next runner resumes it at once.
+    @discardableResult
+    public func releaseLease(migrationID: Int64, owner: String, requeue: Bool = false,
+                             now: Date = Date()) async throws -> Bool {
+        let requeueSet: SQLQueryString = requeue
+            ? ", status = \(Self.requeueStatus)"
+            : ""
+        return try await database.raw("""
+            UPDATE migrations SET lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = \(bind: now.storeMillis)\(requeueSet)
+            WHERE id = \(bind: migrationID) AND lease_owner = \(bind: owner)
+            RETURNING id
+            """).first() != nil
+    }
+
     /// Gives up every lease `owner` holds, sending migrations that were still running back to
     /// `pending`. A runner calls it when it starts: leases under its node id belong to an earlier
     /// process with that id that was killed, and waiting for them to expire would only delay the
     /// resume. Returns the ids released.
     @discardableResult
     public func releaseLeases(owner: String, now: Date = Date()) async throws -> [Int64] {
-        let running = MigrationStatus.sqlList(MigrationStatus.running)
-        return try await database.raw("""
+        try await database.raw("""
             UPDATE migrations SET lease_owner = NULL, lease_expires_at = NULL,
-                status = CASE WHEN status IN (\(unsafeRaw: running)) THEN 'pending' ELSE status END,
+                status = \(Self.requeueStatus),
                 updated_at = \(bind: now.storeMillis)
             WHERE lease_owner = \(bind: owner)
             RETURNING id
             """).all().map { try $0.int64("id") }
+    }
+
+    /// The status after letting go of a migration: a running one goes back to the queue.
+    static var requeueStatus: SQLQueryString {
+        "CASE WHEN \(MigrationTransition.requeue.sqlFrom()) THEN \(MigrationTransition.requeue.sqlTo) ELSE status END"
     }
 }

@@ -209,6 +209,30 @@ struct RouteTests {
         }
     }
 
+    @Test func aTooLargeBodyOutsideTheBodyReaderNamesTheConfiguredLimit() async throws {
+        try await APIFixture.with(limits: APILimits(requestsPerMinute: 1000, writesPerMinute: 1000, maxBodyBytes: 64)) { fixture in
+            let router = APIRouter.make(fixture.environment)
+            // A handler that reads its body with Hummingbird and answers its 413 with HTTPError,
+            // leaving the message to the envelope.
+            router.post("upload") { request, _ -> Response in
+                var request = request
+                do {
+                    _ = try await request.collectBody(upTo: fixture.environment.limits.maxBodyBytes)
+                } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+                    throw HTTPError(.contentTooLarge)
+                }
+                return Response(status: .noContent)
+            }
+            try await Application(router: router).test(.router) { client in
+                let reply = try await client.call(.post, "/upload", rawBody: String(repeating: "x", count: 65))
+                #expect(reply.status == .contentTooLarge)
+                #expect(reply.errorCode == "payload_too_large")
+                #expect(string(reply.json?["error"]?["message"]) == "The request body is larger than 64 bytes.")
+                #expect(try await client.call(.post, "/upload", rawBody: String(repeating: "x", count: 64)).status == .noContent)
+            }
+        }
+    }
+
     @Test func badBodiesGetClassifiedErrorsNamingEachField() async throws {
         try await APIFixture.with(limits: APILimits(requestsPerMinute: 1000, writesPerMinute: 1000, maxBodyBytes: 4096)) { fixture in
             try await fixture.test { client in
@@ -307,8 +331,12 @@ struct RouteTests {
 
                 let retryActive = try await client.call(.post, "\(base):retry", token: fixture.token)
                 #expect(retryActive.status == .conflict)
+                #expect(string(retryActive.json?["error"]?["message"])
+                        == "The migration is pending; only a failed or cancelled migration can be retried.")
                 let deleteActive = try await client.call(.delete, base, token: fixture.token)
                 #expect(deleteActive.status == .conflict)
+                #expect(string(deleteActive.json?["error"]?["message"])
+                        == "The migration is pending; cancel it before deleting it.")
 
                 let cancelled = try await client.call(.post, "\(base):cancel", token: fixture.token)
                 #expect(cancelled.status == .ok)
@@ -318,6 +346,8 @@ struct RouteTests {
                 let again = try await client.call(.post, "\(base):cancel", token: fixture.token)
                 #expect(again.status == .conflict)
                 #expect(again.errorCode == "conflict")
+                #expect(string(again.json?["error"]?["message"])
+                        == "The migration is cancelled; only an active migration can be cancelled.")
 
                 let retried = try await client.call(.post, "\(base):retry", token: fixture.token)
                 #expect(retried.status == .ok)

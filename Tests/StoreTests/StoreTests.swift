@@ -88,6 +88,18 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
         #expect(table == nil)
         try await store.close()
     }
+
+    @Test func theOneActiveSingleMigrationIndexCoversExactlyTheActiveStatuses() async throws {
+        // v1's index is frozen SQL; if the active statuses change, a new schema version must rebuild it.
+        try await withMemoryStore { store in
+            let row = try #require(try await store.database.raw(
+                "SELECT sql FROM sqlite_master WHERE name = 'migrations_one_active_single'").first())
+            let sql = try row.decode(column: "sql", as: String.self)
+            let list = try #require(sql.range(of: "status IN (").map { sql[$0.upperBound...].prefix { $0 != ")" } })
+            let statuses = list.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "' ")) }
+            #expect(statuses == MigrationStatus.active.map(\.rawValue))
+        }
+    }
 }
 
 @Suite struct AccountAndTokenTests {
@@ -377,6 +389,167 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
                 try await store.deleteMigration(id: first.id, accountID: account.id)
             }
         }
+    }
+}
+
+@Suite struct TransitionTests {
+    /// SPEC.md §4 written out: the statuses each move may leave from, and where it goes.
+    static let spec: [MigrationTransition: (from: Set<MigrationStatus>, to: [MigrationStatus])] = [
+        // pending → validating → planning → processing → completed | failed, by the runner.
+        .claim: ([.pending], [.validating]),
+        .takeOver: ([.validating, .planning, .processing], [.validating]),
+        .advance: ([.validating, .planning, .processing], [.planning, .processing, .completed, .failed]),
+        .requeue: ([.validating, .planning, .processing], [.pending]),
+        // cancel only from an active status; retry only from failed or cancelled; delete not while active.
+        .cancel: ([.pending, .validating, .planning, .processing], [.cancelled]),
+        .retry: ([.failed, .cancelled], [.pending]),
+        .delete: ([.completed, .failed, .cancelled], []),
+    ]
+
+    @Test(arguments: MigrationTransition.allCases)
+    func everyStatusAsTheSpecSays(_ transition: MigrationTransition) throws {
+        let expected = try #require(Self.spec[transition])
+        for status in MigrationStatus.allCases {
+            #expect(transition.allows(from: status) == expected.from.contains(status), "\(transition) from \(status)")
+        }
+        #expect(transition.to == expected.to)
+    }
+
+    @Test func retryableIsTheRetryRule() {
+        #expect(MigrationStatus.allCases.filter(\.isRetryable) == [.failed, .cancelled])
+    }
+
+    /// The store's SQL, generated from the table, for a migration in `status`: each move happens
+    /// exactly when the table allows it, and a refused one leaves the migration as it was.
+    @Test(arguments: MigrationStatus.allCases)
+    func theStoreMovesAMigrationOnlyAsTheTableSays(_ status: MigrationStatus) async throws {
+        try await withMemoryStore { store in
+            func migration(leasedTo owner: String? = nil) async throws -> MigrationRecord {
+                let (account, box) = try await makeAccount(store)
+                let record = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
+                let leaseEnd: Int64? = owner == nil ? nil : Date().addingTimeInterval(3600).storeMillis
+                try await store.database.raw("""
+                    UPDATE migrations SET status = \(bind: status.rawValue), lease_owner = \(bind: owner),
+                        lease_expires_at = \(bind: leaseEnd)
+                    WHERE id = \(bind: record.id)
+                    """).run()
+                return record
+            }
+            func current(_ record: MigrationRecord) async throws -> MigrationStatus? {
+                try await store.migration(id: record.id)?.status
+            }
+
+            // Claim first, while this is the only migration in the store.
+            let unheld = try await migration()
+            let claimed = try await store.claimPendingMigration(owner: "runner-c", leaseSeconds: 30)
+            let claimable = MigrationTransition.claim.allows(from: status)
+                || MigrationTransition.takeOver.allows(from: status)
+            #expect(claimed?.id == (claimable ? unheld.id : nil))
+            #expect(try await current(unheld) == (claimable ? .validating : status))
+
+            let cancelled = try await migration()
+            if MigrationTransition.cancel.allows(from: status) {
+                let record = try await store.cancelMigration(id: cancelled.id, accountID: cancelled.accountID)
+                #expect(record.status == .cancelled)
+            } else {
+                await #expect(throws: StoreError.invalidStatus(status)) {
+                    try await store.cancelMigration(id: cancelled.id, accountID: cancelled.accountID)
+                }
+                #expect(try await current(cancelled) == status)
+            }
+
+            let retried = try await migration()
+            if MigrationTransition.retry.allows(from: status) {
+                #expect(try await store.retryMigration(id: retried.id, accountID: retried.accountID).status == .pending)
+            } else {
+                await #expect(throws: StoreError.invalidStatus(status)) {
+                    try await store.retryMigration(id: retried.id, accountID: retried.accountID)
+                }
+                #expect(try await current(retried) == status)
+            }
+
+            let deleted = try await migration()
+            if MigrationTransition.delete.allows(from: status) {
+                try await store.deleteMigration(id: deleted.id, accountID: deleted.accountID)
+                #expect(try await current(deleted) == nil)
+            } else {
+                await #expect(throws: StoreError.invalidStatus(status)) {
+                    try await store.deleteMigration(id: deleted.id, accountID: deleted.accountID)
+                }
+                #expect(try await current(deleted) == status)
+            }
+
+            let advanced = try await migration(leasedTo: "runner-a")
+            let advances = MigrationTransition.advance.allows(from: status)
+            #expect(try await store.updateStatus(migrationID: advanced.id, to: .processing, owner: "runner-a") == advances)
+            #expect(try await current(advanced) == (advances ? .processing : status))
+
+            let requeued = try await migration(leasedTo: "runner-a")
+            #expect(try await store.releaseLease(migrationID: requeued.id, owner: "runner-a", requeue: true))
+            #expect(try await current(requeued) == (MigrationTransition.requeue.allows(from: status) ? .pending : status))
+        }
+    }
+}
+
+@Suite struct TransactionTests {
+    private struct Abandon: Error {}
+
+    @Test func anotherTasksStatementIsNotRolledBackWithATransaction() async throws {
+        try await withMemoryStore { store in
+            let (account, _) = try await makeAccount(store)
+            let (opened, signal) = AsyncStream.makeStream(of: Void.self)
+            let transaction = Task {
+                try await store.transaction { db in
+                    try await db.raw("""
+                        UPDATE accounts SET notification_email = 'inside@example.com' WHERE id = \(bind: account.id)
+                        """).run()
+                    signal.yield()
+                    try await Task.sleep(for: .milliseconds(300))
+                    throw Abandon()
+                }
+            }
+            for await _ in opened { break }
+            // Sent while the transaction is open, on the same connection.
+            try await store.setPlan(accountID: account.id, plan: .agency)
+            #expect(await transaction.result.isFailure)
+            let after = try #require(try await store.account(id: account.id))
+            #expect(after.notificationEmail == "ops@example.com")
+            #expect(after.plan == .agency)
+        }
+    }
+
+    @Test func aRetryThatCannotFinishChangesNothing() async throws {
+        try await withMemoryStore { store in
+            let (account, box) = try await makeAccount(store)
+            let record = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
+            _ = try #require(try await store.claimPendingMigration(owner: "runner-a", leaseSeconds: 30))
+            #expect(try await store.updateProgress(
+                migrationID: record.id, owner: "runner-a", totals: MigrationTotals(total: 5, imported: 2),
+                folders: [FolderProgress(sourceName: "INBOX", destinationName: "INBOX", expected: 5, imported: 2)]))
+            #expect(try await store.updateStatus(
+                migrationID: record.id, to: .failed, owner: "runner-a",
+                error: MigrationError(code: "authentication_failed", message: "no", hint: nil)))
+            // The second half of the retry (clearing the folder rows) fails.
+            try await store.database.raw("""
+                CREATE TRIGGER keep_folders BEFORE DELETE ON migration_folders
+                BEGIN SELECT RAISE(ABORT, 'folder rows are kept'); END
+                """).run()
+            await #expect(throws: (any Error).self) {
+                try await store.retryMigration(id: record.id, accountID: account.id)
+            }
+            let after = try #require(try await store.migration(id: record.id))
+            #expect(after.status == .failed)
+            #expect(after.error?.code == "authentication_failed")
+            #expect(after.importedMessages == 2)
+            #expect(after.folders.map(\.sourceName) == ["INBOX"])
+        }
+    }
+}
+
+extension Result {
+    fileprivate var isFailure: Bool {
+        if case .failure = self { return true }
+        return false
     }
 }
 

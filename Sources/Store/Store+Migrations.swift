@@ -1,0 +1,264 @@
+import Foundation
+import MigrationEngine
+import SQLKit
+
+extension Store {
+    // MARK: - Migrations: create and read
+
+    static let activeList = MigrationStatus.sqlList(MigrationStatus.active)
+    static let runningList = MigrationStatus.sqlList(MigrationStatus.running)
+
+    /// Stores a new `pending` migration with its passwords encrypted. Throws `notFound` when the
+    /// mailbox is not the account's, `activeMigrationExists` when a single migration (no batch) is
+    /// started while the account has an active one.
+    public func createMigration(_ new: NewMigration, now: Date = Date()) async throws -> MigrationRecord {
+        let sourceSealed = try secrets.seal(new.sourcePassword)
+        let targetSealed = try new.targetPassword.map { try secrets.seal($0) }
+        let folders = try new.selectedFolders.map { try Self.json($0) }
+        let stamp = now.storeMillis
+        let onlyActiveSingle: SQLQueryString = new.batchID != nil ? "" : """
+             AND NOT EXISTS (SELECT 1 FROM migrations WHERE account_id = \(bind: new.accountID)
+                 AND batch_id IS NULL AND status IN (\(unsafeRaw: Self.activeList)))
+            """
+        let row = try await database.raw("""
+            INSERT INTO migrations (account_id, mailbox_id, batch_id, provider, source_host, source_port,
+                source_security, source_email, source_username, source_password_enc, target_password_enc,
+                selected_folders, import_since, skip_duplicates, status, created_at, updated_at)
+            SELECT \(bind: new.accountID), \(bind: new.mailboxID), \(bind: new.batchID), \(bind: new.provider),
+                \(bind: new.sourceHost), \(bind: new.sourcePort), \(bind: new.sourceSecurity),
+                \(bind: new.sourceEmail), \(bind: new.sourceUsername), \(bind: sourceSealed),
+                \(bind: targetSealed), \(bind: folders), \(bind: new.importSince), \(bind: new.skipDuplicates),
+                'pending', \(bind: stamp), \(bind: stamp)
+            WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = \(bind: new.mailboxID)
+                          AND account_id = \(bind: new.accountID))\(onlyActiveSingle)
+            RETURNING id
+            """).first()
+        guard let row else {
+            if try await mailbox(id: new.mailboxID, accountID: new.accountID) == nil { throw StoreError.notFound }
+            throw StoreError.activeMigrationExists
+        }
+        return try await required(migration(id: try row.int64("id")))
+    }
+
+    /// The migration with its folders; with `accountID`, only if it is that account's.
+    public func migration(id: Int64, accountID: Int64? = nil) async throws -> MigrationRecord? {
+        var query: SQLQueryString = "SELECT \(Self.migrationColumns) WHERE m.id = \(bind: id)"
+        if let accountID { query += " AND m.account_id = \(bind: accountID)" }
+        guard let row = try await database.raw(query).first() else { return nil }
+        var record = try Self.migration(from: row)
+        record.folders = try await folders(migrationIDs: [id])[id] ?? []
+        return record
+    }
+
+    /// A page of the account's migrations, newest first, optionally filtered.
+    public func listMigrations(accountID: Int64, status: MigrationStatus? = nil, mailboxID: Int64? = nil,
+                               batchID: Int64? = nil, page: PageRequest = PageRequest()) async throws
+        -> Page<MigrationRecord> {
+        var filter: SQLQueryString = "m.account_id = \(bind: accountID)"
+        if let status { filter += " AND m.status = \(bind: status.rawValue)" }
+        if let mailboxID { filter += " AND m.mailbox_id = \(bind: mailboxID)" }
+        if let batchID { filter += " AND m.batch_id = \(bind: batchID)" }
+        let total = try await database.raw("SELECT COUNT(*) AS n FROM migrations m WHERE \(filter)")
+            .first().map { try $0.int("n") } ?? 0
+        var records = try await database.raw("""
+            SELECT \(Self.migrationColumns) WHERE \(filter) ORDER BY m.id DESC
+            LIMIT \(bind: page.perPage) OFFSET \(bind: page.offset)
+            """).all().map(Self.migration(from:))
+        let folders = try await folders(migrationIDs: records.map(\.id))
+        for index in records.indices { records[index].folders = folders[records[index].id] ?? [] }
+        return Page(items: records, page: page.page, perPage: page.perPage, total: total)
+    }
+
+    /// The decrypted passwords of a migration, for the runner. Never put them in a response or a log.
+    public func credentials(forMigration id: Int64) async throws -> MigrationCredentials? {
+        guard let row = try await database.raw("""
+            SELECT source_password_enc, target_password_enc FROM migrations WHERE id = \(bind: id)
+            """).first() else { return nil }
+        return MigrationCredentials(
+            sourcePassword: try secrets.open(try row.string("source_password_enc")),
+            targetPassword: try row.optionalString("target_password_enc").map { try secrets.open($0) })
+    }
+
+    /// Replaces the source password (bulk job password fix), only while the migration is not running.
+    public func updateSourcePassword(migrationID: Int64, accountID: Int64, password: String,
+                                     now: Date = Date()) async throws {
+        let row = try await database.raw("""
+            UPDATE migrations SET source_password_enc = \(bind: try secrets.seal(password)),
+                updated_at = \(bind: now.storeMillis)
+            WHERE id = \(bind: migrationID) AND account_id = \(bind: accountID)
+              AND status NOT IN (\(unsafeRaw: Self.runningList))
+            RETURNING id
+            """).first()
+        if row == nil { try await throwWhyNot(migrationID: migrationID, accountID: accountID) }
+    }
+
+    /// Active single (non-bulk) migrations of the account: 0 or 1.
+    public func activeSingleMigrationCount(accountID: Int64) async throws -> Int {
+        try await database.raw("""
+            SELECT COUNT(*) AS n FROM migrations WHERE account_id = \(bind: accountID) AND batch_id IS NULL
+              AND status IN (\(unsafeRaw: Self.activeList))
+            """).first().map { try $0.int("n") } ?? 0
+    }
+
+    /// How many migrations are in each status (for metrics).
+    public func statusCounts() async throws -> [MigrationStatus: Int] {
+        var counts: [MigrationStatus: Int] = [:]
+        for row in try await database.raw("SELECT status, COUNT(*) AS n FROM migrations GROUP BY status").all() {
+            if let status = MigrationStatus(rawValue: try row.string("status")) { counts[status] = try row.int("n") }
+        }
+        return counts
+    }
+
+    // MARK: - Migrations: the runner's writes
+
+    /// Moves a running migration to `status` (a runner walking validating → planning → processing →
+    /// completed | failed). Never moves a migration out of a terminal status, so a cancel wins over
+    /// the runner, nor out of `pending`, so a runner's late write cannot revive a migration that was
+    /// cancelled and retried under it (only a claim starts a pending one). With `owner`, only while that runner holds the lease. A terminal status sets
+    /// `finished_at`; `error` sets the error fields. Returns false when nothing changed.
+    @discardableResult
+    public func updateStatus(migrationID: Int64, to status: MigrationStatus, owner: String? = nil,
+                             error: MigrationError? = nil, now: Date = Date()) async throws -> Bool {
+        var sets: SQLQueryString = "status = \(bind: status.rawValue), updated_at = \(bind: now.storeMillis)"
+        if status.isTerminal { sets += ", finished_at = \(bind: now.storeMillis)" }
+        if let error {
+            sets += """
+                , error_code = \(bind: error.code), error_message = \(bind: error.message),
+                error_hint = \(bind: error.hint)
+                """
+        }
+        var query: SQLQueryString = """
+            UPDATE migrations SET \(sets)
+            WHERE id = \(bind: migrationID) AND \(MigrationTransition.advance.sqlFrom())
+            """
+        if let owner { query += " AND lease_owner = \(bind: owner)" }
+        query += " RETURNING id"
+        return try await database.raw(query).first() != nil
+    }
+
+    /// Writes the running totals and per-folder progress (upserted by source folder name, in the
+    /// given order). With `owner`, only while that runner holds the lease. Returns false when
+    /// nothing changed.
+    @discardableResult
+    public func updateProgress(migrationID: Int64, owner: String? = nil, totals: MigrationTotals,
+                               folders: [FolderProgress] = [], now: Date = Date()) async throws -> Bool {
+        var query: SQLQueryString = """
+            UPDATE migrations SET total_messages = \(bind: totals.total),
+                imported_messages = \(bind: totals.imported), failed_messages = \(bind: totals.failed),
+                skipped_duplicates = \(bind: totals.skipped), updated_at = \(bind: now.storeMillis)
+            WHERE id = \(bind: migrationID)
+            """
+        if let owner { query += " AND lease_owner = \(bind: owner)" }
+        query += " RETURNING id"
+        guard try await database.raw(query).first() != nil else { return false }
+        try await upsertFolders(migrationID: migrationID, folders: folders)
+        return true
+    }
+
+    /// Inserts or updates the per-folder rows of a migration (keyed by source name).
+    public func upsertFolders(migrationID: Int64, folders: [FolderProgress]) async throws {
+        guard !folders.isEmpty else { return }
+        let values = folders.enumerated().map { position, folder -> SQLQueryString in
+            """
+            (\(bind: migrationID), \(bind: position), \(bind: folder.sourceName), \(bind: folder.destinationName),
+             \(bind: folder.status.rawValue), \(bind: folder.expected), \(bind: folder.imported),
+             \(bind: folder.failed), \(bind: folder.skipped))
+            """
+        }
+        try await database.raw("""
+            INSERT INTO migration_folders (migration_id, position, source_name, destination_name, status,
+                expected, imported, failed, skipped)
+            VALUES \(values.joined(separator: ", "))
+            ON CONFLICT (migration_id, source_name) DO UPDATE SET
+                position = excluded.position, destination_name = excluded.destination_name,
+                status = excluded.status, expected = excluded.expected, imported = excluded.imported,
+                failed = excluded.failed, skipped = excluded.skipped
+            """).run()
+    }
+
+    func folders(migrationIDs: [Int64]) async throws -> [Int64: [FolderProgress]] {
+        guard !migrationIDs.isEmpty else { return [:] }
+        let ids = migrationIDs.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
+        var result: [Int64: [FolderProgress]] = [:]
+        for row in try await database.raw("""
+            SELECT migration_id, source_name, destination_name, status, expected, imported, failed, skipped
+            FROM migration_folders WHERE migration_id IN (\(ids)) ORDER BY migration_id, position
+            """).all() {
+            let statusName = try row.string("status")
+            guard let status = FolderProgress.Status(rawValue: statusName) else {
+                throw StoreError.corrupt("folder status \(statusName)")
+            }
+            result[try row.int64("migration_id"), default: []].append(FolderProgress(
+                sourceName: try row.string("source_name"), destinationName: try row.string("destination_name"),
+                status: status, expected: try row.int("expected"), imported: try row.int("imported"),
+                failed: try row.int("failed"), skipped: try row.int("skipped")))
+        }
+        return result
+    }
+
+    // MARK: - Migrations: cancel, retry, delete
+
+    /// Cancels an active migration (a runner holding it sees the status on its next lease renewal).
+    /// Throws `notFound` or `invalidStatus`.
+    public func cancelMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
+        let row = try await database.raw("""
+            UPDATE migrations SET status = \(MigrationTransition.cancel.sqlTo),
+                finished_at = \(bind: now.storeMillis), updated_at = \(bind: now.storeMillis)
+            WHERE id = \(bind: id) AND account_id = \(bind: accountID)
+              AND \(MigrationTransition.cancel.sqlFrom())
+            RETURNING id
+            """).first()
+        if row == nil { try await throwWhyNot(migrationID: id, accountID: accountID) }
+        return try await required(migration(id: id))
+    }
+
+    /// Puts a failed or cancelled migration back to `pending` with its progress and error reset.
+    /// Its checkpoints stay, so the next run copies only what is missing. A runner still holding it
+    /// keeps its lease until it lets go, so two runners never work on it at once. Throws `notFound`,
+    /// `invalidStatus`, or `activeMigrationExists` (another single migration of the account is active).
+    public func retryMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
+        // One transaction: the reset and the removal of the old folder rows, or neither.
+        let retried = try await transaction { db in
+            guard try await db.raw("""
+                UPDATE migrations SET status = \(MigrationTransition.retry.sqlTo), error_code = NULL,
+                    error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
+                    failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
+                    updated_at = \(bind: now.storeMillis)
+                WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(MigrationTransition.retry.sqlFrom())
+                  AND (batch_id IS NOT NULL OR NOT EXISTS (
+                        SELECT 1 FROM migrations o WHERE o.account_id = \(bind: accountID) AND o.batch_id IS NULL
+                          AND o.id <> \(bind: id) AND o.status IN (\(unsafeRaw: Self.activeList))))
+                RETURNING id
+                """).first() != nil else { return false }
+            try await db.raw("DELETE FROM migration_folders WHERE migration_id = \(bind: id)").run()
+            return true
+        }
+        if !retried {
+            guard let current = try await migration(id: id, accountID: accountID) else { throw StoreError.notFound }
+            guard MigrationTransition.retry.allows(from: current.status) else {
+                throw StoreError.invalidStatus(current.status)
+            }
+            throw StoreError.activeMigrationExists
+        }
+        return try await required(migration(id: id))
+    }
+
+    /// Deletes a migration that is not active, with its folders and checkpoints; its encrypted
+    /// credentials go with the row (SQLite overwrites deleted content: `secure_delete`).
+    /// Throws `notFound` or `invalidStatus`.
+    public func deleteMigration(id: Int64, accountID: Int64) async throws {
+        let row = try await database.raw("""
+            DELETE FROM migrations WHERE id = \(bind: id) AND account_id = \(bind: accountID)
+              AND \(MigrationTransition.delete.sqlFrom())
+            RETURNING id
+            """).first()
+        if row == nil { try await throwWhyNot(migrationID: id, accountID: accountID) }
+    }
+
+    private func throwWhyNot(migrationID: Int64, accountID: Int64) async throws -> Never {
+        guard let current = try await migration(id: migrationID, accountID: accountID) else {
+            throw StoreError.notFound
+        }
+        throw StoreError.invalidStatus(current.status)
+    }
+}
