@@ -328,7 +328,7 @@ struct MigrationJob: Sendable {
         // Stored values were validated by the API; these fallbacks only keep an odd row from
         // connecting in the clear.
         let security = ConnectionSecurity(rawValue: record.sourceSecurity) ?? preset?.security ?? .ssl
-        let port = (1...65535).contains(record.sourcePort) ? record.sourcePort : preset?.port ?? (security == .ssl ? 993 : 143)
+        let port = (1...65535).contains(record.sourcePort) ? record.sourcePort : preset?.port ?? security.defaultPort
 
         var since: InternalDate?
         if let day = record.importSince {

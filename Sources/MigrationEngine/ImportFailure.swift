@@ -108,11 +108,11 @@ extension ImportFailure {
         case .connectionRefused(let host, let port):
             if side == .destination { return destinationUnavailable("connection refused by \(host):\(port)") }
             return ImportFailure(code: .hostUnreachable, message: "\(host) refused the connection on port \(port).",
-                                 hint: "Check the server address and port (IMAP over SSL is usually 993, STARTTLS 143).")
+                                 hint: "Check the server address and port (IMAP over SSL is usually \(ConnectionSecurity.ssl.defaultPort), STARTTLS \(ConnectionSecurity.tls.defaultPort)).")
         case .hostUnreachable(let host, let detail):
             if side == .destination { return destinationUnavailable("\(host): \(detail)") }
             return ImportFailure(code: .hostUnreachable, message: "\(host) could not be reached: \(detail).",
-                                 hint: "Verify the server address (see your old host's mail client settings) and that port 993 is open.")
+                                 hint: "Verify the server address (see your old host's mail client settings) and that its IMAP port is open.")
         case .timedOut(let phase):
             if side == .destination { return destinationUnavailable("timed out waiting for \(phase)") }
             return ImportFailure(code: .connectionTimedOut, message: "\(server) did not answer in time (waiting for \(phase)).",

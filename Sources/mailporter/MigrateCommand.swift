@@ -56,10 +56,10 @@ struct MigrateCommand: AsyncParsableCommand {
         let destPassword = try Terminal.secret(fromEnvironment: "MAILPORTER_DEST_PASSWORD",
                                                prompt: "Destination password for \(destMasterUser ?? destUser): ")
 
-        var sourceServer = ServerConfiguration(host: host, port: sourcePort ?? preset?.port ?? (security == .ssl ? 993 : 143),
+        var sourceServer = ServerConfiguration(host: host, port: sourcePort ?? preset?.port ?? security.defaultPort,
                                                security: security, verifyCertificates: !insecureSkipVerify)
         if let sourceCaFile { sourceServer.additionalTrustRootsPEM = [try readTextFile(sourceCaFile)] }
-        var destServer = ServerConfiguration(host: destHost, port: destPort ?? (destSecurity == .ssl ? 993 : 143),
+        var destServer = ServerConfiguration(host: destHost, port: destPort ?? destSecurity.defaultPort,
                                              security: destSecurity, verifyCertificates: !insecureSkipVerify)
         if let destCaFile { destServer.additionalTrustRootsPEM = [try readTextFile(destCaFile)] }
         let destCredentials: Credentials = destMasterUser.map { .master(user: destUser, masterUsername: $0, masterPassword: destPassword) }

@@ -21,7 +21,7 @@ struct TestConnectionCommand: AsyncParsableCommand {
 
     func run() async throws {
         let password = try Terminal.secret(fromEnvironment: "MAILPORTER_PASSWORD", prompt: "Password for \(user): ")
-        var server = ServerConfiguration(host: host, port: port ?? (security == .ssl ? 993 : 143), security: security)
+        var server = ServerConfiguration(host: host, port: port ?? security.defaultPort, security: security)
         try tls.apply(to: &server)
         let credentials: Credentials = masterUser.map { .master(user: user, masterUsername: $0, masterPassword: password) }
             ?? .password(username: user, password: password)
