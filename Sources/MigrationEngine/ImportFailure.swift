@@ -117,9 +117,8 @@ extension ImportFailure {
             if side == .destination { return destinationUnavailable("timed out waiting for \(phase)") }
             return ImportFailure(code: .connectionTimedOut, message: "\(server) did not answer in time (waiting for \(phase)).",
                                  hint: "Verify the server address and port, and that no firewall blocks it; then retry.")
-        case .tls(let detail):
-            return ImportFailure(code: .tlsFailed, message: "Secure connection to \(server) failed: \(detail)",
-                                 hint: "Check the security setting (ssl for port 993, tls for STARTTLS on 143) and that the server's certificate is valid for its name.")
+        case .tls(let failure):
+            return tlsFailed(failure, side: side)
         case .addressNotAllowed(let host, let address):
             return ImportFailure(code: .privateHostBlocked, message: "\(host) resolves to \(address), a private or local address.",
                                  hint: "Use the provider's public IMAP host. Operators can allow private hosts with MAILPORTER_ALLOW_PRIVATE_HOSTS=true.")
@@ -143,6 +142,23 @@ extension ImportFailure {
         case .connectionClosed(let text?): text.text
         default: error.description
         }
+    }
+
+    /// The TLS failure's own words; a certificate to trust is named with where each entry point takes it.
+    static func tlsFailed(_ failure: TLSFailure, side: ImportSide) -> ImportFailure {
+        var hint = failure.remedy
+        if case .certificateNotTrusted = failure {
+            hint += side == .source
+                ? " (mailporter test-connection --ca-file, migrate --source-ca-file; MAILPORTER_SOURCE_CA_FILE for the service)"
+                : " (mailporter migrate --dest-ca-file; MAILPORTER_DEST_CA_FILE for the service)"
+        }
+        return ImportFailure(code: .tlsFailed, message: sentence(failure.problem), hint: sentence(hint))
+    }
+
+    /// "the port…" as "The port….".
+    static func sentence(_ text: String) -> String {
+        guard let first = text.first else { return text }
+        return first.uppercased() + text.dropFirst() + (text.hasSuffix(".") ? "" : ".")
     }
 
     static func quotaExceeded(detail: String) -> ImportFailure {

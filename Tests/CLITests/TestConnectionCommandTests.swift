@@ -69,6 +69,16 @@ struct TestConnectionCommandTests {
         ], environment: ["MAILPORTER_PASSWORD": "x"])
         #expect(untrusted.status != 0)
         #expect(untrusted.stderr.hasPrefix("error: tls_failed:"))
+        #expect(untrusted.stderr.contains("is not trusted") && untrusted.stderr.contains("--ca-file"), "\(untrusted.stderr)")
+        for word in ["NIOSSL", "BoringSSL", ".build", "checkouts"] {
+            #expect(!untrusted.stderr.contains(word), "\(untrusted.stderr)")
+        }
+
+        let wrongPort = try spawnProcess(mailporterExecutable, [
+            "test-connection", "--host", "127.0.0.1", "--port", "\(server.imapsPort)", "--security", "none", "--user", "x",
+        ], environment: ["MAILPORTER_PASSWORD": "x"])
+        #expect(wrongPort.stderr.hasPrefix("error: tls_failed: 127.0.0.1:\(server.imapsPort) speaks TLS"), "\(wrongPort.stderr)")
+        #expect(wrongPort.stderr.contains("Use security ssl for this port"))
 
         let closed = try DovecotServer.freePorts(1)[0]
         let refused = try spawnProcess(mailporterExecutable, [
