@@ -50,13 +50,14 @@ public enum Provider: String, Sendable, Codable, CaseIterable {
     case icloud
     case genericIMAP = "generic_imap"
 
-    /// Host, port and security a user of this provider needs not type.
-    public var preset: (host: String, port: Int, security: ConnectionSecurity)? {
+    /// Host and security a user of this provider needs not type; the port is the security's
+    /// default. `server(host:port:security:)` applies it.
+    public var preset: (host: String, security: ConnectionSecurity)? {
         switch self {
-        case .gmail: ("imap.gmail.com", 993, .ssl)
-        case .outlook: ("outlook.office365.com", 993, .ssl)
-        case .yahoo: ("imap.mail.yahoo.com", 993, .ssl)
-        case .icloud: ("imap.mail.me.com", 993, .ssl)
+        case .gmail: ("imap.gmail.com", .ssl)
+        case .outlook: ("outlook.office365.com", .ssl)
+        case .yahoo: ("imap.mail.yahoo.com", .ssl)
+        case .icloud: ("imap.mail.me.com", .ssl)
         case .genericIMAP: nil
         }
     }

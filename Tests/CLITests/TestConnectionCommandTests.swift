@@ -93,4 +93,23 @@ struct TestConnectionCommandTests {
         #expect(noPassword.status != 0)
         #expect(noPassword.stderr.contains("MAILPORTER_PASSWORD"))
     }
+
+    /// `--provider gmail` stands in for --host, --port and --security, as it does for migrate and
+    /// the API. Without a password the command stops right after its arguments, so nothing here
+    /// connects to Gmail (tests reach only loopback addresses).
+    @Test func aProviderPresetStandsInForTheHost() throws {
+        let preset = try spawnProcess(mailporterExecutable, ["test-connection", "--provider", "gmail", "--user", "jane@gmail.com"],
+                                      environment: [:])
+        #expect(preset.status != 0)
+        #expect(!preset.stderr.contains("--host"), "\(preset.stderr)")
+        #expect(preset.stderr.contains("MAILPORTER_PASSWORD"), "the arguments were accepted: \(preset.stderr)")
+
+        let generic = try spawnProcess(mailporterExecutable, ["test-connection", "--user", "jane@example.net"], environment: [:])
+        #expect(generic.status != 0)
+        #expect(generic.stderr.contains("--host is required for generic_imap"), "\(generic.stderr)")
+
+        let unknown = try spawnProcess(mailporterExecutable, ["test-connection", "--provider", "gmial", "--user", "x"], environment: [:])
+        #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("--provider"), "\(unknown.stderr)")
+    }
 }
