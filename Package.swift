@@ -104,6 +104,7 @@ let package = Package(
             name: "IMAPClientTests",
             dependencies: [
                 "IMAPClient", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -1,5 +1,7 @@
+import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import NIOSSL
 import Testing
 @testable import IMAPClient
@@ -82,5 +84,40 @@ struct ErrorClassificationTests {
         #expect(!TLSRecord.begins(ByteBuffer(string: "* OK [CAPABILITY IMAP4rev1] ready\r\n")))
         #expect(!TLSRecord.begins(ByteBuffer(bytes: [0x16, 0x01])))
         #expect(!TLSRecord.begins(ByteBuffer()))
+    }
+
+    /// The words kept out of the message are still there for whoever debugs: in the debug log.
+    @Test func theLibraryDetailGoesToTheDebugLog() {
+        let lines = LogLines()
+        var logger = Logger(label: "test") { _ in CapturingHandler(lines: lines) }
+        logger.logLevel = .debug
+        let classified = ErrorClassifier(host: "imap.example.net", port: 993, logger: logger)
+            .classify(NIOSSLError.handshakeFailed(.sslError([.eofDuringHandshake])))
+        #expect(!classified.description.contains("NIOSSL"))
+        let logged = lines.value.withLock { $0 }
+        #expect(logged.count == 1)
+        #expect(logged.first?.contains("debug") == true)
+        #expect(logged.first?.contains("NIOSSLError.handshakeFailed") == true, "\(logged)")
+    }
+}
+
+final class LogLines: Sendable {
+    let value = Mutex<[String]>([])
+}
+
+/// Keeps each log line as "level message metadata".
+struct CapturingHandler: LogHandler {
+    let lines: LogLines
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let line = "\(event.level) \(event.message) \(event.metadata ?? [:])"
+        lines.value.withLock { $0.append(line) }
     }
 }
