@@ -102,7 +102,13 @@ let package = Package(
         ),
         .testTarget(
             name: "IMAPClientTests",
-            dependencies: ["IMAPClient", "TestSupport"]
+            dependencies: [
+                "IMAPClient", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
         ),
         .testTarget(
             name: "MigrationEngineTests",

@@ -4,7 +4,7 @@ import MigrationEngine
 import Store
 
 /// The source fields shared by test-connection and start (SPEC.md §4), checked, with provider
-/// presets filling host, port and security.
+/// presets filling host, port and security (`Provider.server(host:port:security:)`).
 struct SourceInput {
     var provider: Provider
     var host: String
@@ -39,9 +39,9 @@ struct SourceInput {
         let username = body.string("source_username", required: false)
         let password = body.string("source_password", required: true, trim: false)
 
-        guard let resolvedHost = host ?? preset?.host, let resolvedPort = port.map(Int.init) ?? preset?.port,
-              let resolvedSecurity = security ?? preset?.security, let email, let password else { return nil }
-        return SourceInput(provider: provider, host: resolvedHost, port: resolvedPort, security: resolvedSecurity,
+        guard let email, let password,
+              let server = try? provider.server(host: host, port: port.map(Int.init), security: security) else { return nil }
+        return SourceInput(provider: provider, host: server.host, port: server.port, security: server.security,
                            email: email, username: username ?? email, password: password)
     }
 

@@ -318,17 +318,16 @@ struct MigrationJob: Sendable {
         }
 
         let provider = Provider(rawValue: record.provider) ?? .genericIMAP
-        let preset = provider.preset
-        let host = record.sourceHost.isEmpty ? preset?.host ?? "" : record.sourceHost
-        guard !host.isEmpty else {
-            return .invalid(MigrationError(code: ImportFailure.Code.hostUnreachable.rawValue,
-                                           message: "The import names no source server.",
-                                           hint: "Start the import again with source_host, source_port and source_security."))
-        }
-        // Stored values were validated by the API; these fallbacks only keep an odd row from
+        // Stored values were validated by the API; the preset's fallbacks only keep an odd row from
         // connecting in the clear.
-        let security = ConnectionSecurity(rawValue: record.sourceSecurity) ?? preset?.security ?? .ssl
-        let port = (1...65535).contains(record.sourcePort) ? record.sourcePort : preset?.port ?? (security == .ssl ? 993 : 143)
+        let server: ServerConfiguration
+        do {
+            server = try provider.server(host: record.sourceHost, port: (1...65535).contains(record.sourcePort) ? record.sourcePort : nil,
+                                         security: ConnectionSecurity(rawValue: record.sourceSecurity))
+        } catch {
+            return .invalid(MigrationError(code: error.code.rawValue, message: error.message, hint: error.hint))
+        }
+        let (host, port, security) = (server.host, server.port, server.security)
 
         var since: InternalDate?
         if let day = record.importSince {

@@ -50,13 +50,14 @@ public enum Provider: String, Sendable, Codable, CaseIterable {
     case icloud
     case genericIMAP = "generic_imap"
 
-    /// Host, port and security a user of this provider needs not type.
-    public var preset: (host: String, port: Int, security: ConnectionSecurity)? {
+    /// Host and security a user of this provider needs not type; the port is the security's
+    /// default. `server(host:port:security:)` applies it.
+    public var preset: (host: String, security: ConnectionSecurity)? {
         switch self {
-        case .gmail: ("imap.gmail.com", 993, .ssl)
-        case .outlook: ("outlook.office365.com", 993, .ssl)
-        case .yahoo: ("imap.mail.yahoo.com", 993, .ssl)
-        case .icloud: ("imap.mail.me.com", 993, .ssl)
+        case .gmail: ("imap.gmail.com", .ssl)
+        case .outlook: ("outlook.office365.com", .ssl)
+        case .yahoo: ("imap.mail.yahoo.com", .ssl)
+        case .icloud: ("imap.mail.me.com", .ssl)
         case .genericIMAP: nil
         }
     }
@@ -108,18 +109,17 @@ extension ImportFailure {
         case .connectionRefused(let host, let port):
             if side == .destination { return destinationUnavailable("connection refused by \(host):\(port)") }
             return ImportFailure(code: .hostUnreachable, message: "\(host) refused the connection on port \(port).",
-                                 hint: "Check the server address and port (IMAP over SSL is usually 993, STARTTLS 143).")
+                                 hint: "Check the server address and port (IMAP over SSL is usually \(ConnectionSecurity.ssl.defaultPort), STARTTLS \(ConnectionSecurity.tls.defaultPort)).")
         case .hostUnreachable(let host, let detail):
             if side == .destination { return destinationUnavailable("\(host): \(detail)") }
             return ImportFailure(code: .hostUnreachable, message: "\(host) could not be reached: \(detail).",
-                                 hint: "Verify the server address (see your old host's mail client settings) and that port 993 is open.")
+                                 hint: "Verify the server address (see your old host's mail client settings) and that its IMAP port is open.")
         case .timedOut(let phase):
             if side == .destination { return destinationUnavailable("timed out waiting for \(phase)") }
             return ImportFailure(code: .connectionTimedOut, message: "\(server) did not answer in time (waiting for \(phase)).",
                                  hint: "Verify the server address and port, and that no firewall blocks it; then retry.")
-        case .tls(let detail):
-            return ImportFailure(code: .tlsFailed, message: "Secure connection to \(server) failed: \(detail)",
-                                 hint: "Check the security setting (ssl for port 993, tls for STARTTLS on 143) and that the server's certificate is valid for its name.")
+        case .tls(let failure):
+            return tlsFailed(failure, side: side)
         case .addressNotAllowed(let host, let address):
             return ImportFailure(code: .privateHostBlocked, message: "\(host) resolves to \(address), a private or local address.",
                                  hint: "Use the provider's public IMAP host. Operators can allow private hosts with MAILPORTER_ALLOW_PRIVATE_HOSTS=true.")
@@ -143,6 +143,23 @@ extension ImportFailure {
         case .connectionClosed(let text?): text.text
         default: error.description
         }
+    }
+
+    /// The TLS failure's own words; a certificate to trust is named with where each entry point takes it.
+    static func tlsFailed(_ failure: TLSFailure, side: ImportSide) -> ImportFailure {
+        var hint = failure.remedy
+        if case .certificateNotTrusted = failure {
+            hint += side == .source
+                ? " (mailporter test-connection --ca-file, migrate --source-ca-file; MAILPORTER_SOURCE_CA_FILE for the service)"
+                : " (mailporter migrate --dest-ca-file; MAILPORTER_DEST_CA_FILE for the service)"
+        }
+        return ImportFailure(code: .tlsFailed, message: sentence(failure.problem), hint: sentence(hint))
+    }
+
+    /// "the port…" as "The port….".
+    static func sentence(_ text: String) -> String {
+        guard let first = text.first else { return text }
+        return first.uppercased() + text.dropFirst() + (text.hasSuffix(".") ? "" : ".")
     }
 
     static func quotaExceeded(detail: String) -> ImportFailure {

@@ -44,9 +44,12 @@ struct MigrateCommand: AsyncParsableCommand {
         guard let provider = Provider(rawValue: provider) else {
             throw ValidationError("--provider must be one of \(Provider.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let preset = provider.preset
-        guard let host = sourceHost ?? preset?.host else { throw ValidationError("--source-host is required for generic_imap") }
-        let security = sourceSecurity ?? preset?.security ?? .ssl
+        var sourceServer: ServerConfiguration
+        do {
+            sourceServer = try provider.server(host: sourceHost, port: sourcePort, security: sourceSecurity)
+        } catch {
+            throw ValidationError("--source-host is required for \(provider.rawValue), which has no preset server")
+        }
         var sinceDate: InternalDate?
         if let since {
             guard let day = CalendarDay(since) else { throw ValidationError("--since \(CalendarDay.rule)") }
@@ -56,10 +59,9 @@ struct MigrateCommand: AsyncParsableCommand {
         let destPassword = try Terminal.secret(fromEnvironment: "MAILPORTER_DEST_PASSWORD",
                                                prompt: "Destination password for \(destMasterUser ?? destUser): ")
 
-        var sourceServer = ServerConfiguration(host: host, port: sourcePort ?? preset?.port ?? (security == .ssl ? 993 : 143),
-                                               security: security, verifyCertificates: !insecureSkipVerify)
+        sourceServer.verifyCertificates = !insecureSkipVerify
         if let sourceCaFile { sourceServer.additionalTrustRootsPEM = [try readTextFile(sourceCaFile)] }
-        var destServer = ServerConfiguration(host: destHost, port: destPort ?? (destSecurity == .ssl ? 993 : 143),
+        var destServer = ServerConfiguration(host: destHost, port: destPort ?? destSecurity.defaultPort,
                                              security: destSecurity, verifyCertificates: !insecureSkipVerify)
         if let destCaFile { destServer.additionalTrustRootsPEM = [try readTextFile(destCaFile)] }
         let destCredentials: Credentials = destMasterUser.map { .master(user: destUser, masterUsername: $0, masterPassword: destPassword) }

@@ -196,7 +196,7 @@ struct ServeSettings {
         }
         var destination = ServerConfiguration(
             host: value(command.destHost, "MAILPORTER_DEST_HOST") ?? "127.0.0.1",
-            port: try number(command.destPort, "MAILPORTER_DEST_PORT", default: security == .ssl ? 993 : 143, range: 1...65535),
+            port: try number(command.destPort, "MAILPORTER_DEST_PORT", default: security.defaultPort, range: 1...65535),
             security: security)
         if let path = value(command.destCAFile, "MAILPORTER_DEST_CA_FILE") {
             destination.additionalTrustRootsPEM = [try readTextFile(path)]

@@ -1,10 +1,12 @@
 import ArgumentParser
 import IMAPClient
+import MigrationEngine
 #if canImport(Glibc)
 import Glibc
 #endif
 
 extension ConnectionSecurity: ExpressibleByArgument {}
+extension Provider: ExpressibleByArgument {}
 
 /// Reads a whole small file (a CA certificate) without Foundation.
 func readTextFile(_ path: String) throws -> String {

@@ -10,24 +10,29 @@ struct TestConnectionCommand: AsyncParsableCommand {
         discussion: "The password comes from MAILPORTER_PASSWORD or a prompt, never from the command line."
     )
 
-    @Option(help: "IMAP server host name.") var host: String
+    @Option(help: "IMAP server host name (default: the provider's).") var host: String?
     @Option(help: "IMAP server port (default 993 for ssl, 143 otherwise).") var port: Int?
-    @Option(help: "ssl (implicit TLS), tls (STARTTLS) or none.") var security: ConnectionSecurity = .ssl
+    @Option(help: "ssl (implicit TLS), tls (STARTTLS) or none (default: the provider's, else ssl).") var security: ConnectionSecurity?
     @Option(help: "Login name.") var user: String
     @Option(help: "Log in as --user through this master user (SASL PLAIN authorization identity).") var masterUser: String?
-    @Option(help: "gmail, outlook, yahoo, icloud or generic_imap: only changes hints.") var provider: String = "generic_imap"
+    @Option(help: "gmail, outlook, yahoo, icloud or generic_imap: fills host, port and security, and tailors hints.")
+    var provider: Provider = .genericIMAP
     @Flag(help: "Print JSON instead of a table.") var json = false
     @OptionGroup var tls: TLSOptions
 
     func run() async throws {
-        let password = try Terminal.secret(fromEnvironment: "MAILPORTER_PASSWORD", prompt: "Password for \(user): ")
-        var server = ServerConfiguration(host: host, port: port ?? (security == .ssl ? 993 : 143), security: security)
+        var server: ServerConfiguration
+        do {
+            server = try provider.server(host: host, port: port, security: security)
+        } catch {
+            throw ValidationError("--host is required for \(provider.rawValue), which has no preset server")
+        }
         try tls.apply(to: &server)
+        let password = try Terminal.secret(fromEnvironment: "MAILPORTER_PASSWORD", prompt: "Password for \(user): ")
         let credentials: Credentials = masterUser.map { .master(user: user, masterUsername: $0, masterPassword: password) }
             ?? .password(username: user, password: password)
         do {
-            let folders = try await ConnectionCheck.run(MailAccount(server: server, credentials: credentials),
-                                                        provider: Provider(rawValue: provider) ?? .genericIMAP)
+            let folders = try await ConnectionCheck.run(MailAccount(server: server, credentials: credentials), provider: provider)
             if json {
                 JSONLine.print([("success", .bool(true)),
                                 ("folders", .object(folders.map { ($0.name, .int($0.messages)) }))])

@@ -69,6 +69,16 @@ struct TestConnectionCommandTests {
         ], environment: ["MAILPORTER_PASSWORD": "x"])
         #expect(untrusted.status != 0)
         #expect(untrusted.stderr.hasPrefix("error: tls_failed:"))
+        #expect(untrusted.stderr.contains("is not trusted") && untrusted.stderr.contains("--ca-file"), "\(untrusted.stderr)")
+        for word in ["NIOSSL", "BoringSSL", ".build", "checkouts"] {
+            #expect(!untrusted.stderr.contains(word), "\(untrusted.stderr)")
+        }
+
+        let wrongPort = try spawnProcess(mailporterExecutable, [
+            "test-connection", "--host", "127.0.0.1", "--port", "\(server.imapsPort)", "--security", "none", "--user", "x",
+        ], environment: ["MAILPORTER_PASSWORD": "x"])
+        #expect(wrongPort.stderr.hasPrefix("error: tls_failed: 127.0.0.1:\(server.imapsPort) speaks TLS"), "\(wrongPort.stderr)")
+        #expect(wrongPort.stderr.contains("Use security ssl for this port"))
 
         let closed = try DovecotServer.freePorts(1)[0]
         let refused = try spawnProcess(mailporterExecutable, [
@@ -82,5 +92,24 @@ struct TestConnectionCommandTests {
         ], environment: [:])
         #expect(noPassword.status != 0)
         #expect(noPassword.stderr.contains("MAILPORTER_PASSWORD"))
+    }
+
+    /// `--provider gmail` stands in for --host, --port and --security, as it does for migrate and
+    /// the API. Without a password the command stops right after its arguments, so nothing here
+    /// connects to Gmail (tests reach only loopback addresses).
+    @Test func aProviderPresetStandsInForTheHost() throws {
+        let preset = try spawnProcess(mailporterExecutable, ["test-connection", "--provider", "gmail", "--user", "jane@gmail.com"],
+                                      environment: [:])
+        #expect(preset.status != 0)
+        #expect(!preset.stderr.contains("--host"), "\(preset.stderr)")
+        #expect(preset.stderr.contains("MAILPORTER_PASSWORD"), "the arguments were accepted: \(preset.stderr)")
+
+        let generic = try spawnProcess(mailporterExecutable, ["test-connection", "--user", "jane@example.net"], environment: [:])
+        #expect(generic.status != 0)
+        #expect(generic.stderr.contains("--host is required for generic_imap"), "\(generic.stderr)")
+
+        let unknown = try spawnProcess(mailporterExecutable, ["test-connection", "--provider", "gmial", "--user", "x"], environment: [:])
+        #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("--provider"), "\(unknown.stderr)")
     }
 }

@@ -15,6 +15,20 @@ public final class DovecotServer: Sendable {
         case slash
     }
 
+    /// The server certificate: by default signed by the server's own test CA (`certificatePEM`)
+    /// for 127.0.0.1 and localhost.
+    public struct Certificate: Sendable {
+        /// subjectAltName entries, like `DNS:mail.example.test` or `IP:127.0.0.1`.
+        public var names: [String]
+        /// Self-signed (CA:TRUE, like a snakeoil certificate); `certificatePEM` is then the certificate itself.
+        public var selfSigned: Bool
+
+        public init(names: [String] = ["IP:127.0.0.1", "DNS:localhost"], selfSigned: Bool = false) {
+            self.names = names
+            self.selfSigned = selfSigned
+        }
+    }
+
     public static let password = "test-pass"
     public static let masterUser = "admin"
     public static let masterPassword = "admin-pass"
@@ -36,24 +50,26 @@ public final class DovecotServer: Sendable {
     /// Starts a server on ports that were free a moment before. With the proxies and servers of
     /// tests running in parallel one is now and then taken meanwhile; a start that lost that race
     /// is tried again on other ports.
-    public static func start(layout: Layout, quotaKB: Int? = nil) throws -> DovecotServer {
+    public static func start(layout: Layout, quotaKB: Int? = nil, certificate: Certificate = Certificate()) throws -> DovecotServer {
         var attempt = 0
         while true {
             attempt += 1
             do {
-                return try startOnce(layout: layout, quotaKB: quotaKB)
+                return try startOnce(layout: layout, quotaKB: quotaKB, certificate: certificate)
             } catch let failure as ProcessFailure where attempt < 3 && failure.output.contains("Address already in use") {
                 continue
             }
         }
     }
 
-    private static func startOnce(layout: Layout, quotaKB: Int?) throws -> DovecotServer {
+    private static func startOnce(layout: Layout, quotaKB: Int?, certificate: Certificate) throws -> DovecotServer {
         let directory = "/tmp/mp-dovecot-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
         let ports = try freePorts(2)
         var arguments = ["start", directory, "--imap-port", "\(ports[0])", "--imaps-port", "\(ports[1])",
                          "--layout", layout.rawValue, "--any-user-password", password]
         if let quotaKB { arguments += ["--quota-kb", "\(quotaKB)"] }
+        arguments += ["--cert-names", certificate.names.joined(separator: ",")]
+        if certificate.selfSigned { arguments.append("--self-signed") }
         do {
             _ = try runScript(arguments)
         } catch {

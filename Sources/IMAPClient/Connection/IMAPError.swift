@@ -6,8 +6,9 @@ public enum IMAPError: Error, Sendable, CustomStringConvertible {
     case hostUnreachable(host: String, detail: String)
     /// No answer within the limit; `phase` says what was waited for (connect, greeting, response).
     case timedOut(phase: String)
-    /// Certificate or handshake failure, or STARTTLS refused: never falls back to clear text.
-    case tls(String)
+    /// Certificate or handshake failure, the wrong kind of port, or STARTTLS refused: never falls
+    /// back to clear text.
+    case tls(TLSFailure)
     /// The server closed the connection, with its BYE text if it sent one.
     case connectionClosed(ResponseText?)
     /// LOGIN / AUTHENTICATE was refused.
@@ -38,7 +39,7 @@ public enum IMAPError: Error, Sendable, CustomStringConvertible {
         case .connectionRefused(let host, let port): "connection refused by \(host):\(port)"
         case .hostUnreachable(let host, let detail): "\(host) is unreachable: \(detail)"
         case .timedOut(let phase): "timed out waiting for \(phase)"
-        case .tls(let detail): "TLS failed: \(detail)"
+        case .tls(let failure): "TLS failed: \(failure)"
         case .connectionClosed(let text): "server closed the connection" + (text.map { ": \($0.text)" } ?? "")
         case .authenticationFailed(let text): "authentication failed: \(text.text)"
         case .commandFailed(let command, let status, let text): "\(command) failed: \(status.rawValue) \(text.text)"

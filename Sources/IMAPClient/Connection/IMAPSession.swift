@@ -28,11 +28,11 @@ public actor IMAPSession {
     /// Connects, reads the greeting, runs STARTTLS when asked for, and learns the capabilities.
     public static func connect(_ configuration: ServerConfiguration, affinity: SessionAffinity? = nil,
                                logger: Logger = Logger(label: "mailporter.imap")) async throws -> IMAPSession {
-        let transport = try await Transport.connect(configuration, on: affinity?.eventLoop)
+        let transport = try await Transport.connect(configuration, on: affinity?.eventLoop, logger: logger)
         do {
             let greetingEvent: [ResponseEvent]
             do {
-                greetingEvent = try await transport.nextEvents()
+                greetingEvent = try await readGreeting(transport)
             } catch IMAPError.timedOut {
                 throw IMAPError.timedOut(phase: "the server greeting")
             }
@@ -53,21 +53,56 @@ public actor IMAPSession {
         }
     }
 
+    /// How long a plaintext greeting may be late before the port is asked whether it speaks TLS.
+    /// Servers greet at once; one that says nothing may be waiting for a TLS handshake.
+    static let tlsProbeDelay: TimeAmount = .seconds(1)
+
+    /// The greeting's events. A TLS port is silent until the client speaks, so with `none` or
+    /// `tls` a greeting that is late is raced against a probe of the port on a second connection:
+    /// "this port speaks TLS" at once, instead of a greeting timeout much later.
+    private static func readGreeting(_ transport: Transport) async throws -> [ResponseEvent] {
+        let configuration = transport.configuration
+        guard configuration.security != .ssl, tlsProbeDelay < configuration.greetingTimeout else {
+            return try await transport.nextEvents()
+        }
+        enum Outcome: Sendable { case greeting([ResponseEvent]), speaksTLS, undecided }
+        return try await withThrowingTaskGroup(of: Outcome.self) { group in
+            group.addTask { .greeting(try await transport.nextEvents()) }
+            group.addTask {
+                try await Task.sleep(for: .nanoseconds(tlsProbeDelay.nanoseconds))
+                return await transport.peerSpeaksTLS(timeout: .seconds(3)) ? .speaksTLS : .undecided
+            }
+            while let outcome = try await group.next() {
+                switch outcome {
+                case .greeting(let events):
+                    group.cancelAll()
+                    return events
+                case .speaksTLS:
+                    group.cancelAll()
+                    throw IMAPError.tls(.portSpeaksTLS(host: configuration.host, port: configuration.port))
+                case .undecided:
+                    continue
+                }
+            }
+            throw CancellationError()
+        }
+    }
+
     private func start(afterGreeting: [ResponseEvent], security: ConnectionSecurity) async throws {
         events = afterGreeting
         if case .capability(let list)? = greeting.code { setCapabilities(list) }
         if security == .tls {
             if capabilities.isEmpty { try await refreshCapabilities() }
             guard hasCapability("STARTTLS") else {
-                throw IMAPError.tls("the server does not offer STARTTLS; refusing to continue without encryption")
+                throw IMAPError.tls(.startTLSNotOffered)
             }
             let tag = try await send(Command("STARTTLS"))
             do {
                 _ = try await finish(tag)
             } catch IMAPError.commandFailed(_, _, let text) {
-                throw IMAPError.tls("STARTTLS refused: \(text.text)")
+                throw IMAPError.tls(.startTLSRefused(text.text))
             }
-            guard eventIndex >= events.count else { throw IMAPError.tls("server sent data before the TLS handshake") }
+            guard eventIndex >= events.count else { throw IMAPError.tls(.dataBeforeHandshake) }
             try await transport.startTLS()
             capabilities = []  // must be learned again over the protected channel (RFC 9051 §6.2.1)
         }

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOSSL
 
 /// Turns received bytes into `ResponseEvent`s and hands them out in batches on request.
 ///
@@ -16,18 +15,21 @@ final class ResponseHandler: ChannelDuplexHandler {
     private var eventBytes = 0
     private var waiter: EventLoopPromise<[ResponseEvent]>?
     private var idleTimer: Scheduled<Void>?
-    private var failure: IMAPError?
+    /// The first error of this connection; later ones (a close after a failed handshake) are its echo.
+    private(set) var failure: IMAPError?
     private var lastBye: ResponseText?
     private var readHeld = false
     private var context: ChannelHandlerContext?
 
     private let highWatermark: Int
+    private let classifier: ErrorClassifier
     var idleTimeout: TimeAmount
     var timeoutPhase = "a server response"
 
-    init(limits: ParserLimits, idleTimeout: TimeAmount, highWatermark: Int = 512 * 1024) {
+    init(limits: ParserLimits, idleTimeout: TimeAmount, classifier: ErrorClassifier, highWatermark: Int = 512 * 1024) {
         self.parser = ResponseParser(limits: limits)
         self.idleTimeout = idleTimeout
+        self.classifier = classifier
         self.highWatermark = highWatermark
     }
 
@@ -74,7 +76,7 @@ final class ResponseHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        fail(Self.classify(error), context: context)
+        fail(classifier.classify(error), context: context)
     }
 
     /// Completes with every event parsed so far, waiting for at least one.
@@ -127,22 +129,5 @@ final class ResponseHandler: ChannelDuplexHandler {
         // Events parsed before the failure are still delivered; the failure follows them.
         deliverIfWaiting()
         context.close(promise: nil)
-    }
-
-    static func classify(_ error: Error) -> IMAPError {
-        if let error = error as? IMAPError { return error }
-        // A TCP drop under TLS surfaces as an unclean shutdown; it is a dropped connection, not a
-        // certificate or handshake problem, and must be retried like one.
-        if let error = error as? NIOSSLError, case .uncleanShutdown = error { return .connectionClosed(nil) }
-        if let error = error as? ChannelError, case .ioOnClosedChannel = error { return .connectionClosed(nil) }
-        let text = String(describing: error)
-        let typeName = String(reflecting: type(of: error))
-        if typeName.contains("NIOSSL") || typeName.contains("BoringSSL") {
-            return .tls(text)
-        }
-        if let ioError = error as? IOError, ioError.errnoCode == 104 /* ECONNRESET */ {
-            return .connectionClosed(nil)
-        }
-        return .connectionClosed(ResponseText(code: nil, text: text))
     }
 }

@@ -8,6 +8,9 @@ public enum ConnectionSecurity: String, Sendable, CaseIterable {
     case tls
     /// No encryption.
     case none
+
+    /// The IANA port for this kind of connection: 993 for implicit TLS (imaps), 143 for IMAP.
+    public var defaultPort: Int { self == .ssl ? 993 : 143 }
 }
 
 /// Where and how to connect.

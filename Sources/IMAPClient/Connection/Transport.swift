@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -7,27 +8,33 @@ final class Transport: Sendable {
     let channel: Channel
     private let handler: NIOLoopBound<ResponseHandler>
     let configuration: ServerConfiguration
+    private let classifier: ErrorClassifier
 
-    private init(channel: Channel, handler: NIOLoopBound<ResponseHandler>, configuration: ServerConfiguration) {
+    private init(channel: Channel, handler: NIOLoopBound<ResponseHandler>, configuration: ServerConfiguration,
+                 classifier: ErrorClassifier) {
         self.channel = channel
         self.handler = handler
         self.configuration = configuration
+        self.classifier = classifier
     }
 
     static func connect(
         _ configuration: ServerConfiguration,
         on chosenLoop: (any EventLoop)? = nil,
-        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "mailporter.imap")
     ) async throws -> Transport {
+        let classifier = ErrorClassifier(configuration, logger: logger)
         let address = try await resolve(configuration)
         guard configuration.addressFilter(address) else {
             throw IMAPError.addressNotAllowed(host: configuration.host, address: address.ipAddress ?? "\(address)")
         }
-        let sslContext = configuration.security == .none ? nil : try makeSSLContext(configuration)
+        let sslContext = configuration.security == .none ? nil : try makeSSLContext(configuration, classifier: classifier)
         let limits = configuration.limits
         let idleTimeout = configuration.greetingTimeout
-        let serverHostname = isIPAddress(configuration.host) ? nil : configuration.host
+        let serverHostname = serverName(configuration)
         let useImplicitTLS = configuration.security == .ssl
+        let (host, port) = (configuration.host, configuration.port)
         // The handler is handed out by the initializer itself: a server that closes at once (or sends
         // garbage, which closes the channel) may have emptied the pipeline before a lookup could run.
         let eventLoop = chosenLoop ?? group.next()
@@ -38,10 +45,11 @@ final class Transport: Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if useImplicitTLS, let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(ImplicitTLSGuard(host: host, port: port))
                         let tls = try NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname)
                         try channel.pipeline.syncOperations.addHandler(tls)
                     }
-                    let handler = ResponseHandler(limits: limits, idleTimeout: idleTimeout)
+                    let handler = ResponseHandler(limits: limits, idleTimeout: idleTimeout, classifier: classifier)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     handlerPromise.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
@@ -51,10 +59,10 @@ final class Transport: Sendable {
             channel = try await bootstrap.connect(to: address).get()
         } catch {
             handlerPromise.fail(error)
-            throw classifyConnectError(error, configuration: configuration)
+            throw classifier.classify(error, phase: .connecting)
         }
         let handler = try await handlerPromise.futureResult.get()
-        return Transport(channel: channel, handler: handler, configuration: configuration)
+        return Transport(channel: channel, handler: handler, configuration: configuration, classifier: classifier)
     }
 
     /// Waits for at least one event and returns all that are parsed.
@@ -98,44 +106,57 @@ final class Transport: Sendable {
     }
 
     /// Writes the buffers in order with one flush, in one task on the event loop.
+    ///
+    /// A write that fails because the connection failed reports why it failed: a STARTTLS
+    /// handshake refused for the certificate's name fails the CAPABILITY written after it with
+    /// "channel closed", but what the user needs to hear is the certificate.
     func write(_ buffers: [ByteBuffer]) async throws {
         let channel = self.channel
+        let handler = self.handler
+        let classifier = self.classifier
         try await cancellingConnection {
-            do {
-                try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
-                    let written = buffers.map { channel.write($0) }
-                    channel.flush()
-                    return written.last ?? channel.eventLoop.makeSucceededVoidFuture()
-                }.get()
-            } catch {
-                throw ResponseHandler.classify(error)
-            }
+            try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+                let written = buffers.map { channel.write($0) }
+                channel.flush()
+                return (written.last ?? channel.eventLoop.makeSucceededVoidFuture()).flatMapErrorThrowing { error in
+                    throw handler.value.failure ?? classifier.classify(error)
+                }
+            }.get()
         }
     }
 
     /// Puts TLS under the protocol handler after a successful STARTTLS.
     func startTLS() async throws {
-        let sslContext = try Self.makeSSLContext(configuration)
-        let serverHostname = Self.isIPAddress(configuration.host) ? nil : configuration.host
+        let sslContext = try Self.makeSSLContext(configuration, classifier: classifier)
+        let serverHostname = Self.serverName(configuration)
         let handler = self.handler
         let channel = self.channel
+        let classifier = self.classifier
         try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
             // Bytes that arrived before the handshake would be unauthenticated plaintext (CVE-2011-0411 style).
             guard handler.value.unparsedBytes == 0 else {
-                return channel.eventLoop.makeFailedFuture(IMAPError.tls("server sent data before the TLS handshake"))
+                return channel.eventLoop.makeFailedFuture(IMAPError.tls(.dataBeforeHandshake))
             }
             do {
                 let tls = try NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname)
                 try channel.pipeline.syncOperations.addHandler(tls, position: .first)
                 return channel.eventLoop.makeSucceededVoidFuture()
             } catch {
-                return channel.eventLoop.makeFailedFuture(error)
+                return channel.eventLoop.makeFailedFuture(classifier.classify(error))
             }
         }.get()
     }
 
     func close() async {
         try? await channel.close()
+    }
+
+    /// Whether this connection's port answers a TLS handshake, asked over a second connection
+    /// (see `TLSProbe`); for a plaintext connection whose greeting is late.
+    func peerSpeaksTLS(timeout: TimeAmount) async -> Bool {
+        guard let address = channel.remoteAddress else { return false }
+        return await TLSProbe.speaksTLS(at: address, serverHostname: Self.serverName(configuration),
+                                        on: channel.eventLoop, timeout: timeout)
     }
 
     // MARK: Helpers
@@ -155,15 +176,20 @@ final class Transport: Sendable {
         }
     }
 
-    static func makeSSLContext(_ configuration: ServerConfiguration) throws -> NIOSSLContext {
+    static func makeSSLContext(_ configuration: ServerConfiguration, classifier: ErrorClassifier) throws -> NIOSSLContext {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         if configuration.verifyCertificates {
             if !configuration.additionalTrustRootsPEM.isEmpty {
                 var certificates: [NIOSSLCertificate] = []
                 for pem in configuration.additionalTrustRootsPEM {
-                    certificates += try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8))
+                    do {
+                        certificates += try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8))
+                    } catch {
+                        throw classifier.classify(error)
+                    }
                 }
+                guard !certificates.isEmpty else { throw IMAPError.tls(.invalidTrustRoots) }
                 tls.additionalTrustRoots = [.certificates(certificates)]
             }
         } else {
@@ -172,26 +198,16 @@ final class Transport: Sendable {
         do {
             return try NIOSSLContext(configuration: tls)
         } catch {
-            throw IMAPError.tls("cannot set up TLS: \(error)")
+            throw classifier.classify(error)
         }
+    }
+
+    /// The name sent for SNI and checked against the certificate; an address is checked as one.
+    static func serverName(_ configuration: ServerConfiguration) -> String? {
+        isIPAddress(configuration.host) ? nil : configuration.host
     }
 
     static func isIPAddress(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
-    }
-
-    private static func classifyConnectError(_ error: Error, configuration: ServerConfiguration) -> IMAPError {
-        if let error = error as? ChannelError, case .connectTimeout = error {
-            return .timedOut(phase: "the connection to \(configuration.host):\(configuration.port)")
-        }
-        if let error = error as? IOError {
-            switch error.errnoCode {
-            case 111: return .connectionRefused(host: configuration.host, port: configuration.port)
-            case 113, 101, 99: return .hostUnreachable(host: configuration.host, detail: "no route to host")
-            case 110: return .timedOut(phase: "the connection to \(configuration.host):\(configuration.port)")
-            default: return .hostUnreachable(host: configuration.host, detail: "\(error)")
-            }
-        }
-        return ResponseHandler.classify(error)
     }
 }
