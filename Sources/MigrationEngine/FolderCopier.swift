@@ -28,6 +28,9 @@ struct FolderCopier {
 
     var folderKey: String { plan.source.encoded }
 
+    /// Records UIDs as sent whole around the write that completes their APPEND command.
+    typealias MarkSent = (_ uids: [UInt32], _ lastWrite: () async throws -> Void) async throws -> Void
+
     func run(source: IMAPSession, destination connectDestination: () async throws -> IMAPSession) async throws -> FolderSummaryCounts {
         let sourceBox = try await source.select(plan.source, readOnly: true)
         guard let uidValidity = sourceBox.uidValidity else {
@@ -75,11 +78,23 @@ struct FolderCopier {
         }
 
         // Recorded before the last bytes of each APPEND command go out; see InFlightBatch.sent.
-        func markSent(_ uids: [UInt32]) async throws {
+        // A write that failed did not go out (a cancel closes the connection under it): the command
+        // never became whole, so the mark is taken back, or a resume would wait for it in vain.
+        func markSent(_ uids: [UInt32], sent: Bool) async throws {
             guard var window = checkpoint.inFlight, !uids.isEmpty else { return }
-            window.sent = UIDSet.compact((window.sent?.values ?? []) + uids)
+            let others = (window.sent?.values ?? []).filter { !Set(uids).contains($0) }
+            window.sent = UIDSet.compact(sent ? others + uids : others)
             checkpoint.inFlight = window
             try await checkpoints.save(checkpoint, folder: folderKey)
+        }
+        func markSent(_ uids: [UInt32], around lastWrite: () async throws -> Void) async throws {
+            try await markSent(uids, sent: true)
+            do {
+                try await lastWrite()
+            } catch {
+                try? await markSent(uids, sent: false)
+                throw error
+            }
         }
 
         var destinationUIDNext = destinationBox.uidNext ?? 1
@@ -137,7 +152,7 @@ struct FolderCopier {
                     try await checkpoints.save(checkpoint, folder: folderKey)
                 }
                 appends = try await streamBodies(toCopy, from: source, to: destination, allowedKeywords: allowedKeywords,
-                                                 grouped: true, counts: &counts, markSent: markSent)
+                                                 grouped: true, counts: &counts, markSent: markSent(_:around:))
             }
             if index + 1 < batches.count {
                 metadataTag = try await sendMetadata(on: source, uids: batches[index + 1], reconcileUpTo: reconcileUpTo)
@@ -153,7 +168,7 @@ struct FolderCopier {
                 if index + 1 < batches.count { nextInfos = try await collectMetadata(on: source, tag: metadataTag) }
                 let again = try await streamBodies(Dictionary(refused.map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first }),
                                                    from: source, to: destination, allowedKeywords: allowedKeywords,
-                                                   grouped: false, counts: &batchCounts, markSent: markSent)
+                                                   grouped: false, counts: &batchCounts, markSent: markSent(_:around:))
                 _ = try await onDestination {
                     try await collectAppends(again, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
                 }
@@ -181,7 +196,10 @@ struct FolderCopier {
         var arrived: [DuplicateKey: Int] = [:]
         var next = window.destinationUIDNext
         func look() async throws {
-            for (uid, key) in try await onDestination({ try await keys(on: destination, uids: "\(next):*") }) where uid >= next {
+            // `keys` lists messages without a Message-ID last, out of UID order: filter by the bound
+            // of this look, then move it.
+            let from = next
+            for (uid, key) in try await onDestination({ try await keys(on: destination, uids: "\(from):*") }) where uid >= from {
                 arrived[key, default: 0] += 1
                 next = max(next, uid &+ 1)
             }
@@ -322,7 +340,7 @@ struct FolderCopier {
     /// APPEND each. Returns the APPENDs sent, whose results `collectAppends` reads.
     private func streamBodies(_ messages: [UInt32: MessageInfo], from source: IMAPSession, to destination: IMAPSession,
                               allowedKeywords: Set<String>?, grouped: Bool, counts: inout FolderSummaryCounts,
-                              markSent: ([UInt32]) async throws -> Void) async throws -> [AppendGroup] {
+                              markSent: MarkSent) async throws -> [AppendGroup] {
         let bySequence = Dictionary(messages.values.map { ($0.sequence, $0.uid) }, uniquingKeysWith: { first, _ in first })
         let tag = try await source.sendUIDFetch(UIDSet.compact(Array(messages.keys)), items: "UID BODY.PEEK[]")
         let multiAppend = grouped && messages.count > 1 ? await destination.canStreamMultiAppend : false
@@ -358,9 +376,13 @@ struct FolderCopier {
                 } else {
                     do {
                         // An empty message's command is whole as soon as it begins.
-                        if size == 0 { try await markSent([messageUID]) }
-                        let appendTag = try await destination.beginAppend(to: plan.destination, flags: flags,
+                        var appendTag: CommandTag?
+                        let begin = {
+                            appendTag = try await destination.beginAppend(to: plan.destination, flags: flags,
                                                                           internalDate: info.internalDate, size: size)
+                        }
+                        if size == 0 { try await markSent([messageUID], begin) } else { try await begin() }
+                        guard let appendTag else { continue }
                         groups.append(AppendGroup(tag: appendTag, messages: [info], bytes: size))
                     } catch let error as IMAPError {
                         // A synchronising literal refused up front: quota is fatal, anything else is this message's.
@@ -381,8 +403,8 @@ struct FolderCopier {
                     if multiAppend {
                         try await endMessage(on: destination, group: &open, into: &groups, markSent: markSent)
                     } else {
-                        if let last = groups.last?.messages.last?.uid { try await markSent([last]) }
-                        try await onDestination { try await destination.endAppend() }
+                        let last = groups.last?.messages.last?.uid
+                        try await markSent(last.map { [$0] } ?? []) { try await onDestination { try await destination.endAppend() } }
                     }
                 }
                 appending = false
@@ -392,8 +414,7 @@ struct FolderCopier {
         }
         try await source.finish(tag)
         if let group = open {
-            try await markSent(group.messages.map(\.uid))
-            try await onDestination { try await destination.endMultiAppend() }
+            try await markSent(group.messages.map(\.uid)) { try await onDestination { try await destination.endMultiAppend() } }
             groups.append(group)
         }
         // Listed by SEARCH but gone by FETCH: expunged meanwhile, so not part of the job.
@@ -404,11 +425,10 @@ struct FolderCopier {
     /// Ends a MULTIAPPEND message; the command goes off once it holds `request.appendGroupBytes`,
     /// so progress and a retry after a refusal stay small whatever the batch holds.
     private func endMessage(on destination: IMAPSession, group: inout AppendGroup?, into groups: inout [AppendGroup],
-                            markSent: ([UInt32]) async throws -> Void) async throws {
+                            markSent: MarkSent) async throws {
         try await onDestination { try await destination.endAppend() }
         guard let full = group, full.bytes >= request.appendGroupBytes else { return }
-        try await markSent(full.messages.map(\.uid))
-        try await onDestination { try await destination.endMultiAppend() }
+        try await markSent(full.messages.map(\.uid)) { try await onDestination { try await destination.endMultiAppend() } }
         groups.append(full)
         group = nil
     }

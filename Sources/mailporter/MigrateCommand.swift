@@ -73,7 +73,13 @@ struct MigrateCommand: AsyncParsableCommand {
             provider: provider,
             selectedFolders: folders.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
             strategy: folderStrategy, since: sinceDate, skipDuplicates: !noSkipDuplicates, parallelFolders: parallel)
-        let checkpoints: any CheckpointStore = try stateFile.map { try StateFileCheckpointStore(path: $0) } ?? MemoryCheckpointStore()
+        let checkpoints: any CheckpointStore
+        do {
+            checkpoints = try stateFile.map { try StateFileCheckpointStore(path: $0) } ?? MemoryCheckpointStore()
+        } catch let inUse as StateLock.InUse {
+            Terminal.printError("error: \(inUse)")
+            throw ExitCode(2)
+        }
         let migration = Migration(request: request, checkpoints: checkpoints)
         let tracker = ProgressTracker()
         let json = self.json
