@@ -82,7 +82,8 @@ struct FolderCopier {
         // never became whole, so the mark is taken back, or a resume would wait for it in vain.
         func markSent(_ uids: [UInt32], sent: Bool) async throws {
             guard var window = checkpoint.inFlight, !uids.isEmpty else { return }
-            let others = (window.sent?.values ?? []).filter { !Set(uids).contains($0) }
+            let marking = Set(uids)
+            let others = (window.sent?.values ?? []).filter { !marking.contains($0) }
             window.sent = UIDSet.compact(sent ? others + uids : others)
             checkpoint.inFlight = window
             try await checkpoints.save(checkpoint, folder: folderKey)

@@ -115,7 +115,7 @@ struct MigrateCommand: AsyncParsableCommand {
                 EventPrinter.line(["event": .string("finished"), "expected": .int(totals.expected), "copied": .int(totals.copied),
                                    "skipped": .int(totals.skipped), "failed": .int(totals.failed), "bytes": .int(totals.bytes)])
             } else {
-                Self.printSummary(summary, failures: tracker.snapshot.failures)
+                Self.printSummary(summary, failures: tracker.snapshot.failures, notices: tracker.snapshot.notices)
             }
             if totals.failed > 0 { throw ExitCode(1) }
         } catch let failure as ImportFailure {
@@ -137,7 +137,7 @@ struct MigrateCommand: AsyncParsableCommand {
         print("\(plans.count) folders, \(plans.reduce(0) { $0 + $1.expected }) messages would be considered")
     }
 
-    static func printSummary(_ summary: MigrationSummary, failures: [String]) {
+    static func printSummary(_ summary: MigrationSummary, failures: [String], notices: [String]) {
         print("folder -> destination: copied / skipped / failed of expected")
         for (plan, counts) in summary.folders {
             print("  \(plan.sourceName) -> \(plan.destinationName): \(counts.copied) / \(counts.skipped) / \(counts.failed) of \(counts.expected)")
@@ -146,6 +146,7 @@ struct MigrateCommand: AsyncParsableCommand {
         print("total: \(totals.copied) copied, \(totals.skipped) duplicates skipped, \(totals.failed) failed, "
               + "\(ProgressTracker.format(Double(totals.bytes) / 1_000_000)) MB")
         for failure in failures { print("failed: \(failure)") }
+        for notice in notices { print("note: \(notice)") }
     }
 }
 

@@ -20,6 +20,8 @@ final class ResponseHandler: ChannelDuplexHandler {
     private var lastBye: ResponseText?
     private var readHeld = false
     private var context: ChannelHandlerContext?
+    /// Whether the server has said anything at all; a port that speaks TLS stays silent.
+    private(set) var hasReceivedBytes = false
 
     private let highWatermark: Int
     private let classifier: ErrorClassifier
@@ -42,6 +44,7 @@ final class ResponseHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard failure == nil else { return }
+        hasReceivedBytes = true
         parser.append(unwrapInboundIn(data))
         do {
             while let event = try parser.next() {

@@ -153,8 +153,11 @@ final class Transport: Sendable {
 
     /// Whether this connection's port answers a TLS handshake, asked over a second connection
     /// (see `TLSProbe`); for a plaintext connection whose greeting is late.
+    /// A server that has sent any byte speaks plaintext: no second connection is made then.
     func peerSpeaksTLS(timeout: TimeAmount) async -> Bool {
-        guard let address = channel.remoteAddress else { return false }
+        let handler = self.handler
+        let silent = (try? await channel.eventLoop.submit { !handler.value.hasReceivedBytes }.get()) ?? false
+        guard silent, let address = channel.remoteAddress else { return false }
         return await TLSProbe.speaksTLS(at: address, serverHostname: Self.serverName(configuration),
                                         on: channel.eventLoop, timeout: timeout)
     }
