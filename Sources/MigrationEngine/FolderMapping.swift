@@ -75,19 +75,31 @@ public struct NamingScheme: Sendable, Equatable {
 
 /// Pure folder-name logic: which source folders to copy and where each goes.
 public enum FolderMapping {
-    /// Gmail's views: copied as labels elsewhere, never as folders.
-    static func isGmailView(_ mailbox: ListedMailbox, components: [String]) -> Bool {
-        let uses = mailbox.entry.attributes.compactMap(SpecialUse.init(attribute:))
-        if uses.contains(.all) || uses.contains(.important) || uses.contains(.flagged) { return true }
-        guard components.count == 2, isGmailParent(components[0]) else { return false }
-        return ["all mail", "important", "starred", "alle nachrichten", "wichtig", "markiert"].contains(components[1].lowercased())
+    /// The view a folder is, if it is one: `\All`, `\Flagged` (RFC 6154) or `\Important` (RFC 8457)
+    /// hold messages that live in other folders, on any server. `gmailNames` also knows Gmail's
+    /// views by name, for servers that list them without attributes.
+    static func view(of mailbox: ListedMailbox, components: [String], gmailNames: Bool) -> SpecialUse? {
+        let views: [SpecialUse] = [.all, .flagged, .important]
+        if let use = mailbox.entry.attributes.lazy.compactMap(SpecialUse.init(attribute:)).first(where: views.contains) {
+            return use
+        }
+        guard gmailNames, components.count == 2, isGmailParent(components[0]) else { return nil }
+        switch components[1].lowercased() {
+        case "all mail", "alle nachrichten": return .all
+        case "starred", "markiert": return .flagged
+        case "important", "wichtig": return .important
+        default: return nil
+        }
     }
 
-    /// Gmail's All Mail, by attribute or, for servers that do not send one, by name.
-    static func isGmailAllMail(_ mailbox: ListedMailbox, components: [String]) -> Bool {
-        if mailbox.entry.attributes.contains(where: { SpecialUse(attribute: $0) == .all }) { return true }
-        guard components.count == 2, isGmailParent(components[0]) else { return false }
-        return ["all mail", "alle nachrichten"].contains(components[1].lowercased())
+    /// Why a view is left out of a plan, for the dry run and the progress notices.
+    static func skipReason(_ view: SpecialUse) -> String {
+        let what = switch view {
+        case .all: "a view of every message, which the other folders already hold"
+        case .flagged: "a view of the flagged messages of other folders"
+        default: "a view of messages marked important in other folders"
+        }
+        return "not copied: \(what) (\(view.rawValue)); name it in the selected folders to copy it anyway"
     }
 
     static func isGmailParent(_ component: String) -> Bool {

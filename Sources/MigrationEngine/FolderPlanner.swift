@@ -20,6 +20,13 @@ public struct FolderPlan: Sendable, Equatable {
     public var destinationName: String { destination.decoded }
 }
 
+/// A source folder a plan leaves out, and why (shown by the dry run and as a notice).
+public struct SkippedFolder: Sendable, Equatable {
+    /// Unicode name.
+    public var name: String
+    public var reason: String
+}
+
 /// Lists both sides and decides which folders are copied where; creates what is missing.
 struct FolderPlanner {
     let request: MigrationRequest
@@ -41,8 +48,9 @@ struct FolderPlanner {
         return (mailboxes, try await namingScheme(of: session, mailboxes: mailboxes))
     }
 
-    /// Folders to copy, in a stable order (INBOX first), with their destination names.
-    func plan(source: IMAPSession, destination: IMAPSession) async throws -> [FolderPlan] {
+    /// Folders to copy, in a stable order (INBOX first), with their destination names; and the
+    /// views the strategy would have taken but that are not copied, with why.
+    func plan(source: IMAPSession, destination: IMAPSession) async throws -> ([FolderPlan], [SkippedFolder]) {
         // Both sides at once: the plan waits for one side's round trips, not both in turn.
         async let destinationListing = listing(of: destination, statusItems: [])
         let (sourceMailboxes, sourceScheme) = try await listing(of: source, statusItems: [.messages, .uidNext, .uidValidity])
@@ -55,18 +63,22 @@ struct FolderPlanner {
             }
         }
 
-        // Without Gmail's labels there is no telling which messages of All Mail are in no other folder.
-        let readsGmailLabels = await source.hasCapability("X-GM-EXT-1") && request.provider == .gmail
+        // Gmail is known by its extension, whatever the request names: with its labels, the
+        // messages of All Mail that are in no other folder can be found and go to Archive.
+        let readsGmailLabels = await source.hasCapability("X-GM-EXT-1")
+        let gmailNames = readsGmailLabels || request.provider == .gmail
         let selected = request.selectedFolders.map { names in Set(names.map { $0.lowercased() }) }
         var plans: [FolderPlan] = []
+        var skipped: [SkippedFolder] = []
         for mailbox in sourceMailboxes where mailbox.isSelectable {
             let components = sourceScheme.components(of: mailbox.name.decoded)
             var use = FolderMapping.specialUse(of: mailbox, components: components)
             var onlyUnlabelled = false
-            if request.provider == .gmail, FolderMapping.isGmailView(mailbox, components: components) {
-                // All Mail is a view too, but also the one home of messages archived without a label:
-                // those go to the destination's Archive, so nothing is lost.
-                guard readsGmailLabels, FolderMapping.isGmailAllMail(mailbox, components: components) else { continue }
+            let view = FolderMapping.view(of: mailbox, components: components, gmailNames: gmailNames)
+            // All Mail is a view too, but also the one home of messages archived without a label:
+            // those, and only those, go to Archive, named or not, so nothing is lost or doubled.
+            let gmailArchive = view == .all && readsGmailLabels
+            if gmailArchive {
                 use = .archive
                 onlyUnlabelled = true
             }
@@ -74,8 +86,17 @@ struct FolderPlanner {
                 let decoded = mailbox.name.decoded.lowercased()
                 let unprefixed = components.joined(separator: sourceScheme.separator.map { String($0) } ?? "/").lowercased()
                 guard selected.contains(decoded) || selected.contains(unprefixed) else { continue }
-            } else if !FolderMapping.isIncluded(request.strategy, components: components, specialUse: use) {
-                continue
+                // A view the user names is copied as the plain folder it looks like.
+                if view != nil, !gmailArchive { use = nil }
+            } else {
+                if let view, !gmailArchive {
+                    // Said only where the strategy would otherwise have copied it as a folder.
+                    if FolderMapping.isIncluded(request.strategy, components: components, specialUse: nil) {
+                        skipped.append(SkippedFolder(name: mailbox.name.decoded, reason: FolderMapping.skipReason(view)))
+                    }
+                    continue
+                }
+                guard FolderMapping.isIncluded(request.strategy, components: components, specialUse: use) else { continue }
             }
             let target = FolderMapping.destinationComponents(sourceComponents: components, specialUse: use,
                                                              destinationSpecial: destinationSpecial)
@@ -83,10 +104,11 @@ struct FolderPlanner {
                                     specialUse: use, expected: 0, onlyUnlabelled: onlyUnlabelled,
                                     sourceStatus: mailbox.status))
         }
-        return plans.sorted { lhs, rhs in
+        let ordered = plans.sorted { lhs, rhs in
             if lhs.source.isInbox != rhs.source.isInbox { return lhs.source.isInbox }
             return lhs.source.encoded < rhs.source.encoded
         }
+        return (ordered, skipped)
     }
 
     /// Creates destination folders and their parents that do not exist yet.

@@ -44,7 +44,7 @@ public struct Migration: Sendable {
         emit(.validated)
         do {
             var finished: [String: FolderSummaryCounts] = [:]
-            let plans = try await countedPlans(source: source, destination: destination, finished: &finished)
+            let plans = try await countedPlans(source: source, destination: destination, finished: &finished, emit: emit)
             await source.logout()
             await destination.logout()
             emit(.planned(plans))
@@ -64,7 +64,7 @@ public struct Migration: Sendable {
         let plans: [FolderPlan]
         var finishedAlready: [String: FolderSummaryCounts] = [:]
         do {
-            plans = try await countedPlans(source: source, destination: destination, finished: &finishedAlready)
+            plans = try await countedPlans(source: source, destination: destination, finished: &finishedAlready, emit: emit)
             if finishedAlready.count < plans.count {
                 try await FolderPlanner(request: request).createDestinations(plans, on: destination)
             }
@@ -161,10 +161,13 @@ public struct Migration: Sendable {
     }
 
     /// Plans with their counts; `finished` gets the folders whose checkpoint already covers every
-    /// selected message, which then need no worker, no destination and no second look.
-    private func countedPlans(source: IMAPSession, destination: IMAPSession,
-                              finished: inout [String: FolderSummaryCounts]) async throws -> [FolderPlan] {
-        var plans = try await FolderPlanner(request: request).plan(source: source, destination: destination)
+    /// selected message, which then need no worker, no destination and no second look. Views left
+    /// out of the plan are told as notices.
+    private func countedPlans(source: IMAPSession, destination: IMAPSession, finished: inout [String: FolderSummaryCounts],
+                              emit: @Sendable (MigrationEvent) -> Void) async throws -> [FolderPlan] {
+        let (planned, skipped) = try await FolderPlanner(request: request).plan(source: source, destination: destination)
+        var plans = planned
+        for folder in skipped { emit(.notice(folder: folder.name, message: folder.reason)) }
         for index in plans.indices {
             let checkpoint = try await checkpoints.load(folder: plans[index].source.encoded)
             if let counts = Self.finishedByStatus(plans[index].sourceStatus, checkpoint: checkpoint) {

@@ -91,7 +91,7 @@ struct MigrateCommand: AsyncParsableCommand {
         do {
             if dryRun {
                 let plans = try await migration.plan(emit: emit)
-                if !json { Self.printPlan(plans) }
+                if !json { Self.printPlan(plans, notices: tracker.snapshot.notices) }
                 return
             }
             let renderer = json || !Terminal.isErrorInteractive ? nil : Task {
@@ -128,13 +128,14 @@ struct MigrateCommand: AsyncParsableCommand {
         }
     }
 
-    static func printPlan(_ plans: [FolderPlan]) {
+    static func printPlan(_ plans: [FolderPlan], notices: [String]) {
         let width = min(50, plans.map(\.sourceName.count).max() ?? 0)
         for plan in plans {
             let padding = String(repeating: " ", count: max(1, width - plan.sourceName.count + 1))
             print("\(plan.sourceName)\(padding)-> \(plan.destinationName)  (\(plan.expected) messages)")
         }
         print("\(plans.count) folders, \(plans.reduce(0) { $0 + $1.expected }) messages would be considered")
+        for notice in notices { print("note: \(notice)") }
     }
 
     static func printSummary(_ summary: MigrationSummary, failures: [String], notices: [String]) {

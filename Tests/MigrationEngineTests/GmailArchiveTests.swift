@@ -106,6 +106,11 @@ private final class GmailEventLog: Sendable {
     var events: [MigrationEvent] { state.withLock { $0.events } }
     var copied: Int { state.withLock { $0.copied } }
     var skipped: Int { events.filter { if case .messageSkipped = $0 { true } else { false } }.count }
+    var notices: [String: String] {
+        var result: [String: String] = [:]
+        for case .notice(let folder, let message) in events { result[folder] = message }
+        return result
+    }
     var planned: [FolderPlan] { events.lazy.compactMap { if case .planned(let plans) = $0 { plans } else { nil } }.first ?? [] }
     var finished: [String: FolderSummaryCounts] {
         var result: [String: FolderSummaryCounts] = [:]
@@ -326,5 +331,61 @@ struct GmailArchiveTests {
         #expect(summary.totals == FolderSummaryCounts(expected: 4, copied: 4, bytes: totalBytes(expected)))
         expectNothingRefused(server)
         #expect(!server.commands.contains { $0.contains("X-GM-") }, "labels asked of a server without X-GM-EXT-1")
+    }
+
+    /// Gmail is known by X-GM-EXT-1, not by what the request calls it: a Gmail account imported as
+    /// generic IMAP gets the same exact result, archived-only mail in Archive, and the views are
+    /// told as skipped, not copied.
+    @Test(arguments: [Provider.genericIMAP, .outlook])
+    func gmailIsKnownByItsExtensionWhateverTheProviderSays(provider: Provider) async throws {
+        let gmail = try await ScriptedGmailServer.start(messages: GmailMailbox.messages)
+        defer { Task { await gmail.stop() } }
+        let destination = try await SharedServers.shared.server(.slash)
+        let user = try await destination.freshUser("gmail")
+        let request = MigrationRequest(source: gmailAccount(gmail), destination: dovecotAccount(destination, user), provider: provider)
+        let log = GmailEventLog()
+        let summary = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(emit: log.emit)
+        let expected = GmailMailbox.expected()
+        expectExact(try await AccountSnapshot.take(destination, user: user), expected, "gmail as \(provider.rawValue)", source: gmail)
+        #expect(summary.totals == FolderSummaryCounts(expected: 6, copied: 6, bytes: totalBytes(expected)))
+        #expect(Set(log.notices.keys) == ["[Gmail]/Important", "[Gmail]/Starred"], "\(log.notices)")
+        #expect(log.notices["[Gmail]/Starred"]?.contains("\\Flagged") == true)
+        expectNothingRefused(gmail)
+    }
+
+    /// A server that lists views by their RFC 6154 / RFC 8457 attributes, but is not Gmail: none is
+    /// copied when the provider is not named, and each is told with its reason.
+    @Test func viewsOfAnyServerAreNotCopiedWithoutBeingNamed() async throws {
+        let server = try await ScriptedGmailServer.start(messages: GmailMailbox.messages, gmailExtension: false)
+        defer { Task { await server.stop() } }
+        let destination = try await SharedServers.shared.server(.slash)
+        let user = try await destination.freshUser("gmail")
+        let request = MigrationRequest(source: gmailAccount(server), destination: dovecotAccount(destination, user))
+        let log = GmailEventLog()
+        let summary = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(emit: log.emit)
+        let expected = GmailMailbox.expected(archive: false)
+        expectExact(try await AccountSnapshot.take(destination, user: user), expected, "views of a generic server", source: server)
+        #expect(summary.totals == FolderSummaryCounts(expected: 4, copied: 4, bytes: totalBytes(expected)))
+        #expect(Set(log.notices.keys) == ["[Gmail]/All Mail", "[Gmail]/Important", "[Gmail]/Starred"], "\(log.notices)")
+        #expect(log.notices["[Gmail]/All Mail"]?.contains("not copied") == true)
+    }
+
+    /// A view the user names is copied, as the plain folder it looks like.
+    @Test func aNamedViewIsCopied() async throws {
+        let gmail = try await ScriptedGmailServer.start(messages: GmailMailbox.messages)
+        defer { Task { await gmail.stop() } }
+        let destination = try await SharedServers.shared.server(.slash)
+        let user = try await destination.freshUser("gmail")
+        let request = MigrationRequest(source: gmailAccount(gmail), destination: dovecotAccount(destination, user),
+                                       selectedFolders: ["INBOX", "[Gmail]/Starred"])
+        let log = GmailEventLog()
+        _ = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(emit: log.emit)
+        var expected = GmailMailbox.expected().filter { $0.key == "INBOX" }
+        expected["Starred"] = GmailMailbox.entries.filter { $0.message.labels.contains("\\Starred") }.map {
+            StoredMessage(body: $0.message.bytes, flags: Set($0.message.flags), internalDate: $0.message.internalDate.secondsSince1970)
+        }
+        #expect(expected["Starred"]?.count == 1)
+        expectExact(try await AccountSnapshot.take(destination, user: user), expected, "a named view", source: gmail)
+        #expect(log.notices.isEmpty, "\(log.notices)")
     }
 }
