@@ -138,7 +138,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["IMAPClient", "Store", "TestSupport"]
+            dependencies: ["IMAPClient", "MigrationEngine", "Store", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -85,7 +85,7 @@ struct StartInput {
         let targetPassword = body.string("target_password", required: !hasMasterCredentials, trim: false)
         let folders = body.stringArray("selected_folders", maxItems: 1000)
         if let folders, folders.isEmpty { body.fail("selected_folders", "must name at least one folder, or be omitted for all") }
-        let since = body.string("import_since", required: false, length: 10...10)
+        let since = body.string("import_since", required: false, length: 1...32)
         if let since, CalendarDay(since) == nil { body.fail("import_since", CalendarDay.rule) }
         let skipDuplicates = body.bool("skip_duplicates") ?? true
         guard let mailboxID, let source, body.problems.isEmpty else { return nil }

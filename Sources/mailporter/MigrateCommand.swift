@@ -12,7 +12,9 @@ struct MigrateCommand: AsyncParsableCommand {
         abstract: "Copy a mailbox from one IMAP server to another: every message once, with flags, date and folder.",
         discussion: """
         Passwords come from MAILPORTER_SOURCE_PASSWORD and MAILPORTER_DEST_PASSWORD, or prompts; never from the
-        command line. With --state-file an interrupted run resumes where it stopped. Exit status: 0 when every
+        command line. Checkpoints are kept in a state file (by default one per source and destination under
+        $XDG_STATE_HOME/mailporter, else ~/.local/state/mailporter): a rerun, after an interruption or later, copies
+        only what is new. Exit status: 0 when every
         selected message was copied or skipped as a duplicate, 1 when some messages failed, 2 on a classified error.
         """
     )
@@ -32,13 +34,19 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "all, standard (INBOX and special-use folders) or inbox_only.") var folderStrategy: FolderStrategy = .all
     @Option(help: "Only messages received on or after this day (YYYY-MM-DD).") var since: String?
     @Flag(help: "Copy messages even when the destination folder already has them.") var noSkipDuplicates = false
-    @Option(help: "Checkpoint file: a rerun resumes from it.") var stateFile: String?
+    @Option(help: "Checkpoint file: a rerun resumes from it (default: one per source and destination under $XDG_STATE_HOME/mailporter or ~/.local/state/mailporter).")
+    var stateFile: String?
+    @Flag(help: "Keep no checkpoints: a rerun looks at every message again.") var noState = false
     @Option(help: "Folders copied at once (capped by the provider's connection limit).") var parallel: Int = 4
     @Flag(help: "Print the folder plan with mapping and counts; copy nothing.") var dryRun = false
     @Flag(help: "Print one JSON event per line instead of a progress bar.") var json = false
     @Option(help: "Extra PEM certificates to trust for the source.") var sourceCaFile: String?
     @Option(help: "Extra PEM certificates to trust for the destination.") var destCaFile: String?
     @Flag(help: "Do not verify certificates (unsafe).") var insecureSkipVerify = false
+
+    func validate() throws {
+        if noState, stateFile != nil { throw ValidationError("--state-file and --no-state exclude each other") }
+    }
 
     func run() async throws {
         guard let provider = Provider(rawValue: provider) else {
@@ -73,11 +81,13 @@ struct MigrateCommand: AsyncParsableCommand {
             provider: provider,
             selectedFolders: folders.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
             strategy: folderStrategy, since: sinceDate, skipDuplicates: !noSkipDuplicates, parallelFolders: parallel)
+        let statePath: String?
         let checkpoints: any CheckpointStore
         do {
-            checkpoints = try stateFile.map { try StateFileCheckpointStore(path: $0) } ?? MemoryCheckpointStore()
-        } catch let inUse as StateLock.InUse {
-            Terminal.printError("error: \(inUse)")
+            statePath = try resolvedStatePath(source: sourceServer, destination: destServer)
+            checkpoints = try statePath.map { try StateFileCheckpointStore(path: $0) } ?? MemoryCheckpointStore()
+        } catch {
+            Terminal.printError("error: \(error)")
             throw ExitCode(2)
         }
         let migration = Migration(request: request, checkpoints: checkpoints)
@@ -113,9 +123,11 @@ struct MigrateCommand: AsyncParsableCommand {
             let totals = summary.totals
             if json {
                 EventPrinter.line(["event": .string("finished"), "expected": .int(totals.expected), "copied": .int(totals.copied),
-                                   "skipped": .int(totals.skipped), "failed": .int(totals.failed), "bytes": .int(totals.bytes)])
+                                   "skipped": .int(totals.skipped), "failed": .int(totals.failed), "bytes": .int(totals.bytes),
+                                   "state_file": statePath.map(JSONValue.string) ?? .null])
             } else {
                 Self.printSummary(summary, failures: tracker.snapshot.failures, notices: tracker.snapshot.notices)
+                print(statePath.map { "state: \($0) (a rerun copies only what is new)" } ?? "state: none kept (--no-state)")
             }
             if totals.failed > 0 { throw ExitCode(1) }
         } catch let failure as ImportFailure {
@@ -124,8 +136,17 @@ struct MigrateCommand: AsyncParsableCommand {
                                    "message": .string(failure.message), "hint": .string(failure.hint)])
             }
             Terminal.printError("error: \(failure.code.rawValue): \(failure.message) Hint: \(failure.hint)")
+            if let statePath { Terminal.printError("state: \(statePath) (a rerun resumes from it)") }
             throw ExitCode(2)
         }
+    }
+
+    /// The state file to use: `--state-file`, none with `--no-state`, else the default location.
+    private func resolvedStatePath(source: ServerConfiguration, destination: ServerConfiguration) throws -> String? {
+        if noState { return nil }
+        if let stateFile { return stateFile }
+        let directory = try StateLocation.directory(environment: ProcessInfo.processInfo.environment)
+        return directory + "/" + StateLocation.fileName(source: (sourceUser, source), destination: (destUser, destination))
     }
 
     static func printPlan(_ plans: [FolderPlan], notices: [String]) {

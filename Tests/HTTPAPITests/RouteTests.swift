@@ -3,6 +3,7 @@ import HTTPAPI
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import MigrationEngine
 import Store
 import Testing
 
@@ -258,6 +259,14 @@ struct RouteTests {
                 for name in ["source_port", "source_security", "import_since", "source_email", "skip_duplicates",
                              "source_host", "source_password"] {
                     #expect(string(fields[name]) != nil, "no message for \(name)")
+                }
+
+                // One rule for a day, in the engine: the API says what the CLI says (CLITests check its side).
+                for day in ["2025-02-30", "2024-04-31", "2024-4-31", "1969-12-31", "2025-1-1x"] {
+                    let refused = try await client.call(.post, "/api/v1/migrations", token: fixture.token,
+                                                        json: fixture.startBody([("import_since", .string(day))]))
+                    #expect(refused.status == .unprocessableContent, "\(day)")
+                    #expect(string(refused.json?["error"]?["fields"]?["import_since"]) == CalendarDay.rule, "\(day)")
                 }
 
                 let wrongTypes = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody([
