@@ -14,26 +14,29 @@ struct ServeEndToEndTests {
         let destination: DovecotServer
         let process: BackgroundProcess
 
-        init(dataDir: String, port: Int, destination: DovecotServer) throws {
+        /// `destinationPort`: where serve reaches the destination, when not directly (a proxy).
+        init(dataDir: String, port: Int, destination: DovecotServer, destinationPort: Int? = nil) throws {
             self.dataDir = dataDir
             self.port = port
             self.destination = destination
             process = try BackgroundProcess.start(mailporterExecutable, ["serve"], environment: Self.environment(
-                dataDir: dataDir, port: port, destination: destination))
+                dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort))
         }
 
-        static func environment(dataDir: String, port: Int, destination: DovecotServer) -> [String: String] {
+        static func environment(dataDir: String, port: Int, destinationPort: Int) -> [String: String] {
             [
                 "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
                 "MAILPORTER_DATA_DIR": dataDir,
                 "MAILPORTER_LISTEN": "127.0.0.1:\(port)",
                 "MAILPORTER_DEST_HOST": "127.0.0.1",
-                "MAILPORTER_DEST_PORT": "\(destination.imapPort)",
+                "MAILPORTER_DEST_PORT": "\(destinationPort)",
                 "MAILPORTER_DEST_SECURITY": "none",
                 "MAILPORTER_DEST_MASTER_USER": DovecotServer.masterUser,
                 "MAILPORTER_DEST_MASTER_PASSWORD": DovecotServer.masterPassword,
                 "MAILPORTER_ALLOW_PRIVATE_HOSTS": "true",
                 "MAILPORTER_NODE_ID": "e2e-node",
+                // The tests poll faster than a person would; route tests cover the limits.
+                "MAILPORTER_RATE_LIMIT_REQUESTS": "100000",
                 "MAILPORTER_LOG_LEVEL": "info",
             ]
         }
@@ -107,7 +110,7 @@ struct ServeEndToEndTests {
     }
 
     /// Polls the migration until `done` says so; returns the last record.
-    func poll(_ service: Service, id: Int, token: String, timeout: Duration = .seconds(180),
+    func poll(_ service: Service, id: Int, token: String, timeout: Duration = .seconds(180), interval: Duration = .milliseconds(200),
               until done: ([String: Any]) -> Bool) async throws -> [String: Any] {
         let deadline = ContinuousClock.now + timeout
         var last: [String: Any] = [:]
@@ -116,7 +119,7 @@ struct ServeEndToEndTests {
             #expect(reply.status == 200, "\(reply.body)")
             last = try #require(try object(reply.body)["data"] as? [String: Any])
             if done(last) { return last }
-            try await Task.sleep(for: .milliseconds(200))
+            try await Task.sleep(for: interval)
         }
         throw Failure("migration \(id) did not get there in time; last: \(last)")
     }
