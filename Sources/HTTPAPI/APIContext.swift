@@ -8,7 +8,7 @@ public struct Caller: Sendable {
 
     /// The token's scopes the account's plan allows.
     public var effectiveScopes: [String] {
-        account.plan.allowsMigrations ? token.scopes : token.scopes.filter { !$0.hasPrefix("migrations:") }
+        token.scopes.filter { Scope(rawValue: $0).map(account.plan.allows) ?? false }
     }
 }
 
@@ -35,16 +35,16 @@ public struct APIContext: RequestContext {
     }
 
     /// The caller, if the token holds `scope` and the plan allows it.
-    func require(_ scope: String) throws(APIError) -> Caller {
+    func require(_ scope: Scope) throws(APIError) -> Caller {
         try require(anyOf: [scope])
     }
 
-    func require(anyOf scopes: [String]) throws(APIError) -> Caller {
+    func require(anyOf scopes: [Scope]) throws(APIError) -> Caller {
         let caller = try authenticated()
         guard let held = scopes.first(where: caller.token.hasScope) else {
             throw APIError.insufficientScope(scopes[0])
         }
-        if held.hasPrefix("migrations:") && !caller.account.plan.allowsMigrations {
+        if !caller.account.plan.allows(held) {
             throw APIError.blockedByPlan(held, plan: caller.account.plan.rawValue)
         }
         return caller

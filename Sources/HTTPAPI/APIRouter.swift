@@ -25,7 +25,7 @@ public enum APIRouter {
         do {
             _ = try await store.schemaVersions()
         } catch {
-            throw APIError(.serviceUnavailable, code: "unavailable", message: "The database does not answer.",
+            throw APIError(.serviceUnavailable, code: .unavailable, message: "The database does not answer.",
                            hint: "Check the database configured in MAILPORTER_DATABASE_URL.", retryable: true)
         }
         return jsonResponse(.object([("status", .string("ok"))]))
@@ -85,7 +85,7 @@ public enum APIRouter {
     }
 
     static func auditEvents(_ request: Request, _ context: APIContext, _ store: Store) async throws -> Response {
-        let caller = try context.require(anyOf: ["audit:read", MigrationRoutes.read])
+        let caller = try context.require(anyOf: [.auditRead, .migrationsRead])
         var problems: [(String, String)] = []
         let page = MigrationRoutes.pageRequest(request.uri.queryParameters, problems: &problems)
         if !problems.isEmpty { throw APIError.validation(problems) }

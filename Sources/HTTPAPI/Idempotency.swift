@@ -32,11 +32,11 @@ struct Idempotency {
             response.headers[HTTPField.Name("Idempotent-Replayed")!] = "true"
             return response
         case .keyReused:
-            throw APIError(.unprocessableContent, code: "idempotency_key_reused",
+            throw APIError(.unprocessableContent, code: .idempotencyKeyReused,
                            message: "This Idempotency-Key was used with a different request.",
                            hint: "Use a new key for a new request.")
         case .inFlight:
-            throw APIError(.conflict, code: "idempotency_key_in_use",
+            throw APIError(.conflict, code: .idempotencyKeyInUse,
                            message: "A request with this Idempotency-Key is still being handled.",
                            hint: "Wait for it to finish, then send the request again to get its response.",
                            retryable: true)

@@ -30,7 +30,7 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
             // The path exists; only the method is wrong.
             let allowed = RouteTable.methods(for: request.uri.path)
             response = Self.response(for: APIError(
-                .methodNotAllowed, code: "method_not_allowed",
+                .methodNotAllowed, code: .methodNotAllowed,
                 message: "\(request.method.rawValue) is not allowed here.",
                 hint: "Use \(allowed.map(\.rawValue).joined(separator: " or "))."), requestID: context.requestID)
             response.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
@@ -79,9 +79,9 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
             case .contentTooLarge:
                 return .payloadTooLarge(maxBodyBytes)
             case .methodNotAllowed:
-                return APIError(.methodNotAllowed, code: "method_not_allowed", message: "Method not allowed.")
+                return APIError(.methodNotAllowed, code: .methodNotAllowed, message: "Method not allowed.")
             case let status where status.code < 500:
-                return APIError(status, code: "bad_request", message: httpError.body ?? status.reasonPhrase)
+                return APIError(status, code: .badRequest, message: httpError.body ?? status.reasonPhrase)
             default:
                 return .internalError
             }
@@ -150,7 +150,7 @@ struct AuthMiddleware: RouterMiddleware {
 
     static func rateLimited(_ count: RateLimitCount, limit: Int, what: String, now: Date) -> APIError {
         let wait = count.retryAfterSeconds(now: now)
-        return APIError(.tooManyRequests, code: "rate_limited",
+        return APIError(.tooManyRequests, code: .rateLimited,
                         message: "More than \(limit) \(what) per minute for this token.",
                         hint: "Wait \(wait) seconds before sending more.", retryable: true, retryAfter: wait)
     }

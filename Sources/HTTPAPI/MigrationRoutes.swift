@@ -10,9 +10,6 @@ struct MigrationRoutes {
     var store: Store { environment.store }
     var idempotency: Idempotency { Idempotency(store: environment.store) }
 
-    static let read = "migrations:read"
-    static let write = "migrations:write"
-
     func register(on group: RouterGroup<APIContext>) {
         group.post("migrations/test-connection", use: testConnection)
         group.get("migrations", use: list)
@@ -26,7 +23,7 @@ struct MigrationRoutes {
     // MARK: Handlers
 
     @Sendable func testConnection(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(Self.write)
+        let caller = try context.require(.migrationsWrite)
         var (body, raw) = try await BodyReader.read(request, context: context, limit: environment.limits.maxBodyBytes)
         return try await idempotency.run(request, context: context, caller: caller, body: raw) {
             let source = SourceInput.read(&body, providerRequired: false)
@@ -41,14 +38,14 @@ struct MigrationRoutes {
                     ("folders", .object(folders.map { ($0.name, .int($0.messages)) })),
                 ]))
             } catch let error as ImportFailure {
-                throw APIError(.unprocessableContent, code: "connection_failed", message: error.message,
+                throw APIError(.unprocessableContent, code: .connectionFailed, message: error.message,
                                hint: error.hint, retryable: error.isRetryable, reason: error.code.rawValue)
             }
         }
     }
 
     @Sendable func list(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(Self.read)
+        let caller = try context.require(.migrationsRead)
         let query = request.uri.queryParameters
         var problems: [(String, String)] = []
         var filters: [(String, String)] = []
@@ -76,7 +73,7 @@ struct MigrationRoutes {
     }
 
     @Sendable func get(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(Self.read)
+        let caller = try context.require(.migrationsRead)
         let id = try Self.migrationID(context)
         guard let record = try await store.migration(id: id, accountID: caller.account.id) else {
             throw APIError.notFound("migration")
@@ -85,7 +82,7 @@ struct MigrationRoutes {
     }
 
     @Sendable func start(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(Self.write)
+        let caller = try context.require(.migrationsWrite)
         var (body, raw) = try await BodyReader.read(request, context: context, limit: environment.limits.maxBodyBytes)
         return try await idempotency.run(request, context: context, caller: caller, body: raw) {
             let input = StartInput.read(&body, hasMasterCredentials: environment.hasMasterCredentials)
@@ -98,7 +95,7 @@ struct MigrationRoutes {
                 throw Self.activeConflict
             }
             if try await store.runningCount() >= environment.limits.maxConcurrentMigrations {
-                throw APIError(.serviceUnavailable, code: "migration_capacity_reached",
+                throw APIError(.serviceUnavailable, code: .migrationCapacityReached,
                                message: "The service is running as many migrations as it can.",
                                hint: "Try again in a few minutes.", retryable: true)
             }
@@ -147,7 +144,7 @@ struct MigrationRoutes {
     private func changeStatus(_ request: Request, _ context: APIContext, _ transition: MigrationTransition,
                               audit action: String, queues: Bool = false,
                               _ change: @escaping (Store, Int64, Int64) async throws -> Outcome) async throws -> Response {
-        let caller = try context.require(Self.write)
+        let caller = try context.require(.migrationsWrite)
         let id = try Self.migrationID(context)
         return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
             let outcome: Outcome

@@ -1,11 +1,26 @@
 import Foundation
 
+/// What a token may do (SPEC.md §3).
+public enum Scope: String, Sendable, CaseIterable {
+    case migrationsRead = "migrations:read"
+    case migrationsWrite = "migrations:write"
+    case mailboxesRead = "mailboxes:read"
+    case mailboxesWrite = "mailboxes:write"
+    case auditRead = "audit:read"
+
+    /// The scopes that reach migrations, which a plan without migrations blocks.
+    public var isMigrationScope: Bool { self == .migrationsRead || self == .migrationsWrite }
+}
+
 /// An account's plan and what it allows (SPEC.md §2).
 public enum Plan: String, Sendable, Codable, CaseIterable {
     case nano, starter, pro, agency
 
     /// nano accounts cannot use the migration scopes at all.
     public var allowsMigrations: Bool { self != .nano }
+
+    /// Whether a token of an account on this plan may use `scope`.
+    public func allows(_ scope: Scope) -> Bool { allowsMigrations || !scope.isMigrationScope }
 
     /// Rows accepted in one bulk batch (0 when migrations are not allowed).
     public var maxBulkRowsPerBatch: Int {
@@ -68,7 +83,7 @@ public struct APIToken: Sendable, Equatable, Codable {
     public var lastUsedIP: String?
     public var createdAt: Date
 
-    public func hasScope(_ scope: String) -> Bool { scopes.contains(scope) }
+    public func hasScope(_ scope: Scope) -> Bool { scopes.contains(scope.rawValue) }
 }
 
 /// What a new migration is made of (SPEC.md §4 start body, resolved and validated by the caller).

@@ -3,13 +3,13 @@ import SQLKit
 
 extension Store {
     /// Makes a token for the account. The token is returned this once; only its hash is stored.
-    public func createToken(accountID: Int64, name: String, scopes: [String], expiresAt: Date? = nil,
+    public func createToken(accountID: Int64, name: String, scopes: [Scope], expiresAt: Date? = nil,
                             now: Date = Date()) async throws -> (token: String, record: APIToken) {
         guard try await account(id: accountID) != nil else { throw StoreError.notFound }
         let generated = Tokens.generate()
         let row = try await database.raw("""
             INSERT INTO api_tokens (account_id, name, scopes, token_hash, prefix, expires_at, created_at)
-            VALUES (\(bind: accountID), \(bind: name), \(bind: try Self.json(scopes)), \(bind: generated.hash),
+            VALUES (\(bind: accountID), \(bind: name), \(bind: try Self.json(scopes.map(\.rawValue))), \(bind: generated.hash),
                     \(bind: generated.displayPrefix), \(bind: expiresAt?.storeMillis), \(bind: now.storeMillis))
             RETURNING \(Self.tokenColumns)
             """).first()

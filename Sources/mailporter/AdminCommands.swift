@@ -97,7 +97,7 @@ struct TokensCommand: AsyncParsableCommand {
     )
 
     /// Scopes a token may carry (SPEC.md §3).
-    static let knownScopes = ["migrations:read", "migrations:write", "mailboxes:read", "mailboxes:write", "audit:read"]
+    static let knownScopes = Scope.allCases.map(\.rawValue)
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -131,9 +131,9 @@ struct TokensCommand: AsyncParsableCommand {
                 var fields = Admin.json(created.record)
                 fields.append(("token", .string(created.token)))
                 Admin.printLine(fields)
-                let blocked = scopes.filter { $0.hasPrefix("migrations:") }
-                if !owner.plan.allowsMigrations, !blocked.isEmpty {
-                    Terminal.printError("warning: the \(owner.plan.rawValue) plan does not allow \(blocked.joined(separator: ", ")); "
+                let blocked = scopes.filter { !owner.plan.allows($0) }
+                if !blocked.isEmpty {
+                    Terminal.printError("warning: the \(owner.plan.rawValue) plan does not allow \(blocked.map(\.rawValue).joined(separator: ", ")); "
                                         + "requests needing them get 403 token_scope_blocked_by_plan")
                 }
             }
@@ -172,12 +172,12 @@ struct TokensCommand: AsyncParsableCommand {
     }
 
     /// Comma-separated scope names: known ones only, at least one, duplicates dropped (order kept).
-    static func parseScopes(_ text: String) throws(Admin.Failure) -> [String] {
-        var scopes: [String] = []
+    static func parseScopes(_ text: String) throws(Admin.Failure) -> [Scope] {
+        var scopes: [Scope] = []
         for part in text.split(separator: ",", omittingEmptySubsequences: true) {
             let scope = part.trimmingCharacters(in: .whitespaces)
             if scope.isEmpty { continue }
-            guard knownScopes.contains(scope) else {
+            guard let scope = Scope(rawValue: scope) else {
                 throw Admin.Failure.validation("unknown scope \(scope); valid scopes: \(knownScopes.joined(separator: ", "))")
             }
             if !scopes.contains(scope) { scopes.append(scope) }

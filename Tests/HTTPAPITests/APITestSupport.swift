@@ -29,9 +29,9 @@ struct APIFixture: Sendable {
         let other = try await store.createAccount(plan: .starter, notificationEmail: "other@example.com")
         let mailbox = try await store.addMailbox(accountID: pro.id, email: "support@acme.example")
         let otherMailbox = try await store.addMailbox(accountID: other.id, email: "desk@other.example")
-        let both = ["migrations:read", "migrations:write"]
+        let both: [Scope] = [.migrationsRead, .migrationsWrite]
         let token = try await store.createToken(accountID: pro.id, name: "ci", scopes: both).token
-        let readOnly = try await store.createToken(accountID: pro.id, name: "ro", scopes: ["migrations:read"]).token
+        let readOnly = try await store.createToken(accountID: pro.id, name: "ro", scopes: [.migrationsRead]).token
         let nanoToken = try await store.createToken(accountID: nano.id, name: "n", scopes: both).token
         let otherToken = try await store.createToken(accountID: other.id, name: "o", scopes: both).token
         let environment = APIEnvironment(store: store, limits: limits, hasMasterCredentials: hasMasterCredentials,

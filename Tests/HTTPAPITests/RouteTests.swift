@@ -99,9 +99,9 @@ struct RouteTests {
 
     @Test func missingUnknownExpiredAndRevokedTokensAre401() async throws {
         try await APIFixture.with { fixture in
-            let expired = try await fixture.store.createToken(accountID: fixture.pro.id, name: "old", scopes: ["migrations:read"],
+            let expired = try await fixture.store.createToken(accountID: fixture.pro.id, name: "old", scopes: [.migrationsRead],
                                                               expiresAt: Date().addingTimeInterval(-60)).token
-            let revoked = try await fixture.store.createToken(accountID: fixture.pro.id, name: "gone", scopes: ["migrations:read"])
+            let revoked = try await fixture.store.createToken(accountID: fixture.pro.id, name: "gone", scopes: [.migrationsRead])
             _ = try await fixture.store.revokeToken(id: revoked.record.id, accountID: fixture.pro.id)
             try await fixture.test { client in
                 for token in [nil, "mp_live_" + String(repeating: "0", count: 64), "not-a-token", expired, revoked.token] {

@@ -128,7 +128,7 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             #expect(try await store.mailbox(email: "ALICE@example.com", accountID: account.id) == box)
 
             let (token, record) = try await store.createToken(
-                accountID: account.id, name: "ci", scopes: ["migrations:read", "migrations:write"], now: now)
+                accountID: account.id, name: "ci", scopes: [.migrationsRead, .migrationsWrite], now: now)
             #expect(token.hasPrefix("mp_live_"))
             #expect(token.count == "mp_live_".count + 64)
             #expect(record.prefix == String(token.prefix(12)))
@@ -144,7 +144,7 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             let used = try #require(try await store.verifyToken(token, ip: "203.0.113.9", now: now + 5))
             #expect(used.id == record.id)
             #expect(used.scopes == ["migrations:read", "migrations:write"])
-            #expect(used.hasScope("migrations:write"))
+            #expect(used.hasScope(.migrationsWrite))
             #expect(used.lastUsedAt == now + 5)
             #expect(used.lastUsedIP == "203.0.113.9")
 
@@ -158,7 +158,7 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
 
             // Expiry.
             let (expiring, _) = try await store.createToken(
-                accountID: account.id, name: "short", scopes: ["migrations:read"], expiresAt: now + 60, now: now)
+                accountID: account.id, name: "short", scopes: [.migrationsRead], expiresAt: now + 60, now: now)
             #expect(try await store.verifyToken(expiring, now: now + 59) != nil)
             #expect(try await store.verifyToken(expiring, now: now + 60) == nil)
             #expect(try await store.verifyToken(expiring, now: now + 3600) == nil)
