@@ -1,18 +1,11 @@
 import Foundation
+import MigrationEngine
 
-/// Which folders a batch's jobs copy (SPEC.md §5).
-public enum FolderStrategy: String, Sendable, Codable, CaseIterable {
-    /// Every folder.
-    case all
-    /// INBOX and the special-use folders (Sent, Drafts, Junk, Trash, Archive): chosen when a job
-    /// plans its folders, from the source's own attributes.
-    case standard
-    /// INBOX only.
-    case inboxOnly = "inbox_only"
-
-    /// The `selected_folders` a job of this strategy is stored with: nil for every folder. For
-    /// `standard` too, since only the source's folder list says which folders are special-use.
-    public var selectedFolders: [String]? {
+extension FolderStrategy {
+    /// The `selected_folders` a job of a batch with this strategy is stored with: nil for every
+    /// folder, and for `standard` too, since only the source's folder list says which folders are
+    /// special-use (the runner passes the batch's strategy to the engine for that).
+    var jobSelectedFolders: [String]? {
         self == .inboxOnly ? ["INBOX"] : nil
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MigrationEngine
 import SQLKit
 
 extension Store {
@@ -16,7 +17,7 @@ extension Store {
         let sealed = try jobs.map { job in
             (job, try secrets.seal(job.sourcePassword), try job.targetPassword.map { try secrets.seal($0) })
         }
-        let folders = try new.folderStrategy.selectedFolders.map { try Self.json($0) }
+        let folders = try new.folderStrategy.jobSelectedFolders.map { try Self.json($0) }
         let stamp = now.storeMillis
         let batchID = try await transaction { db in
             let batchRow = try await db.raw("""
