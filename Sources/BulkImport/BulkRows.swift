@@ -103,6 +103,11 @@ public struct BulkRules: Sendable {
     /// Whether `host` is an address (IPv4, IPv6, bracketed or not) the service would refuse to
     /// connect to. A name is not resolved here.
     public func isBlocked(host: String) -> Bool {
+        Self.isBlocked(host: host, addressAllowed: addressAllowed)
+    }
+
+    /// The same check for a host outside any row (the batch's own server).
+    public static func isBlocked(host: String, addressAllowed: (SocketAddress) -> Bool) -> Bool {
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         guard let address = try? SocketAddress(ipAddress: bare, port: 0) else { return false }
         return !addressAllowed(address)

@@ -85,19 +85,17 @@ struct BulkRoutes {
 
     /// The body read and the CSV classified against the account's mailboxes and plan.
     private func read(_ body: inout BodyReader, start: Bool, caller: Caller) async throws -> (BulkInput, BulkPreview) {
-        let rules = { (input: BulkInput?, mailboxes: Set<String>) in
-            BulkRules(layout: input?.layout ?? .simple, provider: input?.provider ?? .genericIMAP,
-                      batchServer: input?.batchServer, mailboxes: mailboxes, planName: caller.account.plan.rawValue,
-                      rowsPerBatch: caller.account.plan.maxBulkRowsPerBatch,
-                      addressAllowed: AddressPolicy.filter(allowPrivateHosts: environment.allowPrivateHosts))
-        }
-        let hostRule = rules(nil, [])
-        let input = BulkInput.read(&body, start: start, isBlocked: hostRule.isBlocked(host:))
+        let addressAllowed = AddressPolicy.filter(allowPrivateHosts: environment.allowPrivateHosts)
+        let input = BulkInput.read(&body, start: start) { BulkRules.isBlocked(host: $0, addressAllowed: addressAllowed) }
         try body.finish()
         guard let input else { throw APIError.validation([("data", "is required")]) }
-        let mailboxes = Set(try await store.mailboxes(accountID: caller.account.id).map(\.email))
+        let plan = caller.account.plan
+        let rules = BulkRules(layout: input.layout, provider: input.provider, batchServer: input.batchServer,
+                              mailboxes: Set(try await store.mailboxes(accountID: caller.account.id).map(\.email)),
+                              planName: plan.rawValue, rowsPerBatch: plan.maxBulkRowsPerBatch,
+                              addressAllowed: addressAllowed)
         do {
-            return (input, try BulkPreview(csv: input.csv, rules: rules(input, mailboxes)))
+            return (input, try BulkPreview(csv: input.csv, rules: rules))
         } catch {
             throw APIError.validation([("data", error.message)])
         }

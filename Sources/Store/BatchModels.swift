@@ -31,8 +31,9 @@ public struct NewBatch: Sendable {
     }
 }
 
-/// One row of the CSV becoming a job: where it goes and what it logs in with.
-public struct NewBatchJob: Sendable {
+/// One row of the CSV becoming a job: where it goes and what it logs in with. Its description
+/// never shows the passwords.
+public struct NewBatchJob: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// The CSV line the row started on.
     public var line: Int
     public var mailboxID: Int64
@@ -59,6 +60,9 @@ public struct NewBatchJob: Sendable {
         self.sourcePassword = sourcePassword
         self.targetPassword = targetPassword
     }
+
+    public var description: String { "NewBatchJob(line: \(line), mailbox: \(mailboxID), source: \(sourceEmail))" }
+    public var debugDescription: String { description }
 }
 
 /// How many of a batch's jobs are where, and the messages they account for.

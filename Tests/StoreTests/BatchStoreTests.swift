@@ -62,6 +62,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
                 .all().map { try $0.decode(column: "source_password_enc", as: String.self) }
             #expect(raw.count == 3 && raw.allSatisfy { !$0.contains("quoted") })
             #expect(try await store.credentials(forMigration: detail.jobs[0].migration.id)?.sourcePassword == "pw, \"quoted\" secret")
+            #expect(!String(describing: jobs(boxes)).contains("quoted") && !String(reflecting: jobs(boxes)[0]).contains("quoted"))
 
             // One job's mailbox in another account: nothing at all is stored.
             await #expect(throws: StoreError.notFound) {
@@ -289,5 +290,40 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         for status in BatchStatus.allCases {
             #expect(transition.allows(from: status) == (spec[transition]?.contains(status) ?? false))
         }
+    }
+}
+
+@Suite struct BatchSchemaUpgradeTests {
+    /// A database made by a release with only v1 gets v2 on its next start, and what it held still reads.
+    @Test func aVersion1DatabaseIsUpgradedInPlace() async throws {
+        let path = NSTemporaryDirectory() + "mailporter-upgrade-\(UUID().uuidString).sqlite"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let secrets = SecretBox.random()
+        // A v1 database: everything v2 made taken away again, and a migration of that release.
+        let first = try await Store.openSQLite(path: path, secrets: secrets)
+        let old = first.database
+        try await old.raw("DROP TABLE bulk_batches").run()
+        try await old.raw("ALTER TABLE migrations DROP COLUMN batch_line").run()
+        try await old.raw("DELETE FROM schema_migrations WHERE version = 2").run()
+        #expect(try await first.schemaVersions() == [1])
+        let sealed = try secrets.seal("old-pw")
+        try await old.raw("INSERT INTO accounts (plan, notification_email, created_at) VALUES ('pro', 'a@acme.example', 1)").run()
+        try await old.raw("INSERT INTO mailboxes (account_id, email, created_at) VALUES (1, 'm@acme.example', 1)").run()
+        try await old.raw("""
+            INSERT INTO migrations (account_id, mailbox_id, provider, source_host, source_port, source_security, source_email,
+                source_username, source_password_enc, skip_duplicates, status, created_at, updated_at)
+            VALUES (1, 1, 'gmail', 'imap.gmail.com', 993, 'ssl', 'j@gmail.com', 'j@gmail.com', \(bind: sealed), 1, 'completed', 1, 1)
+            """).run()
+        try await first.close()
+
+        let store = try await Store.openSQLite(path: path, secrets: secrets)
+        #expect(try await store.schemaVersions() == [1, 2])
+        let migration = try #require(try await store.migration(id: 1, accountID: 1))
+        #expect(migration.status == .completed && migration.batchID == nil)
+        #expect(try await store.credentials(forMigration: 1)?.sourcePassword == "old-pw")
+        let box = try #require(try await store.mailboxes(accountID: 1).first)
+        let detail = try await store.createBatch(NewBatch(accountID: 1, name: "after upgrade"), jobs: jobs([box]))
+        #expect(detail.jobs.map(\.line) == [2])
+        try await store.close()
     }
 }
