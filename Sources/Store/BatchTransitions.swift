@@ -62,7 +62,9 @@ public enum BatchTransition: String, Sendable, CaseIterable {
         case .start: [.queued]
         case .pause: [.queued, .processing]
         case .resume: [.paused]
-        case .finish: [.queued, .processing]
+        // Paused too: once every job has ended (say, each cancelled on its own) there is
+        // nothing left to wait for, and a resume would leave the batch queued forever.
+        case .finish: BatchStatus.active
         case .cancel: BatchStatus.active
         case .retry: [.completedWithErrors, .cancelled]
         case .delete: [.completed, .completedWithErrors, .cancelled]
@@ -90,7 +92,7 @@ public enum BatchTransition: String, Sendable, CaseIterable {
         case .start: "only a queued batch can start"
         case .pause: "only a queued or running batch can be paused"
         case .resume: "only a paused batch can be resumed"
-        case .finish: "only a queued or running batch can finish"
+        case .finish: "only a queued, running or paused batch can finish"
         case .cancel: "only a queued, running or paused batch can be cancelled"
         case .retry: "only a batch that ended with errors or was cancelled can be retried"
         case .delete: "cancel it before deleting it"

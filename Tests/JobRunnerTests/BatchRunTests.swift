@@ -12,6 +12,27 @@ import TestSupport
 struct BatchRunTests {
     static let logger = Logger(label: "mailporter.test.batch") { _ in SwiftLogNoOpLogHandler() }
 
+    /// Short intervals so a pause is seen quickly; the destination logged in to as its master user.
+    static func configuration(_ destination: DovecotServer) -> JobRunnerConfiguration {
+        JobRunnerConfiguration(
+            nodeID: uniqueUser("node"), maxConcurrentMigrations: 20, leaseSeconds: 30,
+            pollInterval: .milliseconds(250), progressInterval: .milliseconds(200),
+            destination: DestinationServer(server: destination.configuration(), masterUser: DovecotServer.masterUser,
+                                           masterPassword: DovecotServer.masterPassword),
+            allowPrivateHosts: true, parallelFolders: 4, backoff: { _, _ in 0.05 }, batchSize: 25)
+    }
+
+    /// Polls `condition` over the batch until it holds or `timeout` passes; returns the last read.
+    static func waitFor(_ store: Store, _ id: Int64, timeout: Duration = .seconds(60),
+                        _ condition: (BatchDetail) -> Bool) async throws -> BatchDetail {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let detail = try #require(try await store.batchDetail(id: id))
+            if condition(detail) || ContinuousClock.now >= deadline { return detail }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     @Test func aBatchRunsToCompletedWithErrorsThenAFixedPasswordAndARetryCompleteIt() async throws {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
@@ -32,24 +53,15 @@ struct BatchRunTests {
                                     sourcePassword: index == 1 ? "wrong-password" : DovecotServer.password))
         }
         let batch = try await store.createBatch(NewBatch(accountID: account.id, name: "e2e"), jobs: jobs).batch
-        let configuration = JobRunnerConfiguration(
-            nodeID: uniqueUser("node"), maxConcurrentMigrations: 20, leaseSeconds: 30,
-            pollInterval: .milliseconds(250), progressInterval: .milliseconds(200),
-            destination: DestinationServer(server: destination.configuration(), masterUser: DovecotServer.masterUser,
-                                           masterPassword: DovecotServer.masterPassword),
-            allowPrivateHosts: true, parallelFolders: 4, backoff: { _, _ in 0.05 }, batchSize: 25)
+        let configuration = Self.configuration(destination)
 
         func runUntilEnded() async throws -> BatchDetail {
             let runner = JobRunner(store: store, configuration: configuration, logger: Self.logger)
             let task = Task { try await runner.run() }
             runner.wake()
-            let deadline = ContinuousClock.now + .seconds(60)
-            var detail = try #require(try await store.batchDetail(id: batch.id))
-            while !(detail.batch.status == .completed || detail.batch.status == .completedWithErrors)
-                    || detail.jobs.contains(where: { $0.migration.leaseOwner != nil }),
-                  ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(50))
-                detail = try #require(try await store.batchDetail(id: batch.id))
+            let detail = try await Self.waitFor(store, batch.id) { detail in
+                (detail.batch.status == .completed || detail.batch.status == .completedWithErrors)
+                    && detail.jobs.allSatisfy { $0.migration.leaseOwner == nil }
             }
             task.cancel()
             try await task.value
@@ -75,6 +87,60 @@ struct BatchRunTests {
             for problem in snapshot.differences(from: corpora[index].expectedDestination(skipDuplicates: true)) {
                 Issue.record("job \(index): \(problem)")
             }
+        }
+        try await store.close()
+    }
+
+    /// Paused for storage while copying (as a storage watch would), the running job lets go at a
+    /// safe point and nothing of the batch is claimed; resumed, it continues and ends exact.
+    @Test func aPausedBatchStopsAtASafePointAndResumesExactly() async throws {
+        let source = try await SharedServers.shared.server(.dot)
+        let destination = try await SharedServers.shared.server(.slash)
+        let sourceUser = uniqueUser("psrc")
+        let corpus = try await Corpus.fill(source, user: sourceUser,
+                                           options: Corpus.Options(scale: 3, largeAttachment: false, bodyBytes: 300...2000))
+        let destinationUser = try await destination.freshUser("pdst")
+        // A slow link, so the pause lands mid-copy.
+        let proxy = try await FaultInjectingProxy.start(upstreamPort: source.imapPort,
+                                                        faults: Array(repeating: .throttle(bytesPerSecond: 60_000), count: 200))
+        let store = try await Store.openInMemorySQLite()
+        let account = try await store.createAccount(plan: .pro, notificationEmail: "ops@example.com")
+        let mailbox = try await store.addMailbox(accountID: account.id, email: destinationUser)
+        let batch = try await store.createBatch(NewBatch(accountID: account.id, name: "pause"), jobs: [
+            NewBatchJob(line: 2, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
+                        sourcePort: proxy.port, sourceSecurity: "none", sourceEmail: "\(sourceUser)@example.com",
+                        sourceUsername: sourceUser, sourcePassword: DovecotServer.password),
+        ]).batch
+        let runner = JobRunner(store: store, configuration: Self.configuration(destination), logger: Self.logger)
+        let task = Task { try await runner.run() }
+        runner.wake()
+
+        let copying = try await Self.waitFor(store, batch.id) { $0.jobs[0].migration.importedMessages >= 20 }
+        #expect(copying.batch.status == .processing, "never saw copying")
+        #expect(try await store.pauseBatch(id: batch.id, reason: "storage at 90% of the pool"))
+        let released = try await Self.waitFor(store, batch.id, timeout: .seconds(10)) { $0.jobs[0].migration.leaseOwner == nil }
+        #expect(released.jobs[0].migration.status == .pending && released.jobs[0].migration.leaseOwner == nil,
+                "the job did not let go after the pause")
+        let stopped = try await AccountSnapshot.take(destination, user: destinationUser).messageCount
+        runner.wake()
+        try await Task.sleep(for: .seconds(1))
+        let still = try #require(try await store.batchDetail(id: batch.id))
+        #expect(still.batch.status == .paused && still.jobs[0].migration.status == .pending, "a paused batch's job was claimed")
+        #expect(try await AccountSnapshot.take(destination, user: destinationUser).messageCount == stopped)
+        #expect(stopped < corpus.selectedCount - corpus.duplicateCount, "the run ended before the pause")
+
+        _ = try await store.resumeBatch(id: batch.id, accountID: account.id)
+        runner.wake()
+        let ended = try await Self.waitFor(store, batch.id) {
+            $0.batch.status == .completed && $0.jobs[0].migration.leaseOwner == nil
+        }
+        task.cancel()
+        try await task.value
+        await proxy.stop()
+        #expect(ended.batch.status == .completed, "\(ended.batch.status) \(String(describing: ended.jobs[0].migration.error))")
+        let snapshot = try await AccountSnapshot.take(destination, user: destinationUser)
+        for problem in snapshot.differences(from: corpus.expectedDestination(skipDuplicates: true)) {
+            Issue.record("after resume: \(problem)")
         }
         try await store.close()
     }

@@ -253,6 +253,17 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
+    @Test func aPausedBatchWhoseLastJobIsCancelledEnds() async throws {
+        try await withStore { store in
+            let (acme, boxes) = try await account(store, mailboxes: 1)
+            let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "p"), jobs: jobs(boxes)).batch
+            #expect(try await store.pauseBatch(id: batch.id, reason: "storage"))
+            let job = try #require(try await store.batchDetail(id: batch.id)?.jobs.first)
+            _ = try await store.cancelMigration(id: job.migration.id, accountID: acme.id)
+            #expect(try await store.batch(id: batch.id)?.status == .completedWithErrors)
+        }
+    }
+
     @Test func claimsTakeTurnsAcrossAccounts() async throws {
         try await withStore { store in
             let (big, bigBoxes) = try await account(store, plan: .agency, mailboxes: 6)
@@ -283,7 +294,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     @Test(arguments: BatchTransition.allCases)
     func batchMovesAsTheSpecSays(_ transition: BatchTransition) {
         let spec: [BatchTransition: Set<BatchStatus>] = [
-            .start: [.queued], .pause: [.queued, .processing], .resume: [.paused], .finish: [.queued, .processing],
+            .start: [.queued], .pause: [.queued, .processing], .resume: [.paused], .finish: [.queued, .processing, .paused],
             .cancel: [.queued, .processing, .paused], .retry: [.completedWithErrors, .cancelled],
             .delete: [.completed, .completedWithErrors, .cancelled],
         ]
