@@ -26,7 +26,7 @@ public struct BulkPreview: Sendable {
 
     public init(records: [CSVRecord], rules: BulkRules) {
         var records = records[...]
-        hadHeader = records.first.map(rules.layout.isHeader) ?? false
+        hadHeader = records.first.map(BulkLayout.isHeader) ?? false
         if hadHeader { records = records.dropFirst() }
         var classifier = RowClassifier(rules: rules)
         rows = records.map { classifier.classify($0) }
@@ -53,9 +53,16 @@ struct RowClassifier {
         guard fields.count == columns.count else {
             // Most often an unquoted comma in a password splits it: the row has no readable
             // password, and no field can be trusted to be what its position says, so none is shown.
-            let message = "The row has \(fields.count) field\(fields.count == 1 ? "" : "s"), expected \(columns.count) "
-                + "(\(columns.joined(separator: ", "))). If the password holds a comma or a quote, put it in double "
-                + "quotes and double each quote inside it."
+            let expected = "The row has \(fields.count) field\(fields.count == 1 ? "" : "s"), expected \(columns.count) "
+                + "(\(columns.joined(separator: ", "))). "
+            let message = switch BulkLayout(fieldCount: fields.count) {
+            case .perRowServer?: expected + "Set per_row_server to true to give each row its own server, "
+                + "or remove the last three fields."
+            case .simple?: expected + "Set per_row_server to false to use the batch's server, or add source_host, "
+                + "source_port and source_security."
+            case nil: expected + "If the password holds a comma or a quote, put it in double quotes and double each "
+                + "quote inside it."
+            }
             return RowVerdict(line: record.line, sourceEmail: nil, destinationEmail: nil, category: .missingPassword,
                               message: message, job: nil)
         }

@@ -16,9 +16,20 @@ public enum BulkLayout: Sendable, Equatable {
         }
     }
 
-    /// A first record is a header when it names this layout's columns, in order (any case).
-    func isHeader(_ record: CSVRecord) -> Bool {
-        record.fields.map { $0.lowercased() } == columns
+    /// The layout a row of `count` fields would be, if any.
+    init?(fieldCount count: Int) {
+        switch count {
+        case Self.simple.columns.count: self = .simple
+        case Self.perRowServer.columns.count: self = .perRowServer
+        default: return nil
+        }
+    }
+
+    /// A first record is a header when it names either layout's columns, in order (any case): a
+    /// header of the other layout is no row either, and each row then says which layout it is.
+    static func isHeader(_ record: CSVRecord) -> Bool {
+        let names = record.fields.map { $0.lowercased() }
+        return names == simple.columns || names == perRowServer.columns
     }
 }
 

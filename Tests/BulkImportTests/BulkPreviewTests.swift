@@ -67,6 +67,19 @@ import Testing
         #expect(preview.rows[0].line == 2)
     }
 
+    @Test func rowsOfTheOtherLayoutSayWhichSettingTheyNeed() throws {
+        let full = "source_email,source_password,destination_email,source_host,source_port,source_security\n"
+            + "anna@old.example,pw,anna@acme.example,imap.old.example,993,ssl\n"
+        let simple = try Self.preview(full)
+        #expect(simple.hadHeader && simple.rows.map(\.line) == [2])
+        #expect(simple.rows[0].category == .missingPassword)
+        #expect(simple.rows[0].message?.contains("Set per_row_server to true") == true)
+        let perRow = try Self.preview("anna@old.example,pw,anna@acme.example", Self.rules(.perRowServer))
+        #expect(perRow.rows[0].message?.contains("Set per_row_server to false") == true)
+        let split = try Self.preview("anna@old.example,pass,word,anna@acme.example")
+        #expect(split.rows[0].message?.contains("put it in double quotes") == true)
+    }
+
     @Test func passwordsThatCannotBeSent() throws {
         let long = String(repeating: "x", count: 256)
         let preview = try Self.preview("anna@old.example,\(long),anna@acme.example\n"
