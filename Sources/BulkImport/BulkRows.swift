@@ -66,6 +66,14 @@ public struct BulkJobRow: Sendable, Equatable, CustomStringConvertible, CustomDe
     public var destinationEmail: String
     public var server: SourceServer
 
+    public init(line: Int, sourceEmail: String, sourcePassword: String, destinationEmail: String, server: SourceServer) {
+        self.line = line
+        self.sourceEmail = sourceEmail
+        self.sourcePassword = sourcePassword
+        self.destinationEmail = destinationEmail
+        self.server = server
+    }
+
     public var description: String { "BulkJobRow(line: \(line), source: \(sourceEmail), destination: \(destinationEmail))" }
     public var debugDescription: String { description }
 }

@@ -17,6 +17,8 @@ struct BulkInput {
     var importSince: String?
     var skipDuplicates: Bool
     var idempotencyKey: String?
+    /// Preview only: log in to each valid row's source first (`LoginCheck`).
+    var checkLogins: Bool
 
     static func read(_ body: inout BodyReader, start: Bool, isBlocked: (String) -> Bool) -> BulkInput? {
         let csv = body.text("data", required: true)
@@ -52,6 +54,7 @@ struct BulkInput {
         var since: String?
         var skipDuplicates = true
         var key: String?
+        let checkLogins = start ? false : body.bool("check_logins") ?? false
         if start {
             name = body.string("name", required: false, length: 0...255)
             if let value = body.string("folder_strategy", required: false, length: 1...32) {
@@ -68,7 +71,7 @@ struct BulkInput {
         return BulkInput(csv: csv, provider: provider, layout: perRowServer ? .perRowServer : .simple,
                          batchServer: batchServer, name: name.flatMap { $0.isEmpty ? nil : $0 },
                          folderStrategy: strategy, importSince: since, skipDuplicates: skipDuplicates,
-                         idempotencyKey: key)
+                         idempotencyKey: key, checkLogins: checkLogins)
     }
 
     /// The field an idempotency key may come in, read before the handler runs (the key decides

@@ -101,9 +101,36 @@ struct BulkRoutes {
         }
     }
 
+    /// With `check_logins`: each valid row's source logged in to, a few at a time, within a deadline.
+    private func loginResults(_ preview: BulkPreview, input: BulkInput) async -> [Int: LoginResult]? {
+        guard input.checkLogins else { return nil }
+        let allowPrivateHosts = environment.allowPrivateHosts
+        let trustRoots = environment.sourceTrustRootsPEM
+        let provider = input.provider
+        return await LoginCheck.run(preview.jobs) { row throws(ImportFailure) in
+            let account = SourceInput.account(host: row.server.host, port: row.server.port, security: row.server.security,
+                                              username: row.sourceEmail, password: row.sourcePassword,
+                                              allowPrivateHosts: allowPrivateHosts, trustRootsPEM: trustRoots)
+            _ = try await ConnectionCheck.run(account, side: .source, provider: provider)
+        }
+    }
+
     private func previewBody(_ preview: BulkPreview, input: BulkInput, caller: Caller) async throws -> JSONValue {
         let plan = caller.account.plan
         let counts = preview.counts
+        let logins = await loginResults(preview, input: input)
+        var loginSummary: JSONValue = .null
+        if let logins {
+            let values = Array(logins.values)
+            loginSummary = .object([
+                ("checked", .int(values.filter { $0 != .notChecked }.count)),
+                ("ok", .int(values.filter { $0 == .ok }.count)),
+                ("failed", .int(values.filter { if case .failed = $0 { true } else { false } }.count)),
+                ("not_checked", .int(values.filter { $0 == .notChecked }.count)),
+                ("at_once", .int(LoginCheck.defaultConcurrency)),
+                ("deadline_seconds", .int(Int(LoginCheck.defaultDeadline.components.seconds))),
+            ])
+        }
         let estimate = TimeEstimate(jobs: counts[.valid] ?? 0, planJobsAtOnce: plan.maxConcurrentBulkJobs,
                                     globalLimit: environment.limits.maxConcurrentMigrations)
         return .object([
@@ -111,7 +138,10 @@ struct BulkRoutes {
             ("header", .bool(preview.hadHeader)),
             ("counts", .object([("total", .int(preview.rows.count))]
                 + RowCategory.allCases.map { ($0.rawValue, .int(counts[$0] ?? 0)) })),
-            ("rows", .array(preview.rows.map(Render.row))),
+            ("rows", .array(preview.rows.map { row in
+                Render.row(row).adding(("login_check", logins.map { Render.login($0[row.line]) } ?? .null))
+            })),
+            ("login_checks", loginSummary),
             ("plan", .object([
                 ("name", .string(plan.rawValue)),
                 ("rows_per_batch", .int(plan.maxBulkRowsPerBatch)),
@@ -306,6 +336,19 @@ extension Render {
             ("category", .string(row.category.rawValue)),
             ("message", .optional(row.message)),
         ])
+    }
+
+    /// A row's login check: nil for a row that was not valid (and so not checked at all).
+    static func login(_ result: LoginResult?) -> JSONValue {
+        switch result {
+        case nil: .null
+        case .ok?: .object([("status", .string("ok")), ("error_code", .null), ("message", .null), ("hint", .null)])
+        case .notChecked?: .object([("status", .string("not_checked")), ("error_code", .null),
+                                    ("message", .string("The check's deadline passed before this row's login ended.")),
+                                    ("hint", .string("Preview again, or start the batch: the job reports its own login."))])
+        case .failed(let failure)?: .object([("status", .string("failed")), ("error_code", .string(failure.code.rawValue)),
+                                             ("message", .string(failure.message)), ("hint", .string(failure.hint))])
+        }
     }
 
     static func storage(_ figures: StorageFigures) -> JSONValue {

@@ -46,6 +46,14 @@ struct SourceInput {
     }
 
     func account(allowPrivateHosts: Bool, trustRootsPEM: [String]) -> MailAccount {
+        Self.account(host: host, port: port, security: security, username: username, password: password,
+                     allowPrivateHosts: allowPrivateHosts, trustRootsPEM: trustRootsPEM)
+    }
+
+    /// A source to log in to on a user's behalf (test-connection, a bulk preview's login check):
+    /// the private-host guard and the timeouts are the same for both.
+    static func account(host: String, port: Int, security: ConnectionSecurity, username: String, password: String,
+                        allowPrivateHosts: Bool, trustRootsPEM: [String]) -> MailAccount {
         MailAccount(
             server: ServerConfiguration(host: host, port: port, security: security,
                                         additionalTrustRootsPEM: trustRootsPEM,

@@ -154,3 +154,47 @@ import Testing
         #expect(TimeEstimate(jobs: 0, planJobsAtOnce: 2, globalLimit: 20).seconds == 0)
     }
 }
+
+@Suite struct LoginCheckTests {
+    static func rows(_ count: Int) -> [BulkJobRow] {
+        (0..<count).map {
+            BulkJobRow(line: $0 + 2, sourceEmail: "u\($0)@old.example", sourcePassword: "pw\($0)",
+                       destinationEmail: "u\($0)@acme.example", server: SourceServer(host: "imap.old.example", port: 993, security: .ssl))
+        }
+    }
+
+    actor Gauge {
+        var now = 0
+        var most = 0
+        func enter() { now += 1; most = max(most, now) }
+        func leave() { now -= 1 }
+    }
+
+    @Test func rowsAreCheckedAFewAtATimeEachWithItsOwnResult() async {
+        let gauge = Gauge()
+        let results = await LoginCheck.run(Self.rows(9), concurrency: 3) { row throws(ImportFailure) in
+            await gauge.enter()
+            try? await Task.sleep(for: .milliseconds(20))
+            await gauge.leave()
+            if row.sourcePassword == "pw4" {
+                throw ImportFailure(code: .authenticationFailed, message: "The source refused the login.", hint: "Check the password.")
+            }
+        }
+        #expect(results.count == 9)
+        #expect(results[6] == .failed(ImportFailure(code: .authenticationFailed, message: "The source refused the login.",
+                                                    hint: "Check the password.")))
+        #expect(results.filter { $0.value == .ok }.count == 8)
+        #expect(await gauge.most == 3)
+    }
+
+    @Test func rowsPastTheDeadlineAreNotChecked() async {
+        let clock = ContinuousClock()
+        let started = clock.now
+        let results = await LoginCheck.run(Self.rows(5), concurrency: 2, deadline: .milliseconds(300)) { row throws(ImportFailure) in
+            if row.line >= 3 { try? await Task.sleep(for: .seconds(30)) }
+        }
+        #expect(clock.now - started < .seconds(5))
+        #expect(results[2] == .ok)
+        #expect(results.filter { $0.value == .notChecked }.count == 4)
+    }
+}

@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import Store
 import Testing
+import TestSupport
 
 /// A fixture's API with its environment changed (storage figures, limits).
 private func test<Value>(_ fixture: APIFixture, storageUsed: Int64? = nil,
@@ -63,6 +64,7 @@ struct BulkRouteTests {
                 #expect(int(data["estimate"]?["jobs"]) == 2 && int(data["estimate"]?["jobs_at_once"]) == 5)
                 #expect((array(data["estimate"]?["assumptions"])?.count ?? 0) >= 3)
                 #expect(!reply.text.contains("s3cret"))
+                #expect(rows[0]["login_check"] == .null && data["login_checks"] == .null)
                 // Nothing was started.
                 #expect(try await fixture.store.listMigrations(accountID: fixture.pro.id).total == 0)
             }
@@ -345,6 +347,33 @@ struct BulkRouteTests {
                 let limited = try await client.call(.post, "/api/v1/migrations/bulk/preview", token: fixture.token, json: body())
                 #expect(limited.status == .tooManyRequests)
                 #expect(try await client.call(.get, "/api/v1/migrations/bulk", token: fixture.token).status == .ok)
+            }
+        }
+    }
+
+    @Test func checkLoginsLogsInToEachValidRowsSourceBeforeAnythingStarts() async throws {
+        let server = try await SharedServers.shared.server(.dot)
+        try await APIFixture.with { fixture in
+            try await addMailboxes(fixture)
+            try await test(fixture) { client in
+                let rows = "anna@old.example,\(DovecotServer.password),anna@acme.example\n"
+                    + "ben@old.example,s3cret-wrong,ben@acme.example\n"
+                    + "bad-address,\(DovecotServer.password),cleo@acme.example\n"
+                let request: JSONValue = .object([
+                    ("data", .string(rows)), ("source_host", .string("127.0.0.1")), ("source_port", .int(Int64(server.imapPort))),
+                    ("source_security", .string("none")), ("check_logins", .bool(true)),
+                ])
+                let reply = try await client.call(.post, "/api/v1/migrations/bulk/preview", token: fixture.token, json: request)
+                #expect(reply.status == .ok)
+                let checked = try #require(array(reply.data?["rows"]))
+                #expect(string(checked[0]["login_check"]?["status"]) == "ok")
+                #expect(string(checked[1]["login_check"]?["status"]) == "failed")
+                #expect(string(checked[1]["login_check"]?["error_code"]) == "authentication_failed")
+                #expect(string(checked[1]["login_check"]?["hint"])?.isEmpty == false)
+                #expect(checked[2]["login_check"] == .null)
+                #expect(int(reply.data?["login_checks"]?["ok"]) == 1 && int(reply.data?["login_checks"]?["failed"]) == 1)
+                #expect(!reply.text.contains("s3cret") && !reply.text.contains(DovecotServer.password))
+                #expect(try await fixture.store.listMigrations(accountID: fixture.pro.id).total == 0)
             }
         }
     }
