@@ -42,6 +42,14 @@ let package = Package(
             ]
         ),
         .target(
+            name: "BulkImport",
+            dependencies: [
+                "IMAPClient",
+                "MigrationEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "Store",
             dependencies: [
                 "MigrationEngine",
@@ -65,6 +73,7 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
+                "BulkImport",
                 "MigrationEngine",
                 "Store",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -113,6 +122,10 @@ let package = Package(
         .testTarget(
             name: "MigrationEngineTests",
             dependencies: ["IMAPClient", "MigrationEngine", "TestSupport"]
+        ),
+        .testTarget(
+            name: "BulkImportTests",
+            dependencies: ["BulkImport", "IMAPClient", "MigrationEngine"]
         ),
         .testTarget(
             name: "StoreTests",

@@ -1,3 +1,4 @@
+import BulkImport
 import Foundation
 import IMAPClient
 import Logging
@@ -15,13 +16,17 @@ public struct APILimits: Sendable {
     public var maxConcurrentMigrations: Int
     /// Largest request body accepted.
     public var maxBodyBytes: Int
+    /// Largest body of a bulk preview or start: room for a CSV of `CSVReader.maxBytes` written as a
+    /// JSON string (quotes and line breaks escaped); the CSV's own limit is checked on the text.
+    public var maxBulkBodyBytes: Int
 
     public init(requestsPerMinute: Int = 120, writesPerMinute: Int = 10, maxConcurrentMigrations: Int = 20,
-                maxBodyBytes: Int = 1 << 20) {
+                maxBodyBytes: Int = 1 << 20, maxBulkBodyBytes: Int = 3 * CSVReader.maxBytes + 65536) {
         self.requestsPerMinute = requestsPerMinute
         self.writesPerMinute = writesPerMinute
         self.maxConcurrentMigrations = maxConcurrentMigrations
         self.maxBodyBytes = maxBodyBytes
+        self.maxBulkBodyBytes = maxBulkBodyBytes
     }
 }
 
@@ -37,6 +42,9 @@ public struct APIEnvironment: Sendable {
     public var sourceTrustRootsPEM: [String]
     /// Called after a migration is queued or retried, so the runner claims it at once.
     public var migrationQueued: @Sendable () -> Void
+    /// Bytes an account's destination mailboxes hold, for bulk preview and resume; nil while
+    /// nothing measures it (then the figures say `measured: false` and count 0 bytes used).
+    public var storageUsedBytes: @Sendable (Account) async -> Int64?
     /// Counters of the runner and the API, written out at `/metrics`.
     public var metrics: PrometheusCollectorRegistry
     public var logger: Logger
@@ -44,6 +52,7 @@ public struct APIEnvironment: Sendable {
     public init(store: Store, limits: APILimits = APILimits(), hasMasterCredentials: Bool = false,
                 allowPrivateHosts: Bool = false, sourceTrustRootsPEM: [String] = [],
                 migrationQueued: @escaping @Sendable () -> Void = {},
+                storageUsedBytes: @escaping @Sendable (Account) async -> Int64? = { _ in nil },
                 metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
                 logger: Logger = Logger(label: "mailporter.api")) {
         self.store = store
@@ -52,6 +61,7 @@ public struct APIEnvironment: Sendable {
         self.allowPrivateHosts = allowPrivateHosts
         self.sourceTrustRootsPEM = sourceTrustRootsPEM
         self.migrationQueued = migrationQueued
+        self.storageUsedBytes = storageUsedBytes
         self.metrics = metrics
         self.logger = logger
     }

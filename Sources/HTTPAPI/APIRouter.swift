@@ -18,6 +18,7 @@ public enum APIRouter {
         api.get("me") { _, context in try me(context) }
         api.get("audit-events") { request, context in try await auditEvents(request, context, environment.store) }
         MigrationRoutes(environment: environment).register(on: api)
+        BulkRoutes(environment: environment).register(on: api)
         return router
     }
 

@@ -63,6 +63,21 @@ struct BodyReader {
         }
     }
 
+    /// A string kept exactly as sent (line breaks and all, e.g. CSV `data`); nil when absent or null.
+    mutating func text(_ field: String, required: Bool) -> String? {
+        switch object[field] {
+        case nil, .null?:
+            if required { fail(field, "is required") }
+            return nil
+        case .string(let value)?:
+            if value.isEmpty && required { fail(field, "is required") }
+            return value
+        default:
+            fail(field, "must be a string")
+            return nil
+        }
+    }
+
     mutating func int(_ field: String, required: Bool, range: ClosedRange<Int64>) -> Int64? {
         switch object[field] {
         case nil, .null?:

@@ -13,13 +13,20 @@ struct WriteResult {
 struct Idempotency {
     let store: Store
 
-    func run(_ request: Request, context: APIContext, caller: Caller, body: ByteBuffer,
+    /// `bodyKey`: the key a bulk start may give as its `idempotency_key` field instead of (or, the
+    /// same, as well as) the header.
+    func run(_ request: Request, context: APIContext, caller: Caller, body: ByteBuffer, bodyKey: String? = nil,
              _ handle: () async throws -> WriteResult) async throws -> Response {
-        guard let key = request.headers[.idempotencyKey] else {
+        let headerKey = request.headers[.idempotencyKey]
+        if let headerKey, let bodyKey, headerKey != bodyKey {
+            throw APIError.validation([("idempotency_key", "must be the same as the Idempotency-Key header when both are sent")])
+        }
+        guard let key = headerKey ?? bodyKey else {
             return try await respond(handle)
         }
         guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
-            throw APIError.validation([("Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces")])
+            throw APIError.validation([(headerKey != nil ? "Idempotency-Key" : "idempotency_key",
+                                        "must be 1 to 255 printable ASCII characters without spaces")])
         }
         let accountID = caller.account.id
         let hash = Store.requestHash(method: request.method.rawValue, path: request.uri.path,

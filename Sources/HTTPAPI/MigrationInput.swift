@@ -26,7 +26,7 @@ struct SourceInput {
         }
         let preset = provider.preset
         var host = body.string("source_host", required: preset == nil)
-        if let given = host, !isHostName(given) { body.fail("source_host", "must be a host name or IP address") }
+        if let given = host, !SourceFieldSyntax.isHostName(given) { body.fail("source_host", "must be a host name or IP address") }
         if let given = host, given.hasPrefix("["), given.hasSuffix("]") { host = String(given.dropFirst().dropLast()) }
         let port = body.int("source_port", required: preset == nil, range: 1...65535)
         var security: ConnectionSecurity?
@@ -35,7 +35,7 @@ struct SourceInput {
             if security == nil { body.fail("source_security", "must be ssl, tls or none") }
         }
         let email = body.string("source_email", required: true, length: 3...255)
-        if let email, !isEmailAddress(email) { body.fail("source_email", "must be an email address") }
+        if let email, !SourceFieldSyntax.isEmailAddress(email) { body.fail("source_email", "must be an email address") }
         let username = body.string("source_username", required: false)
         let password = body.string("source_password", required: true, trim: false)
 
@@ -46,6 +46,14 @@ struct SourceInput {
     }
 
     func account(allowPrivateHosts: Bool, trustRootsPEM: [String]) -> MailAccount {
+        Self.account(host: host, port: port, security: security, username: username, password: password,
+                     allowPrivateHosts: allowPrivateHosts, trustRootsPEM: trustRootsPEM)
+    }
+
+    /// A source to log in to on a user's behalf (test-connection, a bulk preview's login check):
+    /// the private-host guard and the timeouts are the same for both.
+    static func account(host: String, port: Int, security: ConnectionSecurity, username: String, password: String,
+                        allowPrivateHosts: Bool, trustRootsPEM: [String]) -> MailAccount {
         MailAccount(
             server: ServerConfiguration(host: host, port: port, security: security,
                                         additionalTrustRootsPEM: trustRootsPEM,
@@ -53,20 +61,6 @@ struct SourceInput {
                                         idleTimeout: .seconds(60),
                                         addressFilter: AddressPolicy.filter(allowPrivateHosts: allowPrivateHosts)),
             credentials: .password(username: username, password: password))
-    }
-
-    static func isEmailAddress(_ value: String) -> Bool {
-        let parts = value.split(separator: "@", omittingEmptySubsequences: false)
-        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".")
-            && !parts[1].hasSuffix(".") && !value.contains(where: { $0.isWhitespace })
-    }
-
-    static func isHostName(_ value: String) -> Bool {
-        guard !value.isEmpty, value.count <= 253 else { return false }
-        if value.hasPrefix("[") && value.hasSuffix("]") { return value.count > 2 }  // [IPv6]
-        return value.unicodeScalars.allSatisfy {
-            CharacterSet.alphanumerics.contains($0) || $0 == "." || $0 == "-" || $0 == ":" || $0 == "_"
-        } && !value.hasPrefix("-") && !value.hasPrefix(".")
     }
 }
 

@@ -1,7 +1,7 @@
 import HTTPTypes
 
 /// The methods each path answers, for a 405 with `Allow` instead of a 404 when only the method is wrong.
-/// Kept beside the registrations in `APIRouter` and `MigrationRoutes`; a route test holds them together.
+/// Kept beside the registrations in `APIRouter`, `MigrationRoutes` and `BulkRoutes`; a route test holds them together.
 enum RouteTable {
     private static let routes: [(pattern: [Segment], methods: [HTTPRequest.Method])] = [
         (["healthz"], [.get]),
@@ -14,6 +14,13 @@ enum RouteTable {
         (["api", "v1", "migrations", .id("")], [.get, .delete]),
         (["api", "v1", "migrations", .id(":cancel")], [.post]),
         (["api", "v1", "migrations", .id(":retry")], [.post]),
+        (["api", "v1", "migrations", "bulk"], [.get, .post]),
+        (["api", "v1", "migrations", "bulk", "preview"], [.post]),
+        (["api", "v1", "migrations", "bulk", .id("")], [.get, .delete]),
+        (["api", "v1", "migrations", "bulk", .id(":cancel")], [.post]),
+        (["api", "v1", "migrations", "bulk", .id(":retry")], [.post]),
+        (["api", "v1", "migrations", "bulk", .id(":resume")], [.post]),
+        (["api", "v1", "migrations", "bulk", .id(""), "jobs", .id(""), "password"], [.patch]),
     ]
 
     enum Segment: ExpressibleByStringLiteral, Equatable {
@@ -34,13 +41,20 @@ enum RouteTable {
     }
 
     /// The methods routed for `path`, empty when no route has that path.
+    /// As the router resolves a path, a literal segment wins over an id (`/migrations/bulk` is the
+    /// bulk listing, not migration "bulk"): only the matching routes with the most literals count.
     static func methods(for path: String) -> [HTTPRequest.Method] {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        let matching = routes.filter { route in
+            route.pattern.count == segments.count && zip(route.pattern, segments).allSatisfy { $0.matches($1) }
+        }
+        let literals = { (route: (pattern: [Segment], methods: [HTTPRequest.Method])) in
+            route.pattern.filter { if case .literal = $0 { true } else { false } }.count
+        }
+        let most = matching.map(literals).max() ?? 0
         var methods: [HTTPRequest.Method] = []
-        for route in routes where route.pattern.count == segments.count {
-            if zip(route.pattern, segments).allSatisfy({ $0.matches($1) }) {
-                methods += route.methods.filter { !methods.contains($0) }
-            }
+        for route in matching where literals(route) == most {
+            methods += route.methods.filter { !methods.contains($0) }
         }
         return methods
     }

@@ -320,6 +320,10 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     case invalidStatus(MigrationStatus)
     /// A stored value could not be read.
     case corrupt(String)
+    /// The operation is not allowed from the batch's current status.
+    case invalidBatchStatus(BatchStatus)
+    /// A batch retry found no failed job to queue again.
+    case noFailedJobs
 
     public var description: String {
         switch self {
@@ -328,6 +332,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case .activeMigrationExists: "the account already has an active migration"
         case .invalidStatus(let status): "not allowed while the migration is \(status.rawValue)"
         case .corrupt(let what): "stored data is unreadable: \(what)"
+        case .invalidBatchStatus(let status): "not allowed while the batch is \(status.rawValue)"
+        case .noFailedJobs: "the batch has no failed jobs"
         }
     }
 }

@@ -191,6 +191,33 @@ enum Schema {
                 """,
             ]
         },
+        // Bulk batches (SPEC.md §5). `migrations.batch_id` and the `pending` status are v1's
+        // already (and `migrations_one_active_single` already leaves batch jobs out); a job learns
+        // the CSV line it came from, so a person can find the row to fix.
+        SchemaMigration(version: 2, name: "bulk_batches") { flavor in
+            [
+                """
+                CREATE TABLE bulk_batches (
+                    id \(flavor.idColumn),
+                    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+                    name TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('queued', 'processing', 'paused', 'completed',
+                                                           'completed_with_errors', 'cancelled')),
+                    folder_strategy TEXT NOT NULL CHECK (folder_strategy IN ('all', 'standard', 'inbox_only')),
+                    per_row_server BOOLEAN NOT NULL,
+                    import_since TEXT,
+                    skip_duplicates BOOLEAN NOT NULL,
+                    pause_reason TEXT,
+                    finished_at BIGINT,
+                    created_at BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX bulk_batches_account ON bulk_batches (account_id, id)",
+                "CREATE INDEX bulk_batches_status ON bulk_batches (status, id)",
+                "ALTER TABLE migrations ADD COLUMN batch_line INTEGER",
+            ]
+        },
     ]
 
     /// Creates `schema_migrations` if needed and applies every version not yet recorded there.

@@ -15,7 +15,8 @@ extension Store {
     /// lease of `leaseSeconds`: a `pending` one nobody holds, or a running one whose lease expired
     /// (its runner died; the new one resumes it from its checkpoints). With `maxRunning`, claims only
     /// while fewer migrations than that are held. Bulk jobs also respect their account's plan limit
-    /// of jobs running at once. Safe with any number of concurrent claimers: one statement,
+    /// of jobs running at once, and are claimed only while their batch is queued or running (a
+    /// paused or cancelled batch's pending jobs wait). Safe with any number of concurrent claimers: one statement,
     /// re-checking its condition on the row it updates.
     public func claimPendingMigration(owner: String, leaseSeconds: Int, maxRunning: Int? = nil,
                                       now: Date = Date()) async throws -> MigrationRecord? {
@@ -39,6 +40,13 @@ extension Store {
         }
         let planLimit = Plan.allCases.map { "WHEN '\($0.rawValue)' THEN \($0.maxConcurrentBulkJobs)" }
             .joined(separator: " ")
+        // Fair across accounts: the account with the fewest migrations held goes first, so one
+        // account's big batch takes turns with everyone else's work (round-robin by account as
+        // slots free up); within an account, oldest first.
+        let fairOrder: SQLQueryString = """
+            (SELECT COUNT(*) FROM migrations h WHERE h.account_id = m.account_id
+                AND h.status IN (\(unsafeRaw: Self.runningList)) AND h.lease_expires_at >= \(bind: stamp)), m.id
+            """
         let lock: SQLQueryString = flavor == .postgres ? " FOR UPDATE OF m SKIP LOCKED" : ""
         // A claim and a take-over both go to `validating`: one SET serves both.
         let row = try await database.raw("""
@@ -53,7 +61,9 @@ extension Store {
                           AND b.status IN (\(unsafeRaw: Self.runningList))
                           AND b.lease_expires_at >= \(bind: stamp))
                       < (CASE a.plan \(unsafeRaw: planLimit) ELSE 0 END))
-                ORDER BY m.id
+                  AND NOT EXISTS (SELECT 1 FROM bulk_batches bb WHERE bb.id = m.batch_id
+                        AND bb.status NOT IN (\(unsafeRaw: BatchStatus.sqlList(BatchStatus.claimable))))
+                ORDER BY \(fairOrder)
                 LIMIT 1\(lock)
             )
             AND \(claimable("migrations"))
@@ -61,6 +71,7 @@ extension Store {
             """).first()
         guard let row else { return nil }
         let id = try row.int64("id")
+        try await Self.startBatch(ofMigration: id, database, now: now)
         logger.debug("claimed migration", metadata: ["migration_id": "\(id)", "owner": "\(owner)"])
         return try await migration(id: id)
     }

@@ -133,7 +133,13 @@ extension Store {
             """
         if let owner { query += " AND lease_owner = \(bind: owner)" }
         query += " RETURNING id"
-        return try await database.raw(query).first() != nil
+        guard status.isTerminal else { return try await database.raw(query).first() != nil }
+        // A job's end and its batch's end go together: a batch is never left running with every job over.
+        return try await transaction { [query] db in
+            guard try await db.raw(query).first() != nil else { return false }
+            try await Self.settleBatch(ofMigration: migrationID, db, now: now)
+            return true
+        }
     }
 
     /// Writes the running totals and per-folder progress (upserted by source folder name, in the
@@ -200,15 +206,20 @@ extension Store {
 
     /// Cancels an active migration (a runner holding it sees the status on its next lease renewal).
     /// Throws `notFound` or `invalidStatus`.
+    /// A job of a batch that was the batch's last active one ends the batch with it.
     public func cancelMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
-        let row = try await database.raw("""
-            UPDATE migrations SET status = \(MigrationTransition.cancel.sqlTo),
-                finished_at = \(bind: now.storeMillis), updated_at = \(bind: now.storeMillis)
-            WHERE id = \(bind: id) AND account_id = \(bind: accountID)
-              AND \(MigrationTransition.cancel.sqlFrom())
-            RETURNING id
-            """).first()
-        if row == nil { try await throwWhyNot(migrationID: id, accountID: accountID) }
+        let cancelled = try await transaction { db in
+            guard try await db.raw("""
+                UPDATE migrations SET status = \(MigrationTransition.cancel.sqlTo),
+                    finished_at = \(bind: now.storeMillis), updated_at = \(bind: now.storeMillis)
+                WHERE id = \(bind: id) AND account_id = \(bind: accountID)
+                  AND \(MigrationTransition.cancel.sqlFrom())
+                RETURNING id
+                """).first() != nil else { return false }
+            try await Self.settleBatch(ofMigration: id, db, now: now)
+            return true
+        }
+        if !cancelled { try await throwWhyNot(migrationID: id, accountID: accountID) }
         return try await required(migration(id: id))
     }
 
@@ -216,6 +227,7 @@ extension Store {
     /// Its checkpoints stay, so the next run copies only what is missing. A runner still holding it
     /// keeps its lease until it lets go, so two runners never work on it at once. Throws `notFound`,
     /// `invalidStatus`, or `activeMigrationExists` (another single migration of the account is active).
+    /// A job of a batch is claimed again only while its batch is queued or running.
     public func retryMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
         // One transaction: the reset and the removal of the old folder rows, or neither.
         let retried = try await transaction { db in
@@ -231,6 +243,8 @@ extension Store {
                 RETURNING id
                 """).first() != nil else { return false }
             try await db.raw("DELETE FROM migration_folders WHERE migration_id = \(bind: id)").run()
+            // A job of an ended batch retried on its own takes its batch back to the queue.
+            try await Self.reopenBatch(ofMigration: id, db, now: now)
             return true
         }
         if !retried {
