@@ -19,6 +19,7 @@ public struct APIError: Error, Sendable {
         case badRequest = "bad_request"
         case connectionFailed = "connection_failed"
         case migrationCapacityReached = "migration_capacity_reached"
+        case masterCredentialsRequired = "master_credentials_required"
         case idempotencyKeyReused = "idempotency_key_reused"
         case idempotencyKeyInUse = "idempotency_key_in_use"
         case rateLimited = "rate_limited"

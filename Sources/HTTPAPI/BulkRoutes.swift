@@ -28,7 +28,7 @@ struct BulkRoutes {
     // MARK: Preview and start
 
     @Sendable func preview(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(MigrationRoutes.write)
+        let caller = try context.require(.migrationsWrite)
         var (body, raw) = try await BodyReader.read(request, context: context, limit: environment.limits.maxBulkBodyBytes)
         return try await idempotency.run(request, context: context, caller: caller, body: raw) {
             let (input, preview) = try await read(&body, start: false, caller: caller)
@@ -37,13 +37,13 @@ struct BulkRoutes {
     }
 
     @Sendable func start(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(MigrationRoutes.write)
+        let caller = try context.require(.migrationsWrite)
         var (body, raw) = try await BodyReader.read(request, context: context, limit: environment.limits.maxBulkBodyBytes)
         return try await idempotency.run(request, context: context, caller: caller, body: raw,
                                          bodyKey: BulkInput.idempotencyKey(body)) {
             let (input, preview) = try await read(&body, start: true, caller: caller)
             guard environment.hasMasterCredentials else {
-                throw APIError(.unprocessableContent, code: "master_credentials_required",
+                throw APIError(.unprocessableContent, code: .masterCredentialsRequired,
                                message: "Bulk imports log in to the destination mailboxes with the service's master credentials, and none are configured.",
                                hint: "Ask the operator to configure master credentials, or import each mailbox as a single migration with its target_password.")
             }
@@ -179,7 +179,7 @@ struct BulkRoutes {
     // MARK: Reads
 
     @Sendable func list(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(MigrationRoutes.read)
+        let caller = try context.require(.migrationsRead)
         let query = request.uri.queryParameters
         var problems: [(String, String)] = []
         var filters: [(String, String)] = []
@@ -199,7 +199,7 @@ struct BulkRoutes {
     }
 
     @Sendable func get(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(MigrationRoutes.read)
+        let caller = try context.require(.migrationsRead)
         let id = try Self.batchID(context)
         guard let detail = try await store.batchDetail(id: id, accountID: caller.account.id) else {
             throw APIError.notFound("bulk migration")
@@ -222,7 +222,7 @@ struct BulkRoutes {
     }
 
     @Sendable func resume(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(MigrationRoutes.write)
+        let caller = try context.require(.migrationsWrite)
         return try await changeStatus(request, context, .resume, audit: "bulk_migration_resumed", queues: true) { store, id, account in
             // The status rule first (a batch that is not paused gets that 409), then storage.
             guard let current = try await store.batch(id: id, accountID: account) else { throw StoreError.notFound }
@@ -255,7 +255,7 @@ struct BulkRoutes {
     private func changeStatus(_ request: Request, _ context: APIContext, _ transition: BatchTransition,
                               audit action: String, queues: Bool = false,
                               _ change: @escaping (Store, Int64, Int64) async throws -> Outcome) async throws -> Response {
-        let caller = try context.require(MigrationRoutes.write)
+        let caller = try context.require(.migrationsWrite)
         let id = try Self.batchID(context)
         return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
             let outcome: Outcome
@@ -279,7 +279,7 @@ struct BulkRoutes {
     }
 
     @Sendable func updatePassword(_ request: Request, context: APIContext) async throws -> Response {
-        let caller = try context.require(MigrationRoutes.write)
+        let caller = try context.require(.migrationsWrite)
         let batchID = try Self.batchID(context)
         guard let text = context.parameters.get("job"), let jobID = Int64(text), jobID >= 1 else {
             throw APIError.notFound("job")
