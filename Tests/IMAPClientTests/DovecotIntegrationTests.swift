@@ -186,7 +186,8 @@ struct DovecotIntegrationTests {
         #expect(try await session.uidSearch("SINCE \(since.searchDate)").count == 50)
         let status = try await session.status(inbox, items: [.messages, .uidNext])
         #expect(status.messages == 200)
-        let multi = try await session.appendMany(to: inbox, messages: [
+        #expect(await session.canStreamMultiAppend)
+        let multi = try await session.appendAll(to: inbox, messages: [
             ([], nil, ByteBuffer(string: "Subject: m1\r\n\r\n1\r\n")),
             (["\\Draft"], nil, ByteBuffer(string: "Subject: m2\r\n\r\n2\r\n")),
         ])

@@ -104,7 +104,7 @@ public struct Corpus: Sendable {
                 var chunkBytes = 0
                 func flush() async throws {
                     guard !chunk.isEmpty else { return }
-                    let uids = try await session.appendMany(to: mailbox, messages: chunk)
+                    let uids = try await session.appendAll(to: mailbox, messages: chunk)
                     if !uids.isEmpty, uids.count != chunk.count {
                         throw IMAPError.protocolError("appended \(chunk.count) messages to \(folder), got \(uids.count) UIDs")
                     }
