@@ -339,12 +339,7 @@ public actor IMAPSession {
         await transport.close()
     }
 
-    // MARK: FETCH
-
-    /// Sends `UID FETCH set (items)`; pull its data with `nextEvent(until:)`.
-    public func sendUIDFetch(_ uids: UIDSet, items: String) async throws -> CommandTag {
-        try await send(Command("UID", [.text(" FETCH \(uids) (\(items))")]))
-    }
+    // MARK: Completions
 
     /// Non-tagged events until `tag` completes, then nil. Completions of other tags are kept.
     public func nextEvent(until tag: CommandTag) async throws -> ResponseEvent? {
