@@ -206,6 +206,9 @@ struct FolderCopier {
             }
             if uid <= state.reconcileUpTo, let key = info.key, let count = state.arrived[key], count > 0 {
                 state.arrived[key] = count - 1
+                // It is in the destination now, though it may have arrived after `existing` was read
+                // (or the folder looked empty then): a later duplicate of it is skipped.
+                if request.skipDuplicates { state.existing.insert(key) }
                 state.counts.copied += 1
                 state.counts.bytes += Int64(info.size)
                 emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
