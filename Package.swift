@@ -39,6 +39,7 @@ let package = Package(
                 "IMAPClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
@@ -65,6 +66,7 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
+                "IMAPClient",
                 "MigrationEngine",
                 "Store",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -112,11 +114,17 @@ let package = Package(
         ),
         .testTarget(
             name: "MigrationEngineTests",
-            dependencies: ["IMAPClient", "MigrationEngine", "TestSupport"]
+            dependencies: [
+                "IMAPClient", "MigrationEngine", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "StoreTests",
-            dependencies: ["Store"]
+            dependencies: [
+                "MigrationEngine", "Store",
+                .product(name: "SQLKit", package: "sql-kit"),
+            ]
         ),
         .testTarget(
             name: "JobRunnerTests",
@@ -138,7 +146,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["IMAPClient", "Store", "TestSupport"]
+            dependencies: [
+                "IMAPClient", "Store", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]
