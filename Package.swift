@@ -39,6 +39,7 @@ let package = Package(
                 "IMAPClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
@@ -74,6 +75,7 @@ let package = Package(
             name: "HTTPAPI",
             dependencies: [
                 "BulkImport",
+                "IMAPClient",
                 "MigrationEngine",
                 "Store",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -121,7 +123,10 @@ let package = Package(
         ),
         .testTarget(
             name: "MigrationEngineTests",
-            dependencies: ["IMAPClient", "MigrationEngine", "TestSupport"]
+            dependencies: [
+                "IMAPClient", "MigrationEngine", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "BulkImportTests",
@@ -129,7 +134,10 @@ let package = Package(
         ),
         .testTarget(
             name: "StoreTests",
-            dependencies: ["Store"]
+            dependencies: [
+                "MigrationEngine", "Store",
+                .product(name: "SQLKit", package: "sql-kit"),
+            ]
         ),
         .testTarget(
             name: "JobRunnerTests",
@@ -151,7 +159,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["IMAPClient", "MigrationEngine", "Store", "TestSupport"]
+            dependencies: [
+                "IMAPClient", "MigrationEngine", "Store", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

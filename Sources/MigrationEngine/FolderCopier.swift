@@ -31,7 +31,83 @@ struct FolderCopier {
     /// Records UIDs as sent whole around the write that completes their APPEND command.
     typealias MarkSent = (_ uids: [UInt32], _ lastWrite: () async throws -> Void) async throws -> Void
 
+    /// Where the folder stood when this attempt began: its checkpoint, the source UIDs still to do
+    /// and the counts so far.
+    private struct Resumption {
+        var checkpoint: FolderCheckpoint
+        var pending: [UInt32]
+        var counts: FolderSummaryCounts
+    }
+
+    /// The destination folder as the copy writes to it.
+    private struct Target {
+        let session: IMAPSession
+        let uidValidity: UInt32?
+        /// Keywords the folder keeps; nil means any.
+        let allowedKeywords: Set<String>?
+        /// Without UIDPLUS the destination's UIDNEXT is asked for before each batch.
+        let tracksUIDs: Bool
+    }
+
+    /// What the copy carries from batch to batch, besides the checkpoint.
+    private struct CopyState {
+        var counts: FolderSummaryCounts
+        /// Keys already in the destination folder (for skip_duplicates).
+        var existing = Set<DuplicateKey>()
+        /// Keys of an interrupted batch's messages that reached the destination, with how many of
+        /// each are still to be matched to source messages up to `reconcileUpTo`.
+        var arrived: [DuplicateKey: Int] = [:]
+        var reconcileUpTo: UInt32 = 0
+        var destinationUIDNext: UInt32
+    }
+
+    /// The next batch's metadata: asked for (its FETCH still to be read), or read already.
+    private enum NextMetadata {
+        case requested(MetadataRequest)
+        case read([UInt32: MessageInfo])
+    }
+
     func run(source: IMAPSession, destination connectDestination: () async throws -> IMAPSession) async throws -> FolderSummaryCounts {
+        let resumption = try await resume(on: source)
+        var checkpoint = resumption.checkpoint
+        let pending = resumption.pending
+        emit(.folderBaseline(source: plan.sourceName, counts: resumption.counts))
+        // Nothing new: done without touching the destination (the fast no-change rerun).
+        guard !pending.isEmpty else {
+            if checkpoint.inFlight != nil {
+                checkpoint.inFlight = nil
+                try await checkpoints.save(checkpoint, folder: folderKey)
+            }
+            return resumption.counts
+        }
+
+        let (target, reconciled) = try await reconcile(resumption, source: source, destination: try await connectDestination())
+        var state = reconciled
+        let batches = stride(from: 0, to: pending.count, by: max(1, request.batchSize)).map {
+            Array(pending[$0..<min(pending.count, $0 + request.batchSize)])
+        }
+        // The next batch's metadata is asked for while this batch's APPEND results come in.
+        var next: NextMetadata? = .requested(try await sendMetadata(on: source, uids: batches[0], reconcileUpTo: state.reconcileUpTo))
+        for (index, batch) in batches.enumerated() {
+            try Task.checkCancellation()
+            guard let last = batch.last, let metadata = next else { continue }
+            let infos: [UInt32: MessageInfo]
+            switch metadata {
+            case .requested(let request): infos = try await collectMetadata(on: source, tag: request)
+            case .read(let read): infos = read
+            }
+            let following = index + 1 < batches.count ? batches[index + 1] : nil
+            next = try await copyBatch(batch, last: last, infos: infos, following: following, from: source, to: target,
+                                       checkpoint: &checkpoint, state: &state)
+        }
+        return state.counts
+    }
+
+    // MARK: Steps
+
+    /// Opens the source folder and loads its checkpoint: what is left to copy is what the search
+    /// finds above the last UID done.
+    private func resume(on source: IMAPSession) async throws -> Resumption {
         let sourceBox = try await source.select(plan.source, readOnly: true)
         guard let uidValidity = sourceBox.uidValidity else {
             throw IMAPError.protocolError("\(plan.sourceName) has no UIDVALIDITY")
@@ -41,150 +117,158 @@ struct FolderCopier {
             // The source renumbered its messages: start over; duplicate detection keeps it exact.
             checkpoint = FolderCheckpoint(sourceUIDValidity: uidValidity)
         }
-
-        var pending = try await source.uidSearch(searchCriteria(after: checkpoint.lastSourceUID))
-            .filter { $0 > checkpoint.lastSourceUID }
+        let lastUID = checkpoint.lastSourceUID
+        var pending = try await source.uidSearch("UID \(lastUID &+ 1):* " + request.searchCriteria).filter { $0 > lastUID }
         if plan.onlyUnlabelled { pending = try await GmailLabels.unlabelled(pending, on: source) }
         var counts = FolderSummaryCounts(accountedFor: checkpoint)
         counts.expected += pending.count
-        emit(.folderBaseline(source: plan.sourceName, counts: counts))
-        // Nothing new: done without touching the destination (the fast no-change rerun).
-        guard !pending.isEmpty else {
-            if checkpoint.inFlight != nil {
-                checkpoint.inFlight = nil
-                try await checkpoints.save(checkpoint, folder: folderKey)
+        return Resumption(checkpoint: checkpoint, pending: pending, counts: counts)
+    }
+
+    /// Opens the destination folder and learns what must not be appended again: the keys already
+    /// there (for skip_duplicates) and those of an interrupted batch that reached it (for exactness
+    /// with or without skip_duplicates).
+    private func reconcile(_ resumption: Resumption, source: IMAPSession,
+                           destination: IMAPSession) async throws -> (Target, CopyState) {
+        let box = try await onDestination { try await destination.select(plan.destination) }
+        let target = Target(session: destination, uidValidity: box.uidValidity,
+                            allowedKeywords: box.acceptsNewKeywords ? nil : Set((box.permanentFlags ?? []).map { $0.lowercased() }),
+                            tracksUIDs: await destination.hasCapability("UIDPLUS"))
+        var state = CopyState(counts: resumption.counts, destinationUIDNext: box.uidNext ?? 1)
+        if request.skipDuplicates, box.exists > 0 {
+            for (_, key) in try await onDestination({ try await keys(on: destination, uids: "1:*") }) { state.existing.insert(key) }
+        }
+        if let inFlight = resumption.checkpoint.inFlight, inFlight.destinationUIDValidity == box.uidValidity,
+           box.exists > 0 || inFlight.sent?.ranges.isEmpty == false {
+            state.arrived = try await arrivals(of: inFlight, source: source, destination: destination)
+            state.reconcileUpTo = inFlight.lastSourceUID
+        }
+        return (target, state)
+    }
+
+    /// Copies one batch and checkpoints it. Asks for the `following` batch's metadata while the
+    /// APPEND results come in, and returns that request (or its result, when it had to be read
+    /// early); nil when there is no following batch.
+    private func copyBatch(_ batch: [UInt32], last: UInt32, infos: [UInt32: MessageInfo], following: [UInt32]?,
+                           from source: IMAPSession, to target: Target,
+                           checkpoint: inout FolderCheckpoint, state: inout CopyState) async throws -> NextMetadata? {
+        let toCopy = messagesToCopy(batch, infos: infos, state: &state)
+        let destination = target.session
+        var appends: [AppendGroup] = []
+        if !toCopy.isEmpty {
+            try await openWindow(first: batch.first, last: last, on: target, checkpoint: &checkpoint,
+                                 destinationUIDNext: &state.destinationUIDNext)
+            appends = try await streamBodies(toCopy, from: source, to: destination, allowedKeywords: target.allowedKeywords,
+                                             grouped: true, counts: &state.counts,
+                                             markSent: { try await markSent($0, around: $1, in: &checkpoint) })
+        }
+        var next: NextMetadata?
+        if let following {
+            next = .requested(try await sendMetadata(on: source, uids: following, reconcileUpTo: state.reconcileUpTo))
+        }
+        var uidNext = state.destinationUIDNext
+        var batchCounts = state.counts
+        let refused = try await onDestination {
+            try await collectAppends(appends, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
+        }
+        if !refused.isEmpty {
+            // A MULTIAPPEND refused for one of its messages stored none: again one by one, to find
+            // which. The next batch's metadata is read first, as FETCH data cannot tell commands apart.
+            if case .requested(let metadata)? = next { next = .read(try await collectMetadata(on: source, tag: metadata)) }
+            let again = try await streamBodies(Dictionary(refused.map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first }),
+                                               from: source, to: destination, allowedKeywords: target.allowedKeywords,
+                                               grouped: false, counts: &batchCounts,
+                                               markSent: { try await markSent($0, around: $1, in: &checkpoint) })
+            _ = try await onDestination {
+                try await collectAppends(again, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
             }
-            return counts
         }
+        state.counts = batchCounts
+        state.destinationUIDNext = uidNext
+        checkpoint.lastSourceUID = last
+        checkpoint.inFlight = nil
+        checkpoint.copied = state.counts.copied
+        checkpoint.skipped = state.counts.skipped
+        checkpoint.failed = state.counts.failed
+        checkpoint.bytes = state.counts.bytes
+        try await checkpoints.save(checkpoint, folder: folderKey)
+        return next
+    }
 
-        let destination = try await connectDestination()
-        let destinationBox = try await onDestination { try await destination.select(plan.destination) }
-        let allowedKeywords = destinationBox.acceptsNewKeywords ? nil : Set((destinationBox.permanentFlags ?? []).map { $0.lowercased() })
-        // Without UIDPLUS the destination's UIDNEXT is asked for before each batch.
-        let tracksUIDs = await destination.hasCapability("UIDPLUS")
-
-        // Keys already in the destination folder (for skip_duplicates) and those of an interrupted
-        // batch that reached it (for exactness with or without skip_duplicates).
-        var existing = Set<DuplicateKey>()
-        if request.skipDuplicates, destinationBox.exists > 0 {
-            for (_, key) in try await onDestination({ try await keys(on: destination, uids: "1:*") }) { existing.insert(key) }
-        }
-        var arrived: [DuplicateKey: Int] = [:]
-        var reconcileUpTo: UInt32 = 0
-        if let inFlight = checkpoint.inFlight, inFlight.destinationUIDValidity == destinationBox.uidValidity,
-           destinationBox.exists > 0 || inFlight.sent?.ranges.isEmpty == false {
-            arrived = try await arrivals(of: inFlight, source: source, destination: destination)
-            reconcileUpTo = inFlight.lastSourceUID
-        }
-
-        // Recorded before the last bytes of each APPEND command go out; see InFlightBatch.sent.
-        // A write that failed did not go out (a cancel closes the connection under it): the command
-        // never became whole, so the mark is taken back, or a resume would wait for it in vain.
-        func markSent(_ uids: [UInt32], sent: Bool) async throws {
-            guard var window = checkpoint.inFlight, !uids.isEmpty else { return }
-            let marking = Set(uids)
-            let others = (window.sent?.values ?? []).filter { !marking.contains($0) }
-            window.sent = UIDSet.compact(sent ? others + uids : others)
-            checkpoint.inFlight = window
-            try await checkpoints.save(checkpoint, folder: folderKey)
-        }
-        func markSent(_ uids: [UInt32], around lastWrite: () async throws -> Void) async throws {
-            try await markSent(uids, sent: true)
-            do {
-                try await lastWrite()
-            } catch {
-                try? await markSent(uids, sent: false)
-                throw error
+    /// The batch's messages to append. Those expunged or flagged \Deleted since the search are not
+    /// part of the job; those an interrupted run stored are counted as copied; duplicates are skipped.
+    private func messagesToCopy(_ batch: [UInt32], infos: [UInt32: MessageInfo], state: inout CopyState) -> [UInt32: MessageInfo] {
+        var toCopy: [UInt32: MessageInfo] = [:]
+        for uid in batch {
+            guard let info = infos[uid], !info.flags.contains(where: { $0.lowercased() == "\\deleted" }) else {
+                state.counts.expected -= 1
+                continue
             }
-        }
-
-        var destinationUIDNext = destinationBox.uidNext ?? 1
-        let batches = stride(from: 0, to: pending.count, by: max(1, request.batchSize)).map {
-            Array(pending[$0..<min(pending.count, $0 + request.batchSize)])
-        }
-        // The next batch's metadata is asked for while this batch's APPEND results come in.
-        var metadataTag = try await sendMetadata(on: source, uids: batches[0], reconcileUpTo: reconcileUpTo)
-        var nextInfos: [UInt32: MessageInfo]?
-        for (index, batch) in batches.enumerated() {
-            try Task.checkCancellation()
-            guard let batchLast = batch.last else { continue }
-            let infos: [UInt32: MessageInfo]
-            if let read = nextInfos { infos = read } else { infos = try await collectMetadata(on: source, tag: metadataTag) }
-            nextInfos = nil
-
-            var toCopy: [UInt32: MessageInfo] = [:]
-            for uid in batch {
-                // Expunged or flagged \Deleted since the search: not part of the job.
-                guard let info = infos[uid], !info.flags.contains(where: { $0.lowercased() == "\\deleted" }) else {
-                    counts.expected -= 1
+            if uid <= state.reconcileUpTo, let key = info.key, let count = state.arrived[key], count > 0 {
+                state.arrived[key] = count - 1
+                // It is in the destination now, though it may have arrived after `existing` was read
+                // (or the folder looked empty then): a later duplicate of it is skipped.
+                if request.skipDuplicates { state.existing.insert(key) }
+                state.counts.copied += 1
+                state.counts.bytes += Int64(info.size)
+                emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
+                continue
+            }
+            if request.skipDuplicates, let key = info.key {
+                guard state.existing.insert(key).inserted else {
+                    state.counts.skipped += 1
+                    emit(.messageSkipped(folder: plan.sourceName))
                     continue
                 }
-                if uid <= reconcileUpTo, let key = info.key, let count = arrived[key], count > 0 {
-                    arrived[key] = count - 1
-                    counts.copied += 1
-                    counts.bytes += Int64(info.size)
-                    emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
-                    continue
-                }
-                if request.skipDuplicates, let key = info.key {
-                    guard existing.insert(key).inserted else {
-                        counts.skipped += 1
-                        emit(.messageSkipped(folder: plan.sourceName))
-                        continue
-                    }
-                }
-                toCopy[uid] = info
             }
-
-            var appends: [AppendGroup] = []
-            if !toCopy.isEmpty {
-                if let validity = destinationBox.uidValidity {
-                    if !tracksUIDs { destinationUIDNext = try await onDestination { try await currentUIDNext(destination, fallback: destinationUIDNext) } }
-                    var window = InFlightBatch(lastSourceUID: batchLast, destinationUIDValidity: validity,
-                                               destinationUIDNext: destinationUIDNext, sent: UIDSet([]))
-                    // Still resuming an interrupted batch: what that attempt appended is only reconciled
-                    // in memory, so keep its window open, or a second interruption would copy it again.
-                    if let earlier = checkpoint.inFlight, earlier.destinationUIDValidity == validity,
-                       let first = batch.first, first <= earlier.lastSourceUID {
-                        window.destinationUIDNext = min(window.destinationUIDNext, earlier.destinationUIDNext)
-                        window.lastSourceUID = max(window.lastSourceUID, earlier.lastSourceUID)
-                    }
-                    checkpoint.inFlight = window
-                    try await checkpoints.save(checkpoint, folder: folderKey)
-                }
-                appends = try await streamBodies(toCopy, from: source, to: destination, allowedKeywords: allowedKeywords,
-                                                 grouped: true, counts: &counts, markSent: markSent(_:around:))
-            }
-            if index + 1 < batches.count {
-                metadataTag = try await sendMetadata(on: source, uids: batches[index + 1], reconcileUpTo: reconcileUpTo)
-            }
-            var uidNext = destinationUIDNext
-            var batchCounts = counts
-            let refused = try await onDestination {
-                try await collectAppends(appends, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
-            }
-            if !refused.isEmpty {
-                // A MULTIAPPEND refused for one of its messages stored none: again one by one, to find
-                // which. The next batch's metadata is read first, as FETCH data cannot tell commands apart.
-                if index + 1 < batches.count { nextInfos = try await collectMetadata(on: source, tag: metadataTag) }
-                let again = try await streamBodies(Dictionary(refused.map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first }),
-                                                   from: source, to: destination, allowedKeywords: allowedKeywords,
-                                                   grouped: false, counts: &batchCounts, markSent: markSent(_:around:))
-                _ = try await onDestination {
-                    try await collectAppends(again, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
-                }
-            }
-            counts = batchCounts
-            destinationUIDNext = uidNext
-            checkpoint.lastSourceUID = batchLast
-            checkpoint.inFlight = nil
-            checkpoint.copied = counts.copied
-            checkpoint.skipped = counts.skipped
-            checkpoint.failed = counts.failed
-            checkpoint.bytes = counts.bytes
-            try await checkpoints.save(checkpoint, folder: folderKey)
+            toCopy[uid] = info
         }
-        return counts
+        return toCopy
+    }
+
+    /// Checkpoints the batch as in flight before any of it is appended (see `InFlightBatch`).
+    private func openWindow(first: UInt32?, last: UInt32, on target: Target, checkpoint: inout FolderCheckpoint,
+                            destinationUIDNext: inout UInt32) async throws {
+        guard let validity = target.uidValidity else { return }
+        if !target.tracksUIDs {
+            let known = destinationUIDNext
+            destinationUIDNext = try await onDestination { try await currentUIDNext(target.session, fallback: known) }
+        }
+        var window = InFlightBatch(lastSourceUID: last, destinationUIDValidity: validity,
+                                   destinationUIDNext: destinationUIDNext, sent: UIDSet([]))
+        // Still resuming an interrupted batch: what that attempt appended is only reconciled
+        // in memory, so keep its window open, or a second interruption would copy it again.
+        if let earlier = checkpoint.inFlight, earlier.destinationUIDValidity == validity,
+           let first, first <= earlier.lastSourceUID {
+            window.destinationUIDNext = min(window.destinationUIDNext, earlier.destinationUIDNext)
+            window.lastSourceUID = max(window.lastSourceUID, earlier.lastSourceUID)
+        }
+        checkpoint.inFlight = window
+        try await checkpoints.save(checkpoint, folder: folderKey)
+    }
+
+    /// Records UIDs as sent whole just before the write that completes their APPEND command; see
+    /// `InFlightBatch.sent`. A write that failed did not go out (a cancel closes the connection under
+    /// it): the command never became whole, so the mark is taken back, or a resume would wait for it
+    /// in vain.
+    private func markSent(_ uids: [UInt32], around lastWrite: () async throws -> Void,
+                          in checkpoint: inout FolderCheckpoint) async throws {
+        try await markSent(uids, sent: true, in: &checkpoint)
+        do {
+            try await lastWrite()
+        } catch {
+            try? await markSent(uids, sent: false, in: &checkpoint)
+            throw error
+        }
+    }
+
+    private func markSent(_ uids: [UInt32], sent: Bool, in checkpoint: inout FolderCheckpoint) async throws {
+        guard var window = checkpoint.inFlight, !uids.isEmpty else { return }
+        let marking = Set(uids)
+        let others = (window.sent?.values ?? []).filter { !marking.contains($0) }
+        window.sent = UIDSet.compact(sent ? others + uids : others)
+        checkpoint.inFlight = window
+        try await checkpoints.save(checkpoint, folder: folderKey)
     }
 
     /// What an interrupted run's window left in the destination: the keys of messages at or above
@@ -227,12 +311,6 @@ struct FolderCopier {
         return arrived
     }
 
-    private func searchCriteria(after lastUID: UInt32) -> String {
-        var criteria = "UID \(lastUID &+ 1):* NOT DELETED"
-        if let since = request.since { criteria += " SINCE \(since.searchDate)" }
-        return criteria
-    }
-
     private func currentUIDNext(_ destination: IMAPSession, fallback: UInt32) async throws -> UInt32 {
         let status = try await destination.status(plan.destination, items: [.uidNext])
         return max(status.uidNext ?? fallback, fallback)
@@ -252,28 +330,11 @@ struct FolderCopier {
 
     private func collectMetadata(on source: IMAPSession, tag request: MetadataRequest) async throws -> [UInt32: MessageInfo] {
         var infos: [UInt32: MessageInfo] = [:]
-        var current: MessageInfo?
-        var header = ByteBuffer()
-        while let event = try await source.nextEvent(until: request.tag) {
-            switch event {
-            case .fetchStart(let sequence):
-                current = MessageInfo(sequence: sequence)
-                header.clear()
-            case .fetchAttribute(.uid(let uid)): current?.uid = uid
-            case .fetchAttribute(.flags(let flags)): current?.flags = flags
-            case .fetchAttribute(.internalDate(let date)): current?.internalDate = date
-            case .fetchAttribute(.rfc822Size(let size)): current?.size = size
-            case .fetchBodyBytes(var bytes): header.writeBuffer(&bytes)
-            case .fetchEnd:
-                if var info = current, info.uid != 0 {
-                    if request.withKeys { info.key = DuplicateKey.messageID(fromHeaderFields: header) }
-                    infos[info.uid] = info
-                }
-                current = nil
-            default: break
-            }
+        for message in try await source.fetchResult(request.tag) {
+            infos[message.uid] = MessageInfo(sequence: message.sequence, uid: message.uid, flags: message.flags,
+                                             internalDate: message.internalDate, size: message.size ?? 0,
+                                             key: request.withKeys ? DuplicateKey.messageID(fromHeaderFields: message.body) : nil)
         }
-        try await source.finish(request.tag)
         if request.withKeys {
             let withoutID = infos.values.filter { $0.key == nil }.map(\.uid)
             if !withoutID.isEmpty {
@@ -307,23 +368,7 @@ struct FolderCopier {
 
     /// `UID FETCH set (UID BODY.PEEK[section])`, each message's section bytes by UID.
     private func fetchSections(on session: IMAPSession, set: String, section: String) async throws -> [(uid: UInt32, bytes: ByteBuffer)] {
-        let tag = try await session.send(Command("UID", [.text(" FETCH \(set) (UID BODY.PEEK[\(section)])")]))
-        var result: [(uid: UInt32, bytes: ByteBuffer)] = []
-        var uid: UInt32 = 0
-        var bytes = ByteBuffer()
-        while let event = try await session.nextEvent(until: tag) {
-            switch event {
-            case .fetchStart:
-                uid = 0
-                bytes = ByteBuffer()
-            case .fetchAttribute(.uid(let value)): uid = value
-            case .fetchBodyBytes(var chunk): bytes.writeBuffer(&chunk)
-            case .fetchEnd where uid != 0: result.append((uid, bytes))
-            default: break
-            }
-        }
-        try await session.finish(tag)
-        return result
+        try await session.uidFetch(set, items: "UID BODY.PEEK[\(section)]").map { ($0.uid, $0.body) }
     }
 
     /// Flags the destination will keep: the four user-visible system flags and accepted keywords.
@@ -474,49 +519,6 @@ struct FolderCopier {
     }
 }
 
-/// Gmail's labels (X-GM-EXT-1): which messages of All Mail are in no other folder.
-enum GmailLabels {
-    /// Labels that put a message in a view, not in a folder of its own.
-    static let views: Set<String> = ["\\important", "\\starred"]
-    /// UIDs per `UID FETCH`, keeping command lines short.
-    static let batchSize = 1000
-
-    /// The UIDs among `uids` (of the selected mailbox) whose message has no label but views. A UID
-    /// the server returns nothing for was expunged meanwhile and is left out.
-    static func unlabelled(_ uids: [UInt32], on session: IMAPSession) async throws -> [UInt32] {
-        var result: [UInt32] = []
-        for start in stride(from: 0, to: uids.count, by: batchSize) {
-            let batch = Array(uids[start..<min(uids.count, start + batchSize)])
-            let tag = try await session.sendUIDFetch(UIDSet.compact(batch), items: "UID X-GM-LABELS")
-            var returned = Set<UInt32>()
-            var labels: [UInt32: [String]] = [:]
-            var uid: UInt32 = 0
-            var current: [String]?
-            while let event = try await session.nextEvent(until: tag) {
-                switch event {
-                case .fetchStart:
-                    uid = 0
-                    current = nil
-                case .fetchAttribute(.uid(let value)): uid = value
-                case .fetchAttribute(let attribute):
-                    if let value = attribute.gmailLabels { current = value }
-                case .fetchEnd where uid != 0:
-                    // Unsolicited FETCH data (a flag change) may name the UID without the labels.
-                    returned.insert(uid)
-                    if let current { labels[uid] = current }
-                default: break
-                }
-            }
-            try await session.finish(tag)
-            // Labels that never came are taken as none: a copy too many in Archive beats a message lost.
-            result += batch.filter { uid in
-                returned.contains(uid) && (labels[uid] ?? []).allSatisfy { views.contains($0.lowercased()) }
-            }
-        }
-        return result
-    }
-}
-
 /// Runs a destination operation, tagging its errors so they are classified as the destination's
 /// (`destination_unavailable` rather than a source timeout).
 private func onDestination<T>(_ body: () async throws -> T) async throws -> T {
@@ -524,20 +526,5 @@ private func onDestination<T>(_ body: () async throws -> T) async throws -> T {
         return try await body()
     } catch let error as IMAPError {
         throw SidedError(side: .destination, underlying: error)
-    }
-}
-
-extension UIDSet {
-    /// The shortest set for these UIDs: runs become ranges.
-    static func compact(_ uids: [UInt32]) -> UIDSet {
-        var ranges: [ClosedRange<UInt32>] = []
-        for uid in uids.sorted() {
-            if let last = ranges.last, last.upperBound &+ 1 == uid {
-                ranges[ranges.count - 1] = last.lowerBound...uid
-            } else if ranges.last?.contains(uid) != true {
-                ranges.append(uid...uid)
-            }
-        }
-        return UIDSet(ranges)
     }
 }

@@ -176,9 +176,7 @@ public struct Migration: Sendable {
                 continue
             }
             let selected = try await source.select(plans[index].source, readOnly: true)
-            var criteria = "NOT DELETED"
-            if let since = request.since { criteria += " SINCE \(since.searchDate)" }
-            var uids = try await source.uidSearch(criteria)
+            var uids = try await source.uidSearch(request.searchCriteria)
             if plans[index].onlyUnlabelled {
                 if let checkpoint, checkpoint.sourceUIDValidity == selected.uidValidity, checkpoint.inFlight == nil {
                     // Labels cost a FETCH per thousand messages: count what the checkpoint covers

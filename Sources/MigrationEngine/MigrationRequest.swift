@@ -52,4 +52,11 @@ public struct MigrationRequest: Sendable {
     }
 
     var effectiveParallelism: Int { max(1, min(parallelFolders, provider.maxConnections)) }
+
+    /// SEARCH criteria for the messages the migration covers: not flagged \Deleted, and from `since` on.
+    var searchCriteria: String {
+        var criteria = "NOT DELETED"
+        if let since { criteria += " SINCE \(since.searchDate)" }
+        return criteria
+    }
 }

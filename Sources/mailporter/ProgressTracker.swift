@@ -2,27 +2,21 @@ import Foundation
 import MigrationEngine
 import Synchronization
 
-/// Folds migration events into totals, per-folder counts, throughput and ETA for display.
+/// Migration progress for display: the fold of events, with throughput, ETA, and the failures and
+/// notices to list at the end.
 final class ProgressTracker: Sendable {
-    struct Folder {
-        var source: String
-        var destination: String
-        var counts = FolderSummaryCounts()
-        var state = "queued"
-    }
-
     struct Snapshot {
-        var folders: [Folder] = []
+        var progress = MigrationProgress()
         var started = Date()
-        var expected: Int { folders.reduce(0) { $0 + $1.counts.expected } }
-        var done: Int { folders.reduce(0) { $0 + $1.counts.copied + $1.counts.skipped + $1.counts.failed } }
-        var copied: Int { folders.reduce(0) { $0 + $1.counts.copied } }
-        var skipped: Int { folders.reduce(0) { $0 + $1.counts.skipped } }
-        var failed: Int { folders.reduce(0) { $0 + $1.counts.failed } }
-        var bytes: Int64 { folders.reduce(0) { $0 + $1.counts.bytes } }
         var failures: [String] = []
         var notices: [String] = []
 
+        var expected: Int { progress.totals.expected }
+        var done: Int {
+            let totals = progress.totals
+            return totals.copied + totals.skipped + totals.failed
+        }
+        var bytes: Int64 { progress.totals.bytes }
         var percent: Int { expected == 0 ? 100 : min(100, done * 100 / expected) }
     }
 
@@ -30,35 +24,16 @@ final class ProgressTracker: Sendable {
 
     func handle(_ event: MigrationEvent) {
         state.withLock { snapshot in
-            func update(_ name: String, _ change: (inout Folder) -> Void) {
-                if let index = snapshot.folders.firstIndex(where: { $0.source == name }) { change(&snapshot.folders[index]) }
-            }
+            snapshot.progress.apply(event)
             switch event {
-            case .validated:
-                break
-            case .planned(let plans):
-                snapshot.folders = plans.map { Folder(source: $0.sourceName, destination: $0.destinationName,
-                                                      counts: FolderSummaryCounts(expected: $0.expected)) }
+            case .planned:
                 snapshot.started = Date()
-            case .folderStarted(let source, _):
-                update(source) { $0.state = "copying" }
-            case .folderBaseline(let source, let counts):
-                update(source) { $0.counts = counts }
-            case .messageCopied(let folder, let bytes):
-                update(folder) { $0.counts.copied += 1; $0.counts.bytes += Int64(bytes) }
-            case .messageSkipped(let folder):
-                update(folder) { $0.counts.skipped += 1 }
             case .messageFailed(let folder, let uid, let reason):
-                update(folder) { $0.counts.failed += 1 }
                 snapshot.failures.append("\(folder) UID \(uid): \(reason)")
-            case .retrying(let folder, _, _, _):
-                update(folder) { $0.state = "reconnecting" }
             case .notice(let folder, let message):
                 snapshot.notices.append("\(folder): \(message)")
-            case .folderFinished(let source, let summary):
-                update(source) { $0.counts = summary; $0.state = "done" }
-            case .folderFailed(let source, let failure):
-                update(source) { $0.state = failure.code.rawValue }
+            default:
+                break
             }
         }
     }

@@ -4,31 +4,8 @@ import NIOCore
 import Testing
 import TestSupport
 
-/// What a FETCH of `UID FLAGS INTERNALDATE BODY.PEEK[]` gave for one message.
-struct FetchedMessage {
-    var uid: UInt32 = 0
-    var flags: [String] = []
-    var internalDate: InternalDate?
-    var body = ByteBuffer()
-}
-
 func fetchAll(_ session: IMAPSession, _ uids: UIDSet) async throws -> [FetchedMessage] {
-    let tag = try await session.sendUIDFetch(uids, items: "UID FLAGS INTERNALDATE BODY.PEEK[]")
-    var messages: [FetchedMessage] = []
-    var current = FetchedMessage()
-    while let event = try await session.nextEvent(until: tag) {
-        switch event {
-        case .fetchStart: current = FetchedMessage()
-        case .fetchAttribute(.uid(let uid)): current.uid = uid
-        case .fetchAttribute(.flags(let flags)): current.flags = flags
-        case .fetchAttribute(.internalDate(let date)): current.internalDate = date
-        case .fetchBodyBytes(var bytes): current.body.writeBuffer(&bytes)
-        case .fetchEnd: messages.append(current)
-        default: break
-        }
-    }
-    try await session.finish(tag)
-    return messages
+    try await session.uidFetch(uids.description, items: "UID FLAGS INTERNALDATE BODY.PEEK[]")
 }
 
 func login(_ server: DovecotServer, _ user: String, security: ConnectionSecurity = .none) async throws -> IMAPSession {
@@ -186,7 +163,8 @@ struct DovecotIntegrationTests {
         #expect(try await session.uidSearch("SINCE \(since.searchDate)").count == 50)
         let status = try await session.status(inbox, items: [.messages, .uidNext])
         #expect(status.messages == 200)
-        let multi = try await session.appendMany(to: inbox, messages: [
+        #expect(await session.canStreamMultiAppend)
+        let multi = try await session.appendAll(to: inbox, messages: [
             ([], nil, ByteBuffer(string: "Subject: m1\r\n\r\n1\r\n")),
             (["\\Draft"], nil, ByteBuffer(string: "Subject: m2\r\n\r\n2\r\n")),
         ])

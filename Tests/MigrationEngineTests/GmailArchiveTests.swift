@@ -294,12 +294,7 @@ struct GmailArchiveTests {
         #expect(await session.hasCapability("X-GM-EXT-1"))
         let allMail = try await session.select(MailboxName(encoded: "[Gmail]/All Mail"), readOnly: true)
         #expect(allMail.exists == GmailMailbox.entries.count)
-        let tag = try await session.sendUIDFetch(UIDSet([1...UInt32.max]), items: "UID X-GM-LABELS")
-        var labels: [[String]] = []
-        while let event = try await session.nextEvent(until: tag) {
-            if case .fetchAttribute(let attribute) = event, let value = attribute.gmailLabels { labels.append(value) }
-        }
-        try await session.finish(tag)
+        let labels = try await session.uidFetch(UIDSet([1...UInt32.max]).description, items: "UID X-GM-LABELS").flatMap { $0.attributes.compactMap(\.gmailLabels) }
         #expect(labels == GmailMailbox.entries.map(\.message.labels))
         #expect(gmail.refusals.isEmpty, "\(gmail.refusals)")
 

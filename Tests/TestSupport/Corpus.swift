@@ -104,7 +104,7 @@ public struct Corpus: Sendable {
                 var chunkBytes = 0
                 func flush() async throws {
                     guard !chunk.isEmpty else { return }
-                    let uids = try await session.appendMany(to: mailbox, messages: chunk)
+                    let uids = try await session.appendAll(to: mailbox, messages: chunk)
                     if !uids.isEmpty, uids.count != chunk.count {
                         throw IMAPError.protocolError("appended \(chunk.count) messages to \(folder), got \(uids.count) UIDs")
                     }
@@ -390,26 +390,10 @@ public struct AccountSnapshot: Sendable, Equatable {
                 let selected = try await session.select(mailbox.name, readOnly: true)
                 var messages: [StoredMessage] = []
                 if selected.exists > 0 {
-                    let tag = try await session.send(Command("UID", [.text(" FETCH 1:* (UID FLAGS INTERNALDATE BODY.PEEK[])")]))
-                    var flags: [String] = []
-                    var date: Int64 = 0
-                    var body = ByteBuffer()
-                    while let event = try await session.nextEvent(until: tag) {
-                        switch event {
-                        case .fetchStart:
-                            flags = []
-                            date = 0
-                            body = ByteBuffer()
-                        case .fetchAttribute(.flags(let value)): flags = value
-                        case .fetchAttribute(.internalDate(let value)): date = value.secondsSince1970
-                        case .fetchBodyBytes(var bytes): body.writeBuffer(&bytes)
-                        case .fetchEnd:
-                            messages.append(StoredMessage(body: body, flags: Set(flags.filter { $0.lowercased() != "\\recent" }),
-                                                          internalDate: date))
-                        default: break
-                        }
+                    for message in try await session.uidFetch("1:*", items: "UID FLAGS INTERNALDATE BODY.PEEK[]") {
+                        messages.append(StoredMessage(body: message.body, flags: Set(message.flags.filter { $0.lowercased() != "\\recent" }),
+                                                      internalDate: message.internalDate?.secondsSince1970 ?? 0))
                     }
-                    try await session.finish(tag)
                 }
                 folders[server.path(of: mailbox.name.decoded)] = messages
             }

@@ -6,24 +6,29 @@ import NIOCore
 /// Commands can be pipelined: `send` returns a tag at once and `finish(_:)` collects the completion
 /// later; responses to other tags that arrive meanwhile are kept. FETCH data is pulled event by event
 /// with `nextEvent(until:)`, so a message body streams through in slices.
+///
+/// The actor does the I/O; which response belongs to which command, the capabilities and the
+/// connection state are kept by its `SessionStateMachine`.
 public actor IMAPSession {
     let transport: Transport
     private let logger: Logger
-    public private(set) var capabilities: Set<String> = []
     public private(set) var greeting: ResponseText
-    private var tagCounter = 0
-    private var completions: [String: TaggedResponse] = [:]
+    var state: SessionStateMachine
     private var events: [ResponseEvent] = []
     private var eventIndex = 0
-    private var outgoing = ByteBuffer()
-    private var append = AppendState.none
-    private var closed = false
+    var outgoing = ByteBuffer()
+    var append = AppendState.none
 
-    private init(transport: Transport, greeting: ResponseText, logger: Logger) {
+    private init(transport: Transport, greeting status: ResponseStatus, text: ResponseText, logger: Logger) {
         self.transport = transport
-        self.greeting = greeting
+        self.greeting = text
         self.logger = logger
+        self.state = SessionStateMachine(greeting: status, text: text)
     }
+
+    public var capabilities: Set<String> { state.capabilities }
+
+    public var connectionState: IMAPConnectionState { state.connectionState }
 
     /// Connects, reads the greeting, runs STARTTLS when asked for, and learns the capabilities.
     public static func connect(_ configuration: ServerConfiguration, affinity: SessionAffinity? = nil,
@@ -44,7 +49,7 @@ public actor IMAPSession {
                 throw IMAPError.protocolError("unexpected greeting \(status.rawValue)")
             }
             try await transport.setTimeout(configuration.idleTimeout, phase: "a server response")
-            let session = IMAPSession(transport: transport, greeting: text, logger: logger)
+            let session = IMAPSession(transport: transport, greeting: status, text: text, logger: logger)
             try await session.start(afterGreeting: Array(greetingEvent.dropFirst()), security: configuration.security)
             return session
         } catch {
@@ -90,7 +95,6 @@ public actor IMAPSession {
 
     private func start(afterGreeting: [ResponseEvent], security: ConnectionSecurity) async throws {
         events = afterGreeting
-        if case .capability(let list)? = greeting.code { setCapabilities(list) }
         if security == .tls {
             if capabilities.isEmpty { try await refreshCapabilities() }
             guard hasCapability("STARTTLS") else {
@@ -104,23 +108,21 @@ public actor IMAPSession {
             }
             guard eventIndex >= events.count else { throw IMAPError.tls(.dataBeforeHandshake) }
             try await transport.startTLS()
-            capabilities = []  // must be learned again over the protected channel (RFC 9051 §6.2.1)
+            state.tlsStarted()
         }
         if capabilities.isEmpty { try await refreshCapabilities() }
     }
 
     // MARK: Capabilities
 
-    public func hasCapability(_ name: String) -> Bool { capabilities.contains(name.uppercased()) }
-
-    private func setCapabilities(_ list: [String]) { capabilities = Set(list.map { $0.uppercased() }) }
+    public func hasCapability(_ name: String) -> Bool { state.hasCapability(name) }
 
     public func refreshCapabilities() async throws {
         var list: [String]?
         try await run(Command("CAPABILITY")) { event in
             if case .untagged(.capability(let names)) = event { list = names }
         }
-        if let list { setCapabilities(list) }
+        if let list { state.capabilitiesLearned(list) }
     }
 
     // MARK: Authentication
@@ -160,29 +162,27 @@ public actor IMAPSession {
     private func authenticate(_ command: Command, initialResponse: String?) async throws {
         let tag = try await send(command)
         var pendingResponse = initialResponse
+        var action = state.awaitChallenges(of: tag)
         while true {
-            let event = try await nextRawEvent()
-            switch event {
-            case .continuation:
+            if case .read = action { action = try await nextAction() }
+            switch action {
+            case .proceed:
                 // The first challenge gets the initial response; any later one (an XOAUTH2 error
                 // report) gets an empty reply so the server sends its final NO.
                 queueText((pendingResponse ?? "") + "\r\n")
                 pendingResponse = nil
                 try await flush()
-            case .tagged(let response) where response.tag == tag.value:
-                guard response.status == .ok else { throw IMAPError.authenticationFailed(response.text) }
-                if case .capability(let list)? = response.text.code {
-                    setCapabilities(list)
-                } else {
-                    try await refreshCapabilities()
+                action = .read
+            case .completed:
+                guard let response = state.takeCompletion(of: tag) else {
+                    throw IMAPError.protocolError("missing completion for \(tag.command)")
                 }
+                guard response.status == .ok else { throw IMAPError.authenticationFailed(response.text) }
+                if case .capability? = response.text.code { return }
+                try await refreshCapabilities()
                 return
-            case .tagged(let response):
-                completions[response.tag] = response
-            case .untagged(.capability(let list)):
-                setCapabilities(list)
-            default:
-                break
+            case .read, .deliver, .refused, .unexpectedContinuation:
+                throw IMAPError.protocolError("unexpected response to \(tag.command)")
             }
         }
     }
@@ -260,7 +260,7 @@ public actor IMAPSession {
         var command = Command(readOnly ? "EXAMINE" : "SELECT")
         command.addMailbox(mailbox)
         var selected = SelectedMailbox(name: mailbox)
-        let response = try await run(command) { event in
+        let response = try await run(command, selecting: mailbox) { event in
             switch event {
             case .untagged(.exists(let count)): selected.exists = Int(count)
             case .untagged(.flags(let flags)): selected.flags = flags
@@ -327,7 +327,7 @@ public actor IMAPSession {
     /// been answered by then, and the answer would cost a round trip. Errors are ignored since the
     /// session is over either way.
     public func logout() async {
-        if !closed, (try? await send(Command("LOGOUT"))) != nil {
+        if state.connectionState != .logout, (try? await send(Command("LOGOUT"))) != nil {
             // Handed to the kernel before the close, so the server still reads it.
             try? await flush()
         }
@@ -335,31 +335,24 @@ public actor IMAPSession {
     }
 
     public func close() async {
-        closed = true
+        state.closed()
         await transport.close()
     }
 
-    // MARK: FETCH
-
-    /// Sends `UID FETCH set (items)`; pull its data with `nextEvent(until:)`.
-    public func sendUIDFetch(_ uids: UIDSet, items: String) async throws -> CommandTag {
-        try await send(Command("UID", [.text(" FETCH \(uids) (\(items))")]))
-    }
+    // MARK: Completions
 
     /// Non-tagged events until `tag` completes, then nil. Completions of other tags are kept.
     public func nextEvent(until tag: CommandTag) async throws -> ResponseEvent? {
-        if completions[tag.value] != nil { return nil }
-        while true {
-            let event = try await nextRawEvent()
-            switch event {
-            case .tagged(let response):
-                completions[response.tag] = response
-                if response.tag == tag.value { return nil }
-            case .continuation:
-                throw IMAPError.protocolError("unexpected continuation request")
-            default:
-                return event
-            }
+        if case .completed = state.awaitCompletion(of: tag) { return nil }
+        switch try await nextAction() {
+        case .deliver(let event):
+            return event
+        case .completed:
+            return nil
+        case .unexpectedContinuation:
+            throw IMAPError.protocolError("unexpected continuation request")
+        case .read, .proceed, .refused:
+            throw IMAPError.protocolError("unexpected response to \(tag.command)")
         }
     }
 
@@ -367,176 +360,26 @@ public actor IMAPSession {
     @discardableResult
     public func finish(_ tag: CommandTag, onEvent: (ResponseEvent) throws -> Void = { _ in }, throwing: Bool = true) async throws -> TaggedResponse {
         while let event = try await nextEvent(until: tag) { try onEvent(event) }
-        guard let response = completions.removeValue(forKey: tag.value) else {
+        guard let response = state.takeCompletion(of: tag) else {
             throw IMAPError.protocolError("missing completion for \(tag.command)")
         }
-        if case .capability(let list)? = response.text.code { setCapabilities(list) }
         if throwing, response.status != .ok {
             throw IMAPError.commandFailed(command: tag.command, status: response.status, text: response.text)
         }
         return response
     }
 
-    // MARK: APPEND
-
-    /// Whether several messages can stream into one APPEND (MULTIAPPEND, RFC 3502) without waiting
-    /// for the server between them (LITERAL+). The server then stores them in one transaction, which
-    /// costs it much less than one APPEND per message.
-    public var canStreamMultiAppend: Bool { hasCapability("MULTIAPPEND") && hasCapability("LITERAL+") }
-
-    /// Starts an APPEND whose body of `size` bytes follows through `appendBytes` and `endAppend`.
-    /// With LITERAL+ nothing is awaited, so appends pipeline; otherwise the server's go-ahead is
-    /// awaited and its refusal (e.g. OVERQUOTA) is thrown here.
-    public func beginAppend(to mailbox: MailboxName, flags: [String], internalDate: InternalDate?, size: Int) async throws -> CommandTag {
-        guard case .none = append else { throw IMAPError.usage("an APPEND is already open") }
-        let tag = makeTag("APPEND")
-        queueText("\(tag.value) APPEND" + (try appendMailbox(mailbox)))
-        try await announceMessage(flags: flags, internalDate: internalDate, size: size, tag: tag)
-        append = .single(tag, remaining: size)
-        if size == 0 { try await endAppend() }
-        return tag
-    }
-
-    /// Starts an APPEND of several messages (see `canStreamMultiAppend`); each follows through
-    /// `appendMessage`, `appendBytes` and `endAppend`, and `endMultiAppend` sends the command off.
-    /// The server stores all of them or none.
-    public func beginMultiAppend(to mailbox: MailboxName) throws -> CommandTag {
-        guard case .none = append else { throw IMAPError.usage("an APPEND is already open") }
-        guard canStreamMultiAppend else { throw IMAPError.usage("the server cannot stream a MULTIAPPEND") }
-        let tag = makeTag("APPEND")
-        queueText("\(tag.value) APPEND" + (try appendMailbox(mailbox)))
-        append = .multiple(tag, remaining: nil, messages: 0)
-        return tag
-    }
-
-    /// The next message of the open MULTIAPPEND, `size` bytes long.
-    public func appendMessage(flags: [String], internalDate: InternalDate?, size: Int) async throws {
-        guard case .multiple(let tag, nil, let messages) = append else {
-            throw IMAPError.usage("no MULTIAPPEND is open between messages")
-        }
-        try await announceMessage(flags: flags, internalDate: internalDate, size: size, tag: tag)
-        append = .multiple(tag, remaining: size, messages: messages + 1)
-    }
-
-    /// Sends the open MULTIAPPEND off; its outcome comes from `appendResult`.
-    public func endMultiAppend() async throws {
-        guard case .multiple(_, nil, let messages) = append else { throw IMAPError.usage("no MULTIAPPEND is open between messages") }
-        guard messages > 0 else { throw IMAPError.usage("a MULTIAPPEND needs at least one message") }
-        append = .none
-        queueText("\r\n")
-        // The server can store the messages only once the command is whole.
-        try await flush()
-    }
-
-    public func appendBytes(_ bytes: ByteBuffer) async throws {
-        guard let remaining = append.remaining else { throw IMAPError.usage("no APPEND message is open") }
-        guard bytes.readableBytes <= remaining else {
-            throw IMAPError.usage("APPEND body longer than announced")
-        }
-        append.remaining = remaining - bytes.readableBytes
-        if bytes.readableBytes >= 16 * 1024 {
-            // Whatever is queued (the APPEND line, earlier small messages) goes out in the same
-            // hand-over to the event loop as the chunk: one hop instead of two.
-            let queued = outgoing
-            outgoing = ByteBuffer()
-            try await transport.write(queued.readableBytes > 0 ? [queued, bytes] : [bytes])
-        } else {
-            var bytes = bytes
-            outgoing.writeBuffer(&bytes)
-            if outgoing.readableBytes >= 64 * 1024 { try await flush() }
-        }
-    }
-
-    /// Ends the current message's body; for a single APPEND that also ends the command.
-    public func endAppend() async throws {
-        guard let remaining = append.remaining else { throw IMAPError.usage("no APPEND message is open") }
-        guard remaining == 0 else { throw IMAPError.usage("APPEND body shorter than announced") }
-        switch append {
-        case .multiple(let tag, _, let messages):
-            append = .multiple(tag, remaining: nil, messages: messages)
-        case .single, .none:
-            append = .none
-            queueText("\r\n")
-            if outgoing.readableBytes >= 64 * 1024 { try await flush() }
-        }
-    }
-
-    /// Appends a whole message; returns its result.
-    public func append(to mailbox: MailboxName, flags: [String], internalDate: InternalDate?, message: ByteBuffer) async throws -> AppendResult {
-        let tag = try await beginAppend(to: mailbox, flags: flags, internalDate: internalDate, size: message.readableBytes)
-        if message.readableBytes > 0 {
-            try await appendBytes(message)
-            try await endAppend()
-        }
-        return try await appendResult(tag)
-    }
-
-    /// Several messages in one MULTIAPPEND command when offered (atomic: all or none), else one by one.
-    public func appendMany(to mailbox: MailboxName, messages: [(flags: [String], internalDate: InternalDate?, message: ByteBuffer)]) async throws -> [UInt32] {
-        guard hasCapability("MULTIAPPEND"), messages.count > 1 else {
-            var uids: [UInt32] = []
-            for message in messages {
-                let result = try await append(to: mailbox, flags: message.flags, internalDate: message.internalDate, message: message.message)
-                if let uid = result.uid { uids.append(uid) }
-            }
-            return uids
-        }
-        var command = Command("APPEND")
-        command.addMailbox(mailbox)
-        for message in messages {
-            command.add("(\(message.flags.joined(separator: " ")))")
-            if let date = message.internalDate { command.add("\"\(date)\"") }
-            command.add("")
-            command.parts.append(.literal(message.message))
-        }
-        let tag = try await send(command)
-        return try await appendResult(tag).uids?.values ?? []
-    }
-
-    /// The outcome of an APPEND, with the new UIDs when the server reports them (UIDPLUS).
-    public func appendResult(_ tag: CommandTag) async throws -> AppendResult {
-        let response = try await finish(tag)
-        if case .appendUID(let validity, let uids)? = response.text.code {
-            return AppendResult(uidValidity: validity, uids: uids)
-        }
-        return AppendResult(uidValidity: nil, uids: nil)
-    }
-
-    /// ` mailbox` for an APPEND line written by hand (the body follows as a streamed literal).
-    private func appendMailbox(_ mailbox: MailboxName) throws -> String {
-        var name = Command("")
-        name.addMailbox(mailbox)
-        // Mailbox names that need a literal are rare; they are refused rather than mis-sent.
-        guard case .text(let text)? = name.parts.first, name.parts.count == 1 else {
-            throw IMAPError.usage("mailbox name needs a literal")
-        }
-        return text
-    }
-
-    /// ` (flags) "date" {size+}` and, for a synchronising literal, the server's go-ahead.
-    private func announceMessage(flags: [String], internalDate: InternalDate?, size: Int, tag: CommandTag) async throws {
-        var header = " (\(flags.joined(separator: " ")))"
-        if let internalDate { header += " \"\(internalDate)\"" }
-        let nonSynchronizing = canSendNonSynchronizing(size: size)
-        header += nonSynchronizing ? " {\(size)+}\r\n" : " {\(size)}\r\n"
-        queueText(header)
-        if !nonSynchronizing {
-            try await flush()
-            try await awaitContinuation(for: tag)
-        }
-    }
-
     // MARK: Sending and receiving
-
-    private func makeTag(_ command: String) -> CommandTag {
-        tagCounter += 1
-        return CommandTag(value: "M\(tagCounter)", command: command)
-    }
 
     /// Sends a command; literals go non-synchronising where LITERAL+ / LITERAL- allow.
     public func send(_ command: Command) async throws -> CommandTag {
+        try await send(command, selecting: nil)
+    }
+
+    /// `selecting` is the mailbox of a SELECT or EXAMINE, for the connection state.
+    private func send(_ command: Command, selecting mailbox: MailboxName?) async throws -> CommandTag {
         guard case .none = append else { throw IMAPError.usage("an APPEND is still open") }
-        let tag = makeTag(command.name)
+        let tag = state.commandSent(command.name, selecting: mailbox)
         if !command.isSensitive { logger.trace("C: \(tag.value) \(command.name)") }
         queueText("\(tag.value) \(command.name)")
         for part in command.parts {
@@ -558,39 +401,48 @@ public actor IMAPSession {
         return tag
     }
 
-    private func canSendNonSynchronizing(size: Int) -> Bool {
+    func canSendNonSynchronizing(size: Int) -> Bool {
         hasCapability("LITERAL+") || (hasCapability("LITERAL-") && size <= 4096)
     }
 
-    private func awaitContinuation(for tag: CommandTag) async throws {
-        while true {
-            switch try await nextRawEvent() {
-            case .continuation:
-                return
-            case .tagged(let response) where response.tag == tag.value:
-                throw IMAPError.commandFailed(command: tag.command, status: response.status, text: response.text)
-            case .tagged(let response):
-                completions[response.tag] = response
-            default:
-                break
-            }
+    /// Waits for the server's go-ahead for a synchronising literal; a refusal instead is thrown.
+    func awaitContinuation(for tag: CommandTag) async throws {
+        var action = state.awaitContinuation(of: tag)
+        if case .read = action { action = try await nextAction() }
+        switch action {
+        case .proceed:
+            return
+        case .refused(let response):
+            throw IMAPError.commandFailed(command: tag.command, status: response.status, text: response.text)
+        case .read, .deliver, .completed, .unexpectedContinuation:
+            throw IMAPError.protocolError("unexpected response to \(tag.command)")
         }
     }
 
     /// Runs one command to completion, giving its untagged and FETCH events to `onEvent`.
     @discardableResult
-    private func run(_ command: Command, onEvent: (ResponseEvent) throws -> Void) async throws -> TaggedResponse {
-        let tag = try await send(command)
+    private func run(_ command: Command, selecting mailbox: MailboxName? = nil,
+                     onEvent: (ResponseEvent) throws -> Void) async throws -> TaggedResponse {
+        let tag = try await send(command, selecting: mailbox)
         return try await finish(tag, onEvent: onEvent)
     }
 
-    private func queueText(_ text: String) { outgoing.writeString(text) }
+    func queueText(_ text: String) { outgoing.writeString(text) }
 
-    private func flush() async throws {
+    func flush() async throws {
         guard outgoing.readableBytes > 0 else { return }
         let bytes = outgoing
         outgoing = ByteBuffer()
         try await transport.write(bytes)
+    }
+
+    /// Reads events until the state machine has something for the caller.
+    private func nextAction() async throws -> SessionStateMachine.Action {
+        while true {
+            let action = state.eventArrived(try await nextRawEvent())
+            if case .read = action { continue }
+            return action
+        }
     }
 
     private func nextRawEvent() async throws -> ResponseEvent {
@@ -601,7 +453,6 @@ public actor IMAPSession {
         }
         let event = events[eventIndex]
         eventIndex += 1
-        if case .untagged(.capability(let list)) = event { setCapabilities(list) }
         return event
     }
 
@@ -613,30 +464,5 @@ public actor IMAPSession {
             return trimmed.hasPrefix("\"") ? trimmed : "\"\(trimmed)\""
         }
         return "NIL"
-    }
-}
-
-/// Where the APPEND being written stands: which command, and how many body bytes of the current
-/// message are still to come (`nil` between the messages of a MULTIAPPEND).
-private enum AppendState {
-    case none
-    case single(CommandTag, remaining: Int)
-    case multiple(CommandTag, remaining: Int?, messages: Int)
-
-    var remaining: Int? {
-        get {
-            switch self {
-            case .none: nil
-            case .single(_, let remaining): remaining
-            case .multiple(_, let remaining, _): remaining
-            }
-        }
-        set {
-            switch self {
-            case .none: break
-            case .single(let tag, _): if let newValue { self = .single(tag, remaining: newValue) }
-            case .multiple(let tag, _, let messages): self = .multiple(tag, remaining: newValue, messages: messages)
-            }
-        }
     }
 }
