@@ -193,7 +193,8 @@ import Testing
         let results = await LoginCheck.run(Self.rows(5), concurrency: 2, deadline: .milliseconds(300)) { row throws(ImportFailure) in
             if row.line >= 3 { try? await Task.sleep(for: .seconds(30)) }
         }
-        #expect(clock.now - started < .seconds(5))
+        // The logins sleep 30 s: well under that means the deadline cut them (bound loose for loaded machines).
+        #expect(clock.now - started < .seconds(20))
         #expect(results[2] == .ok)
         #expect(results.filter { $0.value == .notChecked }.count == 4)
     }

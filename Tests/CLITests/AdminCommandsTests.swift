@@ -11,11 +11,11 @@ struct AdminCommandsTests {
     }
 
     /// Runs `mailporter` with only the data directory configured (no inherited MAILPORTER_* settings).
-    func run(_ arguments: [String], dataDir: String, environment extra: [String: String] = [:]) throws -> ProcessResult {
+    func run(_ arguments: [String], dataDir: String, environment extra: [String: String] = [:]) async throws -> ProcessResult {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAILPORTER_") }
         environment["MAILPORTER_DATA_DIR"] = dataDir
         environment.merge(extra) { $1 }
-        return try spawnProcess(mailporterExecutable, arguments, environment: environment)
+        return try await spawnProcess(mailporterExecutable, arguments, environment: environment)
     }
 
     /// The single JSON object printed on standard output.
@@ -42,7 +42,7 @@ struct AdminCommandsTests {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }
 
-        let account = try object(try run(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"], dataDir: dataDir))
+        let account = try object(try await run(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"], dataDir: dataDir))
         let accountID = try #require(number(account["id"]))
         #expect(account["plan"] as? String == "pro")
         #expect(account["notification_email"] as? String == "ops@example.com")
@@ -57,12 +57,12 @@ struct AdminCommandsTests {
         let databasePath = (dataDir as NSString).appendingPathComponent("mailporter.sqlite")
         #expect(try posixMode(databasePath) == 0o600)
 
-        let mailbox = try object(try run(["mailboxes", "add", "--account", "\(accountID)", "Alice@Example.com"], dataDir: dataDir))
+        let mailbox = try object(try await run(["mailboxes", "add", "--account", "\(accountID)", "Alice@Example.com"], dataDir: dataDir))
         #expect(number(mailbox["id"]) != nil)
         #expect(number(mailbox["account_id"]) == accountID)
         #expect(mailbox["email"] as? String == "alice@example.com")
 
-        let tokenResult = try run(["tokens", "create", "--account", "\(accountID)", "--name", "ci",
+        let tokenResult = try await run(["tokens", "create", "--account", "\(accountID)", "--name", "ci",
                                    "--scopes", "migrations:read,migrations:write"], dataDir: dataDir)
         let token = try object(tokenResult)
         let secret = try #require(token["token"] as? String)
@@ -73,11 +73,11 @@ struct AdminCommandsTests {
         let tokenID = try #require(number(token["id"]))
 
         // The listing never shows the secret.
-        let listed = try run(["tokens", "list", "--account", "\(accountID)"], dataDir: dataDir)
+        let listed = try await run(["tokens", "list", "--account", "\(accountID)"], dataDir: dataDir)
         #expect(listed.status == 0, "\(listed.stderr)")
         #expect(listed.stdout.contains("\"name\":\"ci\""))
         #expect(!listed.stdout.contains(secret))
-        let accounts = try run(["accounts", "list"], dataDir: dataDir)
+        let accounts = try await run(["accounts", "list"], dataDir: dataDir)
         #expect(accounts.stdout.split(separator: "\n").count == 1)
 
         // The token text is nowhere in the database files, only its hash.
@@ -104,10 +104,10 @@ struct AdminCommandsTests {
         try await store.close()
     }
 
-    @Test func failuresAreOneErrorLine() throws {
+    @Test func failuresAreOneErrorLine() async throws {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }
-        let account = try object(try run(["accounts", "create", "--plan", "starter", "--email", "ops@example.com"], dataDir: dataDir))
+        let account = try object(try await run(["accounts", "create", "--plan", "starter", "--email", "ops@example.com"], dataDir: dataDir))
         let accountID = try #require(number(account["id"]))
 
         let failures: [[String]] = [
@@ -121,28 +121,28 @@ struct AdminCommandsTests {
             ["accounts", "create", "--plan", "pro", "--email", "ops@"],
         ]
         for arguments in failures {
-            let result = try run(arguments, dataDir: dataDir)
+            let result = try await run(arguments, dataDir: dataDir)
             #expect(result.status == 2, "\(arguments): \(result.stdout) \(result.stderr)")
             #expect(result.stdout.isEmpty, "\(arguments)")
             #expect(result.stderr.hasPrefix("error: "), "\(arguments): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
         }
-        let unknown = try run(failures[0], dataDir: dataDir)
+        let unknown = try await run(failures[0], dataDir: dataDir)
         #expect(unknown.stderr.contains("account 9999"))
-        let badScope = try run(failures[2], dataDir: dataDir)
+        let badScope = try await run(failures[2], dataDir: dataDir)
         #expect(badScope.stderr.contains("migrations:admin"))
 
         // Nothing was created by the failed commands.
-        let tokens = try run(["tokens", "list", "--account", "\(accountID)"], dataDir: dataDir)
+        let tokens = try await run(["tokens", "list", "--account", "\(accountID)"], dataDir: dataDir)
         #expect(tokens.status == 0 && tokens.stdout.isEmpty, "\(tokens.stdout) \(tokens.stderr)")
     }
 
-    @Test func expiryIsAboutADayAhead() throws {
+    @Test func expiryIsAboutADayAhead() async throws {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }
-        let account = try object(try run(["accounts", "create", "--plan", "agency", "--email", "ops@example.com"], dataDir: dataDir))
+        let account = try object(try await run(["accounts", "create", "--plan", "agency", "--email", "ops@example.com"], dataDir: dataDir))
         let accountID = try #require(number(account["id"]))
-        let token = try object(try run(["tokens", "create", "--account", "\(accountID)", "--name", "short",
+        let token = try object(try await run(["tokens", "create", "--account", "\(accountID)", "--name", "short",
                                         "--scopes", "migrations:read, audit:read,migrations:read", "--expires", "1d"], dataDir: dataDir))
         #expect(token["scopes"] as? [String] == ["migrations:read", "audit:read"])
         let expires = try #require(token["expires_at"] as? String)
@@ -150,10 +150,10 @@ struct AdminCommandsTests {
         #expect(abs(date.timeIntervalSinceNow - 86_400) < 120, "\(expires)")
     }
 
-    @Test func databaseURLAndSecretKeyFromEnvironment() throws {
+    @Test func databaseURLAndSecretKeyFromEnvironment() async throws {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }
-        let postgres = try run(["accounts", "list"], dataDir: dataDir,
+        let postgres = try await run(["accounts", "list"], dataDir: dataDir,
                                environment: ["MAILPORTER_DATABASE_URL": "postgres://user:pw@localhost/mailporter"])
         #expect(postgres.status == 2)
         #expect(postgres.stderr.hasPrefix("error: ") && postgres.stderr.contains("PostgreSQL is not supported yet"))
@@ -162,7 +162,7 @@ struct AdminCommandsTests {
         let parent = (dataDir as NSString).deletingLastPathComponent
         let custom = (parent as NSString).appendingPathComponent("elsewhere/custom.sqlite")
         let key = Data((0..<32).map { UInt8($0) }).base64EncodedString()
-        let created = try run(["accounts", "create", "--plan", "nano", "--email", "n@example.com"], dataDir: dataDir,
+        let created = try await run(["accounts", "create", "--plan", "nano", "--email", "n@example.com"], dataDir: dataDir,
                               environment: ["MAILPORTER_DATABASE_URL": "sqlite://\(custom)", "MAILPORTER_SECRET_KEY": key])
         #expect(created.status == 0, "\(created.stderr)")
         #expect(FileManager.default.fileExists(atPath: custom))
@@ -173,16 +173,16 @@ struct AdminCommandsTests {
         let keyFile = (parent as NSString).appendingPathComponent("key.b64")
         try (key + "\n").write(toFile: keyFile, atomically: true, encoding: .utf8)
         let keyDir = (parent as NSString).appendingPathComponent("key-dir")
-        let withKeyFile = try run(["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile], dataDir: dataDir)
+        let withKeyFile = try await run(["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile], dataDir: dataDir)
         #expect(withKeyFile.status == 0, "\(withKeyFile.stderr)")
         #expect(!FileManager.default.fileExists(atPath: (keyDir as NSString).appendingPathComponent(SecretBox.keyFileName)))
-        let missingKeyFile = try run(["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile + ".nope"], dataDir: dataDir)
+        let missingKeyFile = try await run(["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile + ".nope"], dataDir: dataDir)
         #expect(missingKeyFile.status == 2)
         #expect(missingKeyFile.stderr.contains("secret_key_unusable"))
 
         // --data-dir wins over the environment.
         let flagDir = (parent as NSString).appendingPathComponent("flag-dir")
-        let viaFlag = try run(["accounts", "list", "--data-dir", flagDir], dataDir: dataDir)
+        let viaFlag = try await run(["accounts", "list", "--data-dir", flagDir], dataDir: dataDir)
         #expect(viaFlag.status == 0, "\(viaFlag.stderr)")
         #expect(FileManager.default.fileExists(atPath: (flagDir as NSString).appendingPathComponent("mailporter.sqlite")))
     }

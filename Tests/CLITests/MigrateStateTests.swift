@@ -19,8 +19,8 @@ struct MigrateStateTests {
              "--dest-security", "none", "--dest-user", destinationUser, "--no-skip-duplicates"] + extra
         }
 
-        func migrate(_ extra: [String] = [], environment: [String: String]) throws -> ProcessResult {
-            try spawnProcess(mailporterExecutable, arguments(extra), environment: environment.merging(
+        func migrate(_ extra: [String] = [], environment: [String: String]) async throws -> ProcessResult {
+            try await spawnProcess(mailporterExecutable, arguments(extra), environment: environment.merging(
                 ["MAILPORTER_SOURCE_PASSWORD": DovecotServer.password, "MAILPORTER_DEST_PASSWORD": DovecotServer.password]) { $1 })
         }
     }
@@ -54,12 +54,12 @@ struct MigrateStateTests {
             let directory = environment["XDG_STATE_HOME"].map { $0 + "/mailporter" } ?? home + "/.local/state/mailporter"
             let statePath = "\(directory)/\(run.sourceUser)@127.0.0.1:\(run.source.imapPort)--\(destinationUser)@127.0.0.1:\(run.destination.imapPort).json"
 
-            let first = try again.migrate(environment: environment)
+            let first = try await again.migrate(environment: environment)
             #expect(first.status == 0, "\(first.stderr)")
             #expect(first.stdout.contains("state: \(statePath)"), "\(first.stdout)")
             #expect(FileManager.default.fileExists(atPath: statePath), "no state at \(statePath)")
             // The summary's totals are the migration's, across runs; the events say what this run did.
-            let second = try again.migrate(["--json"], environment: environment)
+            let second = try await again.migrate(["--json"], environment: environment)
             #expect(second.status == 0, "\(second.stderr)")
             #expect(!second.stdout.contains("\"event\":\"message_copied\""), "the rerun copied again: \(second.stdout)")
             #expect(second.stdout.contains("\"state_file\":\"\(statePath)\""), "\(second.stdout)")
@@ -74,14 +74,14 @@ struct MigrateStateTests {
         defer { try? FileManager.default.removeItem(atPath: home) }
         let environment = ["XDG_STATE_HOME": home]
 
-        let dry = try run.migrate(["--no-state", "--dry-run"], environment: environment)
+        let dry = try await run.migrate(["--no-state", "--dry-run"], environment: environment)
         #expect(dry.status == 0, "\(dry.stderr)")
-        let result = try run.migrate(["--no-state"], environment: environment)
+        let result = try await run.migrate(["--no-state"], environment: environment)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("state: none kept"), "\(result.stdout)")
         #expect((try? FileManager.default.contentsOfDirectory(atPath: home + "/mailporter"))?.isEmpty ?? true)
 
-        let both = try run.migrate(["--no-state", "--state-file", home + "/s.json"], environment: environment)
+        let both = try await run.migrate(["--no-state", "--state-file", home + "/s.json"], environment: environment)
         #expect(both.status == 64, "\(both.stderr)")
         #expect(both.stderr.contains("--state-file and --no-state exclude each other"), "\(both.stderr)")
     }
@@ -92,7 +92,7 @@ struct MigrateStateTests {
         defer { try? FileManager.default.removeItem(atPath: home) }
         let state = home + "/state.json"
         try Data("{ not json".utf8).write(to: URL(fileURLWithPath: state))
-        let result = try run.migrate(["--state-file", state], environment: [:])
+        let result = try await run.migrate(["--state-file", state], environment: [:])
         #expect(result.status == 2)
         #expect(result.stderr.contains("error: state_file_unreadable: \(state) is not a mailporter state file."), "\(result.stderr)")
         #expect(!result.stderr.contains("DecodingError") && !result.stderr.contains("NSCocoaErrorDomain"), "\(result.stderr)")
@@ -101,8 +101,8 @@ struct MigrateStateTests {
     /// The CLI refuses an impossible day with the engine's one message, the same the API gives
     /// (HTTPAPITests check that side).
     @Test(arguments: ["2025-02-30", "2024-04-31", "2024-4-31", "1969-12-31"])
-    func anImpossibleDayIsRefusedWithTheEnginesMessage(day: String) throws {
-        let result = try spawnProcess(mailporterExecutable, [
+    func anImpossibleDayIsRefusedWithTheEnginesMessage(day: String) async throws {
+        let result = try await spawnProcess(mailporterExecutable, [
             "migrate", "--source-host", "127.0.0.1", "--source-port", "9", "--source-user", "a", "--dest-host", "127.0.0.1",
             "--dest-port", "9", "--dest-user", "b", "--no-state", "--since", day,
         ], environment: ["MAILPORTER_SOURCE_PASSWORD": "x", "MAILPORTER_DEST_PASSWORD": "x"])

@@ -48,18 +48,18 @@ struct ServeEndToEndTests {
                 if let status = process.poll() {
                     throw Failure("serve exited with \(status): \(process.stderr)")
                 }
-                if (try? curl("GET", "/healthz").status) == 200 { return }
+                if (try? await curl("GET", "/healthz").status) == 200 { return }
                 try await Task.sleep(for: .milliseconds(100))
             }
             throw Failure("serve did not answer /healthz within 30 s: \(process.stderr)")
         }
 
-        func curl(_ method: String, _ path: String, token: String? = nil, json: String? = nil) throws -> (status: Int, body: String) {
+        func curl(_ method: String, _ path: String, token: String? = nil, json: String? = nil) async throws -> (status: Int, body: String) {
             var arguments = ["-sS", "--max-time", "60", "-X", method, "-w", "\n%{http_code}"]
             if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
             if json != nil { arguments += ["-H", "Content-Type: application/json", "--data-binary", "@-"] }
             arguments.append("http://127.0.0.1:\(port)\(path)")
-            let result = try spawnProcess("/usr/bin/curl", arguments, input: json.map { Data($0.utf8) })
+            let result = try await spawnProcess("/usr/bin/curl", arguments, input: json.map { Data($0.utf8) })
             guard result.status == 0, let newline = result.stdout.lastIndex(of: "\n"),
                   let status = Int(result.stdout[result.stdout.index(after: newline)...]) else {
                 throw Failure("curl \(method) \(path) failed: \(result.stderr)")
@@ -67,8 +67,8 @@ struct ServeEndToEndTests {
             return (status, String(result.stdout[..<newline]))
         }
 
-        func admin(_ arguments: [String]) throws -> [String: Any] {
-            let result = try spawnProcess(mailporterExecutable, arguments + ["--data-dir", dataDir],
+        func admin(_ arguments: [String]) async throws -> [String: Any] {
+            let result = try await spawnProcess(mailporterExecutable, arguments + ["--data-dir", dataDir],
                                           environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"])
             guard result.status == 0 else { throw Failure("mailporter \(arguments) failed: \(result.stderr)") }
             return try object(result.stdout)
@@ -92,11 +92,11 @@ struct ServeEndToEndTests {
     func number(_ value: Any?) -> Int? { (value as? NSNumber)?.intValue }
 
     /// Admin commands: an account, the destination mailbox, a token; returns (mailbox id, token).
-    func provision(_ service: Service, mailbox: String) throws -> (mailboxID: Int, token: String) {
-        let account = try service.admin(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"])
+    func provision(_ service: Service, mailbox: String) async throws -> (mailboxID: Int, token: String) {
+        let account = try await service.admin(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"])
         let accountID = try #require(number(account["id"]))
-        let created = try service.admin(["mailboxes", "add", "--account", "\(accountID)", mailbox])
-        let token = try service.admin(["tokens", "create", "--account", "\(accountID)", "--name", "e2e",
+        let created = try await service.admin(["mailboxes", "add", "--account", "\(accountID)", mailbox])
+        let token = try await service.admin(["tokens", "create", "--account", "\(accountID)", "--name", "e2e",
                                        "--scopes", "migrations:read,migrations:write"])
         return (try #require(number(created["id"])), try #require(token["token"] as? String))
     }
@@ -115,7 +115,7 @@ struct ServeEndToEndTests {
         let deadline = ContinuousClock.now + timeout
         var last: [String: Any] = [:]
         while ContinuousClock.now < deadline {
-            let reply = try service.curl("GET", "/api/v1/migrations/\(id)", token: token)
+            let reply = try await service.curl("GET", "/api/v1/migrations/\(id)", token: token)
             #expect(reply.status == 200, "\(reply.body)")
             last = try #require(try object(reply.body)["data"] as? [String: Any])
             if done(last) { return last }
@@ -145,9 +145,9 @@ struct ServeEndToEndTests {
             service.process.cleanUp()
         }
         try await service.waitUntilReady()
-        let (mailboxID, token) = try provision(service, mailbox: mailbox)
+        let (mailboxID, token) = try await provision(service, mailbox: mailbox)
 
-        let check = try service.curl("POST", "/api/v1/migrations/test-connection", token: token, json: """
+        let check = try await service.curl("POST", "/api/v1/migrations/test-connection", token: token, json: """
             {"source_host":"127.0.0.1","source_port":\(source.imapPort),"source_security":"none",\
             "source_email":"\(sourceUser)@example.org","source_username":"\(sourceUser)","source_password":"\(DovecotServer.password)"}
             """)
@@ -155,7 +155,7 @@ struct ServeEndToEndTests {
         let folders = try #require(try object(check.body)["folders"] as? [String: Any])
         #expect(number(folders["INBOX"]) == corpus.folders["INBOX"]?.count)
 
-        let started = try service.curl("POST", "/api/v1/migrations", token: token,
+        let started = try await service.curl("POST", "/api/v1/migrations", token: token,
                                        json: startBody(sourcePort: source.imapPort, user: sourceUser, mailboxID: mailboxID, skipDuplicates: true))
         #expect(started.status == 201, "\(started.body)")
         let id = try #require(number((try object(started.body)["data"] as? [String: Any])?["id"]))
@@ -176,7 +176,7 @@ struct ServeEndToEndTests {
         let problems = snapshot.differences(from: corpus.expectedDestination(skipDuplicates: true))
         #expect(problems.isEmpty, "\(problems)")
 
-        let metrics = try service.curl("GET", "/metrics")
+        let metrics = try await service.curl("GET", "/metrics")
         #expect(metrics.body.contains("mailporter_messages_copied_total"), "\(metrics.body.prefix(2000))")
         // The server's log never holds a password or the token.
         #expect(!service.process.stderr.contains(DovecotServer.password))
@@ -201,9 +201,9 @@ struct ServeEndToEndTests {
         let port = try DovecotServer.freePorts(1)[0]
         let first = try Service(dataDir: dataDir, port: port, destination: destination)
         try await first.waitUntilReady()
-        let (mailboxID, token) = try provision(first, mailbox: mailbox)
+        let (mailboxID, token) = try await provision(first, mailbox: mailbox)
         // Without duplicate skipping, only the checkpoint and the in-flight reconciliation keep the copy exact.
-        let started = try first.curl("POST", "/api/v1/migrations", token: token,
+        let started = try await first.curl("POST", "/api/v1/migrations", token: token,
                                      json: startBody(sourcePort: slowLink.port, user: sourceUser, mailboxID: mailboxID, skipDuplicates: false))
         #expect(started.status == 201, "\(started.body)")
         let id = try #require(number((try object(started.body)["data"] as? [String: Any])?["id"]))

@@ -40,8 +40,8 @@ extension ServeEndToEndTests {
             let port = try DovecotServer.freePorts(1)[0]
             var service = try Service(dataDir: dataDir, port: port, destination: destination, destinationPort: slowOrFast.port)
             try await service.waitUntilReady()
-            let (mailboxID, token) = try provision(service, mailbox: mailbox)
-            let started = try service.curl("POST", "/api/v1/migrations", token: token,
+            let (mailboxID, token) = try await provision(service, mailbox: mailbox)
+            let started = try await service.curl("POST", "/api/v1/migrations", token: token,
                                            json: startBody(sourcePort: source.imapPort, user: sourceUser, mailboxID: mailboxID,
                                                            skipDuplicates: skipDuplicates))
             #expect(started.status == 201, "\(started.body)")
@@ -60,7 +60,7 @@ extension ServeEndToEndTests {
                 let moment = Int.random(in: 0...1200, using: &generator)
                 moments.append(moment)
                 try await Task.sleep(for: .milliseconds(moment))
-                let seen = try? object(service.curl("GET", "/api/v1/migrations/\(id)", token: token).body)["data"] as? [String: Any]
+                let seen = try? object(await service.curl("GET", "/api/v1/migrations/\(id)", token: token).body)["data"] as? [String: Any]
                 service.kill()
                 let storedAtKill = try await stored(in: destination, user: mailbox)
                 statusesAtKill.append("\(seen?["status"] as? String ?? "?") with \(storedAtKill) stored")

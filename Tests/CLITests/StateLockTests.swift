@@ -6,7 +6,7 @@ import TestSupport
 /// the second run must stop at once, naming the first.
 @Suite("mailporter migrate: one run per state file")
 struct StateLockTests {
-    @Test func aSecondRunOnTheSameStateFileStopsAndNamesTheFirst() throws {
+    @Test func aSecondRunOnTheSameStateFileStopsAndNamesTheFirst() async throws {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mp-lock-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
@@ -25,14 +25,14 @@ struct StateLockTests {
         let pid = Array("\(getpid())\n".utf8)
         _ = pwrite(descriptor, pid, pid.count, 0)
 
-        let refused = try spawnProcess(mailporterExecutable, arguments, environment: environment)
+        let refused = try await spawnProcess(mailporterExecutable, arguments, environment: environment)
         #expect(refused.status == 2)
         #expect(refused.stderr.contains("state_in_use"), "\(refused.stderr)")
         #expect(refused.stderr.contains("(pid \(getpid()))"), "\(refused.stderr)")
         #expect(!FileManager.default.fileExists(atPath: state), "the refused run wrote the state file")
 
         close(descriptor)
-        let free = try spawnProcess(mailporterExecutable, arguments, environment: environment)
+        let free = try await spawnProcess(mailporterExecutable, arguments, environment: environment)
         #expect(free.status == 2)
         #expect(!free.stderr.contains("state_in_use"), "\(free.stderr)")
     }

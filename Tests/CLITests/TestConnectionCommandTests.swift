@@ -26,7 +26,7 @@ struct TestConnectionCommandTests {
         let server = try await SharedServers.shared.server(.dot)
         let user = try await seededUser(on: server)
         let caFile = server.directory + "/ca.pem"
-        let result = try spawnProcess(mailporterExecutable, [
+        let result = try await spawnProcess(mailporterExecutable, [
             "test-connection", "--host", "127.0.0.1", "--port", "\(server.imapsPort)", "--security", "ssl",
             "--user", user, "--ca-file", caFile,
         ], environment: ["MAILPORTER_PASSWORD": DovecotServer.password])
@@ -42,7 +42,7 @@ struct TestConnectionCommandTests {
         #expect(result.stdout.contains("4 messages"))
         #expect(!result.stdout.contains(DovecotServer.password) && !result.stderr.contains(DovecotServer.password))
 
-        let json = try spawnProcess(mailporterExecutable, [
+        let json = try await spawnProcess(mailporterExecutable, [
             "test-connection", "--host", "127.0.0.1", "--port", "\(server.imapPort)", "--security", "tls",
             "--user", user, "--ca-file", caFile, "--json",
         ], environment: ["MAILPORTER_PASSWORD": DovecotServer.password])
@@ -56,7 +56,7 @@ struct TestConnectionCommandTests {
 
     @Test func failsWithOneClassifiedLine() async throws {
         let server = try await SharedServers.shared.server(.slash)
-        let wrong = try spawnProcess(mailporterExecutable, [
+        let wrong = try await spawnProcess(mailporterExecutable, [
             "test-connection", "--host", "127.0.0.1", "--port", "\(server.imapPort)", "--security", "none", "--user", "nobody",
         ], environment: ["MAILPORTER_PASSWORD": "not-the-password"])
         #expect(wrong.status != 0)
@@ -64,7 +64,7 @@ struct TestConnectionCommandTests {
         #expect(wrong.stderr.split(separator: "\n").count == 1)
         #expect(!wrong.stderr.contains("not-the-password"))
 
-        let untrusted = try spawnProcess(mailporterExecutable, [
+        let untrusted = try await spawnProcess(mailporterExecutable, [
             "test-connection", "--host", "127.0.0.1", "--port", "\(server.imapsPort)", "--security", "ssl", "--user", "x",
         ], environment: ["MAILPORTER_PASSWORD": "x"])
         #expect(untrusted.status != 0)
@@ -74,20 +74,20 @@ struct TestConnectionCommandTests {
             #expect(!untrusted.stderr.contains(word), "\(untrusted.stderr)")
         }
 
-        let wrongPort = try spawnProcess(mailporterExecutable, [
+        let wrongPort = try await spawnProcess(mailporterExecutable, [
             "test-connection", "--host", "127.0.0.1", "--port", "\(server.imapsPort)", "--security", "none", "--user", "x",
         ], environment: ["MAILPORTER_PASSWORD": "x"])
         #expect(wrongPort.stderr.hasPrefix("error: tls_failed: 127.0.0.1:\(server.imapsPort) speaks TLS"), "\(wrongPort.stderr)")
         #expect(wrongPort.stderr.contains("Use security ssl for this port"))
 
         let closed = try DovecotServer.freePorts(1)[0]
-        let refused = try spawnProcess(mailporterExecutable, [
+        let refused = try await spawnProcess(mailporterExecutable, [
             "test-connection", "--host", "127.0.0.1", "--port", "\(closed)", "--security", "none", "--user", "x",
         ], environment: ["MAILPORTER_PASSWORD": "x"])
         #expect(refused.status != 0)
         #expect(refused.stderr.hasPrefix("error: host_unreachable:"))
 
-        let noPassword = try spawnProcess(mailporterExecutable, [
+        let noPassword = try await spawnProcess(mailporterExecutable, [
             "test-connection", "--host", "127.0.0.1", "--port", "\(server.imapPort)", "--security", "none", "--user", "x",
         ], environment: [:])
         #expect(noPassword.status != 0)
@@ -97,18 +97,18 @@ struct TestConnectionCommandTests {
     /// `--provider gmail` stands in for --host, --port and --security, as it does for migrate and
     /// the API. Without a password the command stops right after its arguments, so nothing here
     /// connects to Gmail (tests reach only loopback addresses).
-    @Test func aProviderPresetStandsInForTheHost() throws {
-        let preset = try spawnProcess(mailporterExecutable, ["test-connection", "--provider", "gmail", "--user", "jane@gmail.com"],
+    @Test func aProviderPresetStandsInForTheHost() async throws {
+        let preset = try await spawnProcess(mailporterExecutable, ["test-connection", "--provider", "gmail", "--user", "jane@gmail.com"],
                                       environment: [:])
         #expect(preset.status != 0)
         #expect(!preset.stderr.contains("--host"), "\(preset.stderr)")
         #expect(preset.stderr.contains("MAILPORTER_PASSWORD"), "the arguments were accepted: \(preset.stderr)")
 
-        let generic = try spawnProcess(mailporterExecutable, ["test-connection", "--user", "jane@example.net"], environment: [:])
+        let generic = try await spawnProcess(mailporterExecutable, ["test-connection", "--user", "jane@example.net"], environment: [:])
         #expect(generic.status != 0)
         #expect(generic.stderr.contains("--host is required for generic_imap"), "\(generic.stderr)")
 
-        let unknown = try spawnProcess(mailporterExecutable, ["test-connection", "--provider", "gmial", "--user", "x"], environment: [:])
+        let unknown = try await spawnProcess(mailporterExecutable, ["test-connection", "--provider", "gmial", "--user", "x"], environment: [:])
         #expect(unknown.status != 0)
         #expect(unknown.stderr.contains("--provider"), "\(unknown.stderr)")
     }

@@ -64,7 +64,7 @@ struct TLSDiagnosisTests {
             }
             #expect(host == "127.0.0.1")
             #expect("\(error.map { "\($0)" } ?? "")".contains("is for another name"))
-            #expect(elapsed < .seconds(5))
+            #expect(elapsed < .seconds(20), "took \(elapsed)")
             expectNoLibraryWords(error)
         }
     }
@@ -82,7 +82,7 @@ struct TLSDiagnosisTests {
         #expect(port == server.imapPort)
         let text = "\(error.map { "\($0)" } ?? "")"
         #expect(text.contains("speaks plaintext") && text.contains("use security none or tls"), "\(text)")
-        #expect(elapsed < .seconds(5))
+        #expect(elapsed < .seconds(20), "took \(elapsed); the greeting timeout is 30 s")
         expectNoLibraryWords(error)
     }
 
@@ -101,7 +101,7 @@ struct TLSDiagnosisTests {
         #expect(port == server.imapsPort)
         let text = "\(error.map { "\($0)" } ?? "")"
         #expect(text.contains("speaks TLS") && text.contains("use security ssl"), "\(text)")
-        #expect(elapsed < .seconds(5), "took \(elapsed); the greeting timeout is 30 s")
+        #expect(elapsed < .seconds(20), "took \(elapsed); the greeting timeout is 30 s")
         expectNoLibraryWords(error)
     }
 }

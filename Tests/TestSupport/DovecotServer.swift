@@ -225,6 +225,27 @@ public func spawnProcess(_ executable: String, _ arguments: [String], input: Dat
                          stderr: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
 }
 
+/// `runProcess` for async code: the wait happens on a thread of its own. A blocking `waitpid` on
+/// one of the cooperative pool's threads (two, on a two-core machine) stalls every other test's
+/// tasks for as long as the program runs, and timing-bound checks elsewhere then fail.
+@discardableResult
+public func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil,
+                       environment: [String: String]? = nil) async throws -> String {
+    try await offThePool { try runProcess(executable, arguments, input: input, environment: environment) }
+}
+
+/// `spawnProcess` for async code, waiting on a thread of its own (see `runProcess`).
+public func spawnProcess(_ executable: String, _ arguments: [String], input: Data? = nil,
+                         environment: [String: String]? = nil) async throws -> ProcessResult {
+    try await offThePool { try spawnProcess(executable, arguments, input: input, environment: environment) }
+}
+
+private func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result(catching: work)) }
+    }
+}
+
 /// The `mailporter` executable built next to the test bundle.
 public var mailporterExecutable: String {
     URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mailporter").path
