@@ -191,7 +191,7 @@ struct ServeEndToEndTests {
         let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(scale: 2, largeAttachmentBytes: 1 << 20))
         // A slow link in front of the source, so the kill lands mid-copy however fast the machine.
         let slowLink = try await FaultInjectingProxy.start(upstreamPort: source.imapPort,
-                                                           faults: Array(repeating: .throttle(bytesPerSecond: 300_000), count: 100))
+                                                           faults: Array(repeating: .throttle(bytesPerSecond: 150_000), count: 100))
         defer { Task { await slowLink.stop() } }
         let mailbox = "\(uniqueUser("e2ekdst"))@example.org"
         try await destination.prepare(user: mailbox)
