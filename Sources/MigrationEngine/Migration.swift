@@ -4,15 +4,7 @@ import Logging
 /// The outcome of a finished migration.
 public struct MigrationSummary: Sendable {
     public var folders: [(plan: FolderPlan, counts: FolderSummaryCounts)]
-    public var totals: FolderSummaryCounts {
-        folders.reduce(into: FolderSummaryCounts()) { total, folder in
-            total.expected += folder.counts.expected
-            total.copied += folder.counts.copied
-            total.skipped += folder.counts.skipped
-            total.failed += folder.counts.failed
-            total.bytes += folder.counts.bytes
-        }
-    }
+    public var totals: FolderSummaryCounts { FolderSummaryCounts(sum: folders.map(\.counts)) }
 }
 
 /// Runs one migration: validate both logins, plan and count folders, create destination folders,

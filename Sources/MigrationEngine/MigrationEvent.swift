@@ -35,6 +35,18 @@ public struct FolderSummaryCounts: Sendable, Equatable, Codable {
         self.bytes = bytes
     }
 
+    /// The counts of several folders added up.
+    public init(sum parts: [FolderSummaryCounts]) {
+        self.init()
+        for part in parts {
+            expected += part.expected
+            copied += part.copied
+            skipped += part.skipped
+            failed += part.failed
+            bytes += part.bytes
+        }
+    }
+
     /// Every expected message is accounted for.
     public var isComplete: Bool { copied + skipped + failed >= expected }
 }

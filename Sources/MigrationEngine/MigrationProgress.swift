@@ -66,15 +66,7 @@ public struct MigrationProgress: Sendable {
     }
 
     /// The counts of every folder added up.
-    public var totals: FolderSummaryCounts {
-        folders.reduce(into: FolderSummaryCounts()) { total, folder in
-            total.expected += folder.counts.expected
-            total.copied += folder.counts.copied
-            total.skipped += folder.counts.skipped
-            total.failed += folder.counts.failed
-            total.bytes += folder.counts.bytes
-        }
-    }
+    public var totals: FolderSummaryCounts { FolderSummaryCounts(sum: folders.map(\.counts)) }
 
     private mutating func update(_ source: String, _ change: (inout Folder) -> Void) {
         guard let index = indexBySource[source] else { return }

@@ -4,18 +4,6 @@ import SQLKit
 @testable import Store
 import Testing
 
-private func withStore<T>(_ body: (Store) async throws -> T) async throws -> T {
-    let store = try await Store.openInMemorySQLite()
-    do {
-        let result = try await body(store)
-        try await store.close()
-        return result
-    } catch {
-        try? await store.close()
-        throw error
-    }
-}
-
 /// An account with `count` mailboxes, `m0@acme.example`…
 private func account(_ store: Store, plan: Plan = .pro, mailboxes count: Int) async throws -> (Account, [Mailbox]) {
     let account = try await store.createAccount(plan: plan, notificationEmail: "ops@acme.example")
@@ -38,7 +26,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
 /// by their jobs, and changed only as `BatchTransition` says.
 @Suite struct BatchStoreTests {
     @Test func aBatchIsCreatedWithAllItsJobsOrNotAtAll() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 3)
             let (other, otherBoxes) = try await account(store, mailboxes: 1)
             let detail = try await store.createBatch(
@@ -77,7 +65,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func listingIsPagedNewestFirstAndFiltered() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 1)
             var ids: [Int64] = []
             for index in 0..<5 {
@@ -95,7 +83,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func jobsAreClaimedWithinThePlanAndTheBatchEndsWithThem() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (starter, boxes) = try await account(store, plan: .starter, mailboxes: 3)
             let batch = try await store.createBatch(NewBatch(accountID: starter.id, name: "s"), jobs: jobs(boxes)).batch
             let first = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
@@ -120,7 +108,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func aBatchWhoseJobsAllCompleteIsCompleted() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 2)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "ok"), jobs: jobs(boxes)).batch
             while let job = try await store.claimPendingMigration(owner: "r", leaseSeconds: 30) {
@@ -137,7 +125,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func cancelStopsQueuedAndRunningJobs() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 3)
             let (other, _) = try await account(store, mailboxes: 0)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "c"), jobs: jobs(boxes)).batch
@@ -167,7 +155,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func aFailedJobGetsANewPasswordAndTheRetryQueuesOnlyFailedJobs() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 3)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "r"), jobs: jobs(boxes)).batch
             var ids: [Int64] = []
@@ -211,7 +199,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func aRetryWithNothingFailedChangesNothing() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 2)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "n"), jobs: jobs(boxes)).batch
             let detail = try await store.cancelBatch(id: batch.id, accountID: acme.id)
@@ -222,7 +210,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func aPausedBatchsJobsWaitAndResumeWhereTheyStopped() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 2)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "p"), jobs: jobs(boxes)).batch
             let running = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
@@ -254,7 +242,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func aPausedBatchWhoseLastJobIsCancelledEnds() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 1)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "p"), jobs: jobs(boxes)).batch
             #expect(try await store.pauseBatch(id: batch.id, reason: "storage"))
@@ -265,7 +253,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func claimsTakeTurnsAcrossAccounts() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (big, bigBoxes) = try await account(store, plan: .agency, mailboxes: 6)
             let (small, smallBoxes) = try await account(store, plan: .starter, mailboxes: 2)
             _ = try await store.createBatch(NewBatch(accountID: big.id, name: "big"), jobs: jobs(bigBoxes))
@@ -280,7 +268,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     }
 
     @Test func aJobRetriedOnItsOwnReopensItsBatch() async throws {
-        try await withStore { store in
+        try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 1)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "o"), jobs: jobs(boxes)).batch
             let job = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))

@@ -12,7 +12,8 @@ private func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async
     return try await body(path)
 }
 
-private func withMemoryStore<T>(_ body: (Store) async throws -> T) async throws -> T {
+/// A fresh in-memory store for the body, closed afterwards (the store test files share it).
+func withMemoryStore<T>(_ body: (Store) async throws -> T) async throws -> T {
     let store = try await Store.openInMemorySQLite()
     do {
         let result = try await body(store)
