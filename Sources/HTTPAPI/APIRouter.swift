@@ -19,6 +19,7 @@ public enum APIRouter {
         api.get("audit-events") { request, context in try await auditEvents(request, context, environment.store) }
         MigrationRoutes(environment: environment).register(on: api)
         BulkRoutes(environment: environment).register(on: api)
+        MailboxRoutes(environment: environment).register(on: api)
         return router
     }
 

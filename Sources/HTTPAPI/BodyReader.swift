@@ -129,6 +129,31 @@ struct BodyReader {
         }
     }
 
+    /// A list of 1 to `maxItems` strings kept as sent, repeats and all, for a caller that judges
+    /// each item on its own (and answers per item); nil when absent or null.
+    mutating func strings(_ field: String, maxItems: Int) -> [String]? {
+        switch object[field] {
+        case nil, .null?: return nil
+        case .array(let values)?:
+            guard (1...maxItems).contains(values.count) else {
+                fail(field, "must have 1 to \(maxItems) items")
+                return nil
+            }
+            var result: [String] = []
+            for value in values {
+                guard case .string(let item) = value else {
+                    fail(field, "must be a list of strings")
+                    return nil
+                }
+                result.append(item)
+            }
+            return result
+        default:
+            fail(field, "must be a list of strings")
+            return nil
+        }
+    }
+
     /// Throws the collected `validation_error`, if any.
     func finish() throws(APIError) {
         if !problems.isEmpty { throw APIError.validation(problems) }

@@ -1,7 +1,7 @@
 import HTTPTypes
 
 /// The methods each path answers, for a 405 with `Allow` instead of a 404 when only the method is wrong.
-/// Kept beside the registrations in `APIRouter`, `MigrationRoutes` and `BulkRoutes`; a route test holds them together.
+/// Kept beside the registrations in `APIRouter`, `MigrationRoutes`, `BulkRoutes` and `MailboxRoutes`; a route test holds them together.
 enum RouteTable {
     private static let routes: [(pattern: [Segment], methods: [HTTPRequest.Method])] = [
         (["healthz"], [.get]),
@@ -21,6 +21,8 @@ enum RouteTable {
         (["api", "v1", "migrations", "bulk", .id(":retry")], [.post]),
         (["api", "v1", "migrations", "bulk", .id(":resume")], [.post]),
         (["api", "v1", "migrations", "bulk", .id(""), "jobs", .id(""), "password"], [.patch]),
+        (["api", "v1", "mailboxes"], [.get, .post]),
+        (["api", "v1", "mailboxes", .id("")], [.delete]),
     ]
 
     enum Segment: ExpressibleByStringLiteral, Equatable {

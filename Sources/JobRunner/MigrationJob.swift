@@ -338,6 +338,21 @@ struct MigrationJob: Sendable {
             since = parsed.start
         }
 
+        // A batch's job copies the folders of the batch's strategy (inbox_only is also stored as the
+        // job's selected folders; standard needs the source's folder list, so only the engine can apply it).
+        var strategy = FolderStrategy.all
+        if let batchID = record.batchID {
+            do {
+                guard let batch = try await store.batch(id: batchID) else { return .gone }
+                strategy = batch.folderStrategy
+            } catch {
+                if !Task.isCancelled {
+                    logger.error("could not load the migration's batch", metadata: ["error": "\(error)"])
+                }
+                return .retryLater
+            }
+        }
+
         let source = ServerConfiguration(host: host, port: port, security: security,
                                          additionalTrustRootsPEM: configuration.sourceTrustRootsPEM,
                                          addressFilter: AddressPolicy.filter(allowPrivateHosts: configuration.allowPrivateHosts))
@@ -347,6 +362,7 @@ struct MigrationJob: Sendable {
             destination: MailAccount(server: configuration.destination.server, credentials: destinationCredentials),
             provider: provider,
             selectedFolders: record.selectedFolders,
+            strategy: strategy,
             since: since,
             skipDuplicates: record.skipDuplicates,
             parallelFolders: configuration.parallelFolders,

@@ -324,6 +324,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     case invalidBatchStatus(BatchStatus)
     /// A batch retry found no failed job to queue again.
     case noFailedJobs
+    /// A mailbox cannot be deleted while a migration that is not final targets it.
+    case mailboxInUse
 
     public var description: String {
         switch self {
@@ -334,6 +336,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case .corrupt(let what): "stored data is unreadable: \(what)"
         case .invalidBatchStatus(let status): "not allowed while the batch is \(status.rawValue)"
         case .noFailedJobs: "the batch has no failed jobs"
+        case .mailboxInUse: "a migration that has not finished targets the mailbox"
         }
     }
 }

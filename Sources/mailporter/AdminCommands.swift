@@ -54,15 +54,34 @@ struct MailboxesCommand: AsyncParsableCommand {
     )
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a destination mailbox; prints it as one JSON line.")
+        static let configuration = CommandConfiguration(
+            commandName: "add",
+            abstract: "Add a destination mailbox (prints it as one JSON line), or every address of a file.",
+            discussion: """
+                With --from-file: one address per line (blank lines and lines starting with # skipped), \
+                one JSON line per address with its line number and whether it was added, a duplicate or \
+                invalid (and why); exit status 1 if any address was not added.
+                """
+        )
 
         @Option(help: "Account id.") var account: Int64
-        @Argument(help: "The mailbox address on the destination server.") var email: String
+        @Argument(help: "The mailbox address on the destination server.") var email: String?
+        @Option(name: .customLong("from-file"), help: "A file of addresses, one per line.") var fromFile: String?
         @OptionGroup var storage: DataDirectoryOptions
 
+        func validate() throws {
+            if (email == nil) == (fromFile == nil) {
+                throw ValidationError("Give either an EMAIL or --from-file, not both.")
+            }
+        }
+
         func run() async throws {
+            if let fromFile {
+                try await addFromFile(fromFile)
+                return
+            }
             try await Admin.run(storage) { store in
-                let email = try Admin.validEmail(self.email, option: "EMAIL")
+                let email = try Admin.validEmail(self.email ?? "", option: "EMAIL")
                 do {
                     Admin.printLine(Admin.json(try await store.addMailbox(accountID: account, email: email)))
                 } catch StoreError.notFound {
@@ -71,6 +90,36 @@ struct MailboxesCommand: AsyncParsableCommand {
                     throw Admin.Failure(code: "conflict", message: "account \(account) already has mailbox \(email.lowercased())")
                 }
             }
+        }
+
+        private func addFromFile(_ path: String) async throws {
+            var failed = false
+            try await Admin.run(storage) { store in
+                let lines = try MailboxFile.read(path)
+                let results: [MailboxAddition]
+                do {
+                    results = try await store.addMailboxes(accountID: account, emails: lines.map(\.address))
+                } catch StoreError.notFound {
+                    throw Admin.Failure.unknownAccount(account)
+                }
+                for (line, result) in zip(lines, results) {
+                    var fields: Admin.Fields = [("line", .int(Int64(line.number)))]
+                    switch result {
+                    case .added(let mailbox):
+                        fields += [("email", .string(mailbox.email)), ("status", .string("added")), ("id", .int(mailbox.id))]
+                    case .duplicate(let email):
+                        failed = true
+                        fields += [("email", .string(email)), ("status", .string("duplicate")),
+                                   ("message", .string("account \(account) already has this mailbox"))]
+                    case .invalid(let email, let reason):
+                        failed = true
+                        fields += [("email", .string(email)), ("status", .string("invalid")),
+                                   ("message", .string("the address \(reason)"))]
+                    }
+                    Admin.printLine(fields)
+                }
+            }
+            if failed { throw ExitCode(1) }
         }
     }
 
@@ -196,6 +245,35 @@ struct TokensCommand: AsyncParsableCommand {
             throw Admin.Failure.validation("--expires must be a positive number of days, hours or minutes, e.g. 30d, 12h or 90m")
         }
         return TimeInterval(count * seconds)
+    }
+}
+
+/// A file of mailbox addresses: one per line, blank lines and `#` comments skipped, each kept with
+/// its line number for the report.
+enum MailboxFile {
+    struct Line {
+        var number: Int
+        var address: String
+    }
+
+    static func read(_ path: String) throws(Admin.Failure) -> [Line] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Admin.Failure(code: "not_found", message: "cannot read \(path)")
+        }
+        guard data.count <= 4 << 20 else { throw Admin.Failure.validation("\(path) is larger than 4 MiB") }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw Admin.Failure.validation("\(path) is not UTF-8 text")
+        }
+        var lines: [Line] = []
+        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
+            let address = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if address.isEmpty || address.hasPrefix("#") { continue }
+            lines.append(Line(number: index + 1, address: address))
+        }
+        guard lines.count <= Store.maxMailboxesPerAdd else {
+            throw Admin.Failure.validation("\(path) has \(lines.count) addresses; at most \(Store.maxMailboxesPerAdd) at a time")
+        }
+        return lines
     }
 }
 

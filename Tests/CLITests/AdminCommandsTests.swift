@@ -137,6 +137,43 @@ struct AdminCommandsTests {
         #expect(tokens.status == 0 && tokens.stdout.isEmpty, "\(tokens.stdout) \(tokens.stderr)")
     }
 
+    @Test func mailboxesFromAFileAreReportedLineByLine() async throws {
+        let dataDir = temporaryDataDirectory()
+        defer { cleanUp(dataDir) }
+        let account = try object(try await run(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"], dataDir: dataDir))
+        let accountID = try #require(number(account["id"]))
+        _ = try object(try await run(["mailboxes", "add", "--account", "\(accountID)", "kept@acme.example"], dataDir: dataDir))
+
+        let file = (dataDir as NSString).deletingLastPathComponent + "/addresses.txt"
+        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let text = "# the acme team\nAnna@Acme.example\n\n  ben@acme.example  \r\nkept@acme.example\nnot an address\nanna@acme.example\n"
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+
+        let result = try await run(["mailboxes", "add", "--account", "\(accountID)", "--from-file", file], dataDir: dataDir)
+        #expect(result.status == 1, "\(result.stderr)")
+        let lines = try result.stdout.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(lines.compactMap { number($0["line"]) } == [2, 4, 5, 6, 7])
+        #expect(lines.compactMap { $0["status"] as? String } == ["added", "added", "duplicate", "invalid", "duplicate"])
+        #expect(lines.compactMap { $0["email"] as? String }
+            == ["anna@acme.example", "ben@acme.example", "kept@acme.example", "not an address", "anna@acme.example"])
+        #expect((lines[3]["message"] as? String)?.contains("local@domain.tld") == true)
+        #expect(number(lines[0]["id"]) != nil && lines[2]["id"] == nil)
+
+        let listed = try await run(["mailboxes", "list", "--account", "\(accountID)"], dataDir: dataDir)
+        #expect(listed.stdout.split(separator: "\n").count == 3, "\(listed.stdout)")
+
+        // Everything new: exit status 0. An unreadable file or an unknown account: one error line, status 2.
+        try "# nothing but\ncleo@acme.example\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let clean = try await run(["mailboxes", "add", "--account", "\(accountID)", "--from-file", file], dataDir: dataDir)
+        #expect(clean.status == 0 && clean.stdout.contains("\"line\":2"), "\(clean.stdout) \(clean.stderr)")
+        let missing = try await run(["mailboxes", "add", "--account", "\(accountID)", "--from-file", file + ".none"], dataDir: dataDir)
+        #expect(missing.status == 2 && missing.stderr.hasPrefix("error: ") && missing.stdout.isEmpty)
+        let unknown = try await run(["mailboxes", "add", "--account", "9999", "--from-file", file], dataDir: dataDir)
+        #expect(unknown.status == 2 && unknown.stderr.contains("account 9999"))
+    }
+
     @Test func expiryIsAboutADayAhead() async throws {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }

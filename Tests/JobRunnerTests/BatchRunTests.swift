@@ -91,6 +91,43 @@ struct BatchRunTests {
         try await store.close()
     }
 
+    /// A batch started with `folder_strategy: standard` copies INBOX and the special-use folders
+    /// only, each message once; `Work` and the other plain folders stay behind.
+    @Test func aStandardBatchCopiesInboxAndSpecialUseFoldersOnly() async throws {
+        let source = try await SharedServers.shared.server(.dot)
+        let destination = try await SharedServers.shared.server(.slash)
+        let sourceUser = uniqueUser("ssrc")
+        let corpus = try await Corpus.fill(source, user: sourceUser,
+                                           options: Corpus.Options(scale: 1, largeAttachment: false, bodyBytes: 300...1500))
+        let destinationUser = try await destination.freshUser("sdst")
+        let store = try await Store.openInMemorySQLite()
+        let account = try await store.createAccount(plan: .starter, notificationEmail: "ops@example.com")
+        let mailbox = try await store.addMailbox(accountID: account.id, email: destinationUser)
+        let batch = try await store.createBatch(NewBatch(accountID: account.id, name: "standard", folderStrategy: .standard), jobs: [
+            NewBatchJob(line: 2, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
+                        sourcePort: source.imapPort, sourceSecurity: "none", sourceEmail: "\(sourceUser)@example.com",
+                        sourceUsername: sourceUser, sourcePassword: DovecotServer.password),
+        ]).batch
+        let runner = JobRunner(store: store, configuration: Self.configuration(destination), logger: Self.logger)
+        let task = Task { try await runner.run() }
+        runner.wake()
+        let ended = try await Self.waitFor(store, batch.id) {
+            !$0.batch.status.isActive && $0.jobs[0].migration.leaseOwner == nil
+        }
+        task.cancel()
+        try await task.value
+        #expect(ended.batch.status == .completed, "\(ended.batch.status) \(String(describing: ended.jobs[0].migration.error))")
+
+        let standardFolders: Set<String> = ["INBOX", "Sent", "Sent Items", "Drafts"]
+        let expected = corpus.expectedDestination(skipDuplicates: true, folders: standardFolders)
+        let snapshot = try await AccountSnapshot.take(destination, user: destinationUser)
+        for problem in snapshot.differences(from: expected) { Issue.record("standard: \(problem)") }
+        #expect(snapshot.folders["Work"] == nil && snapshot.folders["Work/Projects"] == nil,
+                "a standard batch created plain folders: \(snapshot.folders.keys.sorted())")
+        #expect(ended.jobs[0].migration.importedMessages == expected.values.reduce(0) { $0 + $1.count })
+        try await store.close()
+    }
+
     /// Paused for storage while copying (as a storage watch would), the running job lets go at a
     /// safe point and nothing of the batch is claimed; resumed, it continues and ends exact.
     @Test func aPausedBatchStopsAtASafePointAndResumesExactly() async throws {
