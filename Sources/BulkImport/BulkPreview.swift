@@ -53,18 +53,24 @@ struct RowClassifier {
         guard fields.count == columns.count else {
             // Most often an unquoted comma in a password splits it: the row has no readable
             // password, and no field can be trusted to be what its position says, so none is shown.
-            let expected = "The row has \(fields.count) field\(fields.count == 1 ? "" : "s"), expected \(columns.count) "
+            let expected =
+                "The row has \(fields.count) field\(fields.count == 1 ? "" : "s"), expected \(columns.count) "
                 + "(\(columns.joined(separator: ", "))). "
-            let message = switch BulkLayout(fieldCount: fields.count) {
-            case .perRowServer?: expected + "Set per_row_server to true to give each row its own server, "
-                + "or remove the last three fields."
-            case .simple?: expected + "Set per_row_server to false to use the batch's server, or add source_host, "
-                + "source_port and source_security."
-            case nil: expected + "If the password holds a comma or a quote, put it in double quotes and double each "
-                + "quote inside it."
-            }
-            return RowVerdict(line: record.line, sourceEmail: nil, destinationEmail: nil, category: .missingPassword,
-                              message: message, job: nil)
+            let message =
+                switch BulkLayout(fieldCount: fields.count) {
+                case .perRowServer?:
+                    expected + "Set per_row_server to true to give each row its own server, "
+                        + "or remove the last three fields."
+                case .simple?:
+                    expected + "Set per_row_server to false to use the batch's server, or add source_host, "
+                        + "source_port and source_security."
+                case nil:
+                    expected + "If the password holds a comma or a quote, put it in double quotes and double each "
+                        + "quote inside it."
+                }
+            return RowVerdict(
+                line: record.line, sourceEmail: nil, destinationEmail: nil, category: .missingPassword,
+                message: message, job: nil)
         }
         let source = fields[0]
         let password = fields[1]
@@ -72,13 +78,16 @@ struct RowClassifier {
         let sourceShown = Self.isEmail(source) ? source : nil
         let destinationShown = Self.isEmail(destination) ? destination : nil
         func verdict(_ category: RowCategory, _ message: String?, job: BulkJobRow? = nil) -> RowVerdict {
-            RowVerdict(line: record.line, sourceEmail: sourceShown, destinationEmail: destinationShown,
-                       category: category, message: message, job: job)
+            RowVerdict(
+                line: record.line, sourceEmail: sourceShown, destinationEmail: destinationShown,
+                category: category, message: message, job: job)
         }
 
         if source.isEmpty { return verdict(.invalidSourceEmail, "The source email is empty.") }
         if sourceShown == nil {
-            return verdict(.invalidSourceEmail, "The source email is not an email address (name@domain.tld) of at most 255 characters.")
+            return verdict(
+                .invalidSourceEmail,
+                "The source email is not an email address (name@domain.tld) of at most 255 characters.")
         }
         if password.isEmpty { return verdict(.missingPassword, "The source password is empty.") }
         if password.count > Self.maxFieldLength {
@@ -92,8 +101,10 @@ struct RowClassifier {
             return verdict(.invalidDestination, "The destination email is not an email address (name@domain.tld).")
         }
         if !rules.mailboxes.contains(destination) {
-            return verdict(.invalidDestination, "The account has no mailbox with this address; "
-                           + "add the mailbox first, or correct the address.")
+            return verdict(
+                .invalidDestination,
+                "The account has no mailbox with this address; "
+                    + "add the mailbox first, or correct the address.")
         }
         let server: SourceServer
         switch resolveServer(fields) {
@@ -103,16 +114,20 @@ struct RowClassifier {
         // One source account into one mailbox, whichever server a row names for it.
         let key = "\(source.lowercased())\u{0}\(destination)"
         if let first = seen[key] {
-            return verdict(.duplicateRow, "The same source and destination as line \(first); only that row is imported.")
+            return verdict(
+                .duplicateRow, "The same source and destination as line \(first); only that row is imported.")
         }
         seen[key] = record.line
         validCount += 1
         if validCount > rules.rowsPerBatch {
-            return verdict(.overPlanLimit, "The \(rules.planName) plan allows \(rules.rowsPerBatch) rows per batch "
-                           + "and this is valid row \(validCount); import the rest as another batch.")
+            return verdict(
+                .overPlanLimit,
+                "The \(rules.planName) plan allows \(rules.rowsPerBatch) rows per batch "
+                    + "and this is valid row \(validCount); import the rest as another batch.")
         }
-        let job = BulkJobRow(line: record.line, sourceEmail: source, sourcePassword: password,
-                             destinationEmail: destination, server: server)
+        let job = BulkJobRow(
+            line: record.line, sourceEmail: source, sourcePassword: password,
+            destinationEmail: destination, server: server)
         return verdict(.valid, nil, job: job)
     }
 
@@ -127,8 +142,10 @@ struct RowClassifier {
     private func resolveServer(_ fields: [String]) -> Result<SourceServer, Problem> {
         guard rules.layout == .perRowServer else {
             guard let server = rules.batchServer else {
-                return .failure(Problem(message: "The batch names no source server; give source_host, source_port "
-                                        + "and source_security, or a provider with a preset."))
+                return .failure(
+                    Problem(
+                        message: "The batch names no source server; give source_host, source_port "
+                            + "and source_security, or a provider with a preset."))
             }
             return .success(server)
         }
@@ -157,8 +174,10 @@ struct RowClassifier {
             return .failure(Problem(message: "The source host is empty; give the IMAP server's host name."))
         }
         if rules.isBlocked(host: resolved.host) {
-            return .failure(Problem(message: "The source host is a private, loopback or link-local address, "
-                                    + "which this service does not connect to; give the server's public name."))
+            return .failure(
+                Problem(
+                    message: "The source host is a private, loopback or link-local address, "
+                        + "which this service does not connect to; give the server's public name."))
         }
         return .success(SourceServer(host: resolved.host, port: resolved.port, security: resolved.security))
     }

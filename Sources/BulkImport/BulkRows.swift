@@ -11,8 +11,11 @@ public enum BulkLayout: Sendable, Equatable {
     public var columns: [String] {
         switch self {
         case .simple: ["source_email", "source_password", "destination_email"]
-        case .perRowServer: ["source_email", "source_password", "destination_email",
-                             "source_host", "source_port", "source_security"]
+        case .perRowServer:
+            [
+                "source_email", "source_password", "destination_email",
+                "source_host", "source_port", "source_security",
+            ]
         }
     }
 
@@ -66,7 +69,8 @@ public struct BulkJobRow: Sendable, Equatable, CustomStringConvertible, CustomDe
     public var destinationEmail: String
     public var server: SourceServer
 
-    public init(line: Int, sourceEmail: String, sourcePassword: String, destinationEmail: String, server: SourceServer) {
+    public init(line: Int, sourceEmail: String, sourcePassword: String, destinationEmail: String, server: SourceServer)
+    {
         self.line = line
         self.sourceEmail = sourceEmail
         self.sourcePassword = sourcePassword
@@ -74,7 +78,9 @@ public struct BulkJobRow: Sendable, Equatable, CustomStringConvertible, CustomDe
         self.server = server
     }
 
-    public var description: String { "BulkJobRow(line: \(line), source: \(sourceEmail), destination: \(destinationEmail))" }
+    public var description: String {
+        "BulkJobRow(line: \(line), source: \(sourceEmail), destination: \(destinationEmail))"
+    }
     public var debugDescription: String { description }
 }
 
@@ -108,8 +114,11 @@ public struct BulkRules: Sendable {
     /// the same rule refuses them again with `private_host_blocked`.
     public var addressAllowed: @Sendable (SocketAddress) -> Bool
 
-    public init(layout: BulkLayout, provider: Provider = .genericIMAP, batchServer: SourceServer?, mailboxes: Set<String>, planName: String,
-                rowsPerBatch: Int, addressAllowed: @escaping @Sendable (SocketAddress) -> Bool) {
+    public init(
+        layout: BulkLayout, provider: Provider = .genericIMAP, batchServer: SourceServer?, mailboxes: Set<String>,
+        planName: String,
+        rowsPerBatch: Int, addressAllowed: @escaping @Sendable (SocketAddress) -> Bool
+    ) {
         self.layout = layout
         self.provider = provider
         self.batchServer = batchServer

@@ -51,7 +51,8 @@ public enum CSVReader {
 
     private static func checkSize(_ count: Int) throws(CSVError) {
         guard count <= maxBytes else {
-            throw CSVError(line: nil, message: "The CSV is larger than 2 MB (\(maxBytes) bytes); split it into several batches.")
+            throw CSVError(
+                line: nil, message: "The CSV is larger than 2 MB (\(maxBytes) bytes); split it into several batches.")
         }
     }
 
@@ -142,8 +143,10 @@ public enum CSVReader {
             var end = index
             while let byte = current, byte != comma, !isLineEnd(byte) {
                 if byte == quote {
-                    throw CSVError(line: line, message: "Line \(line): a quote inside a field that does not start with one; "
-                                   + "put the whole field in double quotes and double each quote inside it (\"\").")
+                    throw CSVError(
+                        line: line,
+                        message: "Line \(line): a quote inside a field that does not start with one; "
+                            + "put the whole field in double quotes and double each quote inside it (\"\").")
                 }
                 index += 1
                 if !isSpace(byte) { end = index }
@@ -157,8 +160,10 @@ public enum CSVReader {
             var value: [UInt8] = []
             while true {
                 guard let byte = current else {
-                    throw CSVError(line: opened, message: "Line \(opened): a quoted field is never closed; "
-                                   + "end it with a double quote, and double each quote inside it (\"\").")
+                    throw CSVError(
+                        line: opened,
+                        message: "Line \(opened): a quoted field is never closed; "
+                            + "end it with a double quote, and double each quote inside it (\"\").")
                 }
                 if byte == quote {
                     if index + 1 < bytes.count, bytes[index + 1] == quote {
@@ -175,8 +180,10 @@ public enum CSVReader {
             }
             skipSpaces()
             if let byte = current, byte != comma, !isLineEnd(byte) {
-                throw CSVError(line: line, message: "Line \(line): text after a closing quote; "
-                               + "a quote inside a quoted field must be doubled (\"\"), and a comma must follow the field.")
+                throw CSVError(
+                    line: line,
+                    message: "Line \(line): text after a closing quote; "
+                        + "a quote inside a quoted field must be doubled (\"\"), and a comma must follow the field.")
             }
             return String(decoding: value, as: UTF8.self)
         }

@@ -17,9 +17,11 @@ public enum LoginCheck {
 
     /// Results by the rows' lines. `check` logs in and out (throwing the classified failure); the
     /// connection is the caller's to build, with the address policy it connects under.
-    public static func run(_ rows: [BulkJobRow], concurrency: Int = defaultConcurrency,
-                           deadline: Duration = defaultDeadline,
-                           check: @escaping @Sendable (BulkJobRow) async throws(ImportFailure) -> Void) async -> [Int: LoginResult] {
+    public static func run(
+        _ rows: [BulkJobRow], concurrency: Int = defaultConcurrency,
+        deadline: Duration = defaultDeadline,
+        check: @escaping @Sendable (BulkJobRow) async throws(ImportFailure) -> Void
+    ) async -> [Int: LoginResult] {
         let end = ContinuousClock.now + deadline
         var results: [Int: LoginResult] = [:]
         await withTaskGroup(of: (Int, LoginResult).self) { group in
@@ -40,8 +42,10 @@ public enum LoginCheck {
     }
 
     /// The row's login, or `notChecked` once `end` passes (the login is then cancelled).
-    private static func outcome(_ row: BulkJobRow, until end: ContinuousClock.Instant,
-                                _ check: @escaping @Sendable (BulkJobRow) async throws(ImportFailure) -> Void) async -> LoginResult {
+    private static func outcome(
+        _ row: BulkJobRow, until end: ContinuousClock.Instant,
+        _ check: @escaping @Sendable (BulkJobRow) async throws(ImportFailure) -> Void
+    ) async -> LoginResult {
         await withTaskGroup(of: LoginResult?.self) { group in
             group.addTask {
                 do throws(ImportFailure) {

@@ -13,13 +13,16 @@ public struct TimeEstimate: Sendable, Equatable {
     public static let defaultMessagesPerSecondPerJob = 10.0
 
     /// Jobs run in waves of `min(planJobsAtOnce, globalLimit)`; each wave takes as long as one mailbox.
-    public init(jobs: Int, planJobsAtOnce: Int, globalLimit: Int,
-                messagesPerMailbox: Int = defaultMessagesPerMailbox,
-                messagesPerSecondPerJob: Double = defaultMessagesPerSecondPerJob) {
+    public init(
+        jobs: Int, planJobsAtOnce: Int, globalLimit: Int,
+        messagesPerMailbox: Int = defaultMessagesPerMailbox,
+        messagesPerSecondPerJob: Double = defaultMessagesPerSecondPerJob
+    ) {
         self.jobs = max(0, jobs)
         self.jobsAtOnce = max(1, min(planJobsAtOnce, globalLimit))
         self.messagesPerMailbox = max(0, messagesPerMailbox)
-        self.messagesPerSecondPerJob = messagesPerSecondPerJob > 0 ? messagesPerSecondPerJob : Self.defaultMessagesPerSecondPerJob
+        self.messagesPerSecondPerJob =
+            messagesPerSecondPerJob > 0 ? messagesPerSecondPerJob : Self.defaultMessagesPerSecondPerJob
         let waves = (self.jobs + self.jobsAtOnce - 1) / self.jobsAtOnce
         let perMailbox = Double(self.messagesPerMailbox) / self.messagesPerSecondPerJob
         self.seconds = Int((Double(waves) * perMailbox).rounded(.up))

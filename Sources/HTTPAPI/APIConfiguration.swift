@@ -20,8 +20,10 @@ public struct APILimits: Sendable {
     /// JSON string (quotes and line breaks escaped); the CSV's own limit is checked on the text.
     public var maxBulkBodyBytes: Int
 
-    public init(requestsPerMinute: Int = 120, writesPerMinute: Int = 10, maxConcurrentMigrations: Int = 20,
-                maxBodyBytes: Int = 1 << 20, maxBulkBodyBytes: Int = 3 * CSVReader.maxBytes + 65536) {
+    public init(
+        requestsPerMinute: Int = 120, writesPerMinute: Int = 10, maxConcurrentMigrations: Int = 20,
+        maxBodyBytes: Int = 1 << 20, maxBulkBodyBytes: Int = 3 * CSVReader.maxBytes + 65536
+    ) {
         self.requestsPerMinute = requestsPerMinute
         self.writesPerMinute = writesPerMinute
         self.maxConcurrentMigrations = maxConcurrentMigrations
@@ -49,12 +51,14 @@ public struct APIEnvironment: Sendable {
     public var metrics: PrometheusCollectorRegistry
     public var logger: Logger
 
-    public init(store: Store, limits: APILimits = APILimits(), hasMasterCredentials: Bool = false,
-                allowPrivateHosts: Bool = false, sourceTrustRootsPEM: [String] = [],
-                migrationQueued: @escaping @Sendable () -> Void = {},
-                storageUsedBytes: @escaping @Sendable (Account) async -> Int64? = { _ in nil },
-                metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-                logger: Logger = Logger(label: "mailporter.api")) {
+    public init(
+        store: Store, limits: APILimits = APILimits(), hasMasterCredentials: Bool = false,
+        allowPrivateHosts: Bool = false, sourceTrustRootsPEM: [String] = [],
+        migrationQueued: @escaping @Sendable () -> Void = {},
+        storageUsedBytes: @escaping @Sendable (Account) async -> Int64? = { _ in nil },
+        metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        logger: Logger = Logger(label: "mailporter.api")
+    ) {
         self.store = store
         self.limits = limits
         self.hasMasterCredentials = hasMasterCredentials

@@ -39,9 +39,11 @@ public struct APIError: Error, Sendable {
     /// Seconds to wait, for `rate_limited` (also sent as `Retry-After`).
     public var retryAfter: Int?
 
-    public init(_ status: HTTPResponse.Status, code: Code, message: String, hint: String? = nil,
-                retryable: Bool = false, fields: [(String, String)] = [], reason: String? = nil,
-                retryAfter: Int? = nil) {
+    public init(
+        _ status: HTTPResponse.Status, code: Code, message: String, hint: String? = nil,
+        retryable: Bool = false, fields: [(String, String)] = [], reason: String? = nil,
+        retryAfter: Int? = nil
+    ) {
         self.status = status
         self.code = code
         self.message = message
@@ -75,19 +77,22 @@ extension APIError {
         hint: "Send `Authorization: Bearer mp_live_…` with a token that exists and has not expired.")
 
     static func notFound(_ what: String = "resource") -> APIError {
-        APIError(.notFound, code: .notFound, message: "No such \(what).",
-                 hint: "Check the id; objects of other accounts are not visible.")
+        APIError(
+            .notFound, code: .notFound, message: "No such \(what).",
+            hint: "Check the id; objects of other accounts are not visible.")
     }
 
     static func insufficientScope(_ scope: Scope) -> APIError {
-        APIError(.forbidden, code: .insufficientScope, message: "This token lacks the \(scope.rawValue) scope.",
-                 hint: "Create a token with the \(scope.rawValue) scope.")
+        APIError(
+            .forbidden, code: .insufficientScope, message: "This token lacks the \(scope.rawValue) scope.",
+            hint: "Create a token with the \(scope.rawValue) scope.")
     }
 
     static func blockedByPlan(_ scope: Scope, plan: String) -> APIError {
-        APIError(.forbidden, code: .tokenScopeBlockedByPlan,
-                 message: "The \(plan) plan does not include \(scope.rawValue).",
-                 hint: "Upgrade to the Starter plan or higher to use migrations.")
+        APIError(
+            .forbidden, code: .tokenScopeBlockedByPlan,
+            message: "The \(plan) plan does not include \(scope.rawValue).",
+            hint: "Upgrade to the Starter plan or higher to use migrations.")
     }
 
     static func conflict(_ message: String, hint: String? = nil) -> APIError {
@@ -96,9 +101,10 @@ extension APIError {
 
     static func validation(_ fields: [(String, String)]) -> APIError {
         let first = fields.first.map { "\($0.0): \($0.1)" } ?? "invalid request"
-        return APIError(.unprocessableContent, code: .validationError,
-                        message: fields.count > 1 ? "\(first) (and \(fields.count - 1) more)" : first,
-                        hint: "Fix the fields listed in `fields` and send the request again.", fields: fields)
+        return APIError(
+            .unprocessableContent, code: .validationError,
+            message: fields.count > 1 ? "\(first) (and \(fields.count - 1) more)" : first,
+            hint: "Fix the fields listed in `fields` and send the request again.", fields: fields)
     }
 
     static let invalidJSON = APIError(
@@ -106,8 +112,9 @@ extension APIError {
         hint: "Send a JSON object with `Content-Type: application/json`.")
 
     static func payloadTooLarge(_ limit: Int) -> APIError {
-        APIError(.contentTooLarge, code: .payloadTooLarge,
-                 message: "The request body is larger than \(limit) bytes.", hint: nil)
+        APIError(
+            .contentTooLarge, code: .payloadTooLarge,
+            message: "The request body is larger than \(limit) bytes.", hint: nil)
     }
 
     static let internalError = APIError(

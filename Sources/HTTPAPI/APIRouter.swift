@@ -7,14 +7,17 @@ import Store
 public enum APIRouter {
     public static func make(_ environment: APIEnvironment) -> Router<APIContext> {
         let router = Router(context: APIContext.self)
-        router.middlewares.add(ResponseEnvelopeMiddleware(logger: environment.logger,
-                                                          maxBodyBytes: environment.limits.maxBodyBytes))
+        router.middlewares.add(
+            ResponseEnvelopeMiddleware(
+                logger: environment.logger,
+                maxBodyBytes: environment.limits.maxBodyBytes))
 
         router.get("healthz") { _, _ in try await health(environment.store) }
         router.get("metrics") { _, _ in try await metrics(environment) }
         router.get("api/v1/openapi.json") { _, _ in try openAPIResponse() }
 
-        let api = router.group("api/v1").add(middleware: AuthMiddleware(store: environment.store, limits: environment.limits))
+        let api = router.group("api/v1").add(
+            middleware: AuthMiddleware(store: environment.store, limits: environment.limits))
         api.get("me") { _, context in try me(context) }
         api.get("audit-events") { request, context in try await auditEvents(request, context, environment.store) }
         MigrationRoutes(environment: environment).register(on: api)
@@ -27,16 +30,23 @@ public enum APIRouter {
         do {
             _ = try await store.schemaVersions()
         } catch {
-            throw APIError(.serviceUnavailable, code: .unavailable, message: "The database does not answer.",
-                           hint: "Check the database configured in MAILPORTER_DATABASE_URL.", retryable: true)
+            throw APIError(
+                .serviceUnavailable, code: .unavailable, message: "The database does not answer.",
+                hint: "Check the database configured in MAILPORTER_DATABASE_URL.", retryable: true)
         }
         return jsonResponse(.object([("status", .string("ok"))]))
     }
 
-    static var byStatus: MetricNameDescriptor { MetricNameDescriptor(namespace: "mailporter", metricName: "migrations", unitName: "",
-                                               helpText: "Migrations by status.") }
-    static var activeDescriptor: MetricNameDescriptor { MetricNameDescriptor(namespace: "mailporter", metricName: "active_migrations",
-                                                       unitName: "", helpText: "Migrations validating, planning or processing.") }
+    static var byStatus: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "mailporter", metricName: "migrations", unitName: "",
+            helpText: "Migrations by status.")
+    }
+    static var activeDescriptor: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "mailporter", metricName: "active_migrations",
+            unitName: "", helpText: "Migrations validating, planning or processing.")
+    }
 
     static func metrics(_ environment: APIEnvironment) async throws -> Response {
         // Gauges come from the store at scrape time, so they are right for every node sharing it.
@@ -45,45 +55,60 @@ public enum APIRouter {
         for status in MigrationStatus.allCases {
             let count = counts[status] ?? 0
             if status.isRunning { active += count }
-            environment.metrics.makeGauge(descriptor: byStatus, labels: [("status", status.rawValue)]).set(Double(count))
+            environment.metrics.makeGauge(descriptor: byStatus, labels: [("status", status.rawValue)]).set(
+                Double(count))
         }
         environment.metrics.makeGauge(descriptor: activeDescriptor).set(Double(active))
         var buffer: [UInt8] = []
         environment.metrics.emit(into: &buffer)
-        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
     }
 
     static func me(_ context: APIContext) throws -> Response {
         let caller = try context.authenticated()
         let account = caller.account
         let token = caller.token
-        return jsonResponse(.object([
-            ("account", .object([
-                ("id", .int(account.id)),
-                ("plan", .string(account.plan.rawValue)),
-                ("notification_email", .string(account.notificationEmail)),
-                ("created_at", Render.date(account.createdAt)),
-            ])),
-            ("plan", .object([
-                ("name", .string(account.plan.rawValue)),
-                ("migrations_allowed", .bool(account.plan.allowsMigrations)),
-                ("bulk_rows_per_batch", .int(account.plan.maxBulkRowsPerBatch)),
-                ("bulk_jobs_running_at_once", .int(account.plan.maxConcurrentBulkJobs)),
-                ("storage_pool_bytes", .int(account.plan.storagePoolBytes)),
-            ])),
-            ("token", .object([
-                ("id", .int(token.id)),
-                ("name", .string(token.name)),
-                ("prefix", .string(token.prefix)),
-                ("scopes", .array(token.scopes.map(JSONValue.string))),
-                ("expires_at", Render.date(token.expiresAt)),
-                ("created_at", Render.date(token.createdAt)),
-            ])),
-            ("capabilities", .object([
-                ("effective_scopes", .array(caller.effectiveScopes.map(JSONValue.string))),
-            ])),
-        ]))
+        return jsonResponse(
+            .object([
+                (
+                    "account",
+                    .object([
+                        ("id", .int(account.id)),
+                        ("plan", .string(account.plan.rawValue)),
+                        ("notification_email", .string(account.notificationEmail)),
+                        ("created_at", Render.date(account.createdAt)),
+                    ])
+                ),
+                (
+                    "plan",
+                    .object([
+                        ("name", .string(account.plan.rawValue)),
+                        ("migrations_allowed", .bool(account.plan.allowsMigrations)),
+                        ("bulk_rows_per_batch", .int(account.plan.maxBulkRowsPerBatch)),
+                        ("bulk_jobs_running_at_once", .int(account.plan.maxConcurrentBulkJobs)),
+                        ("storage_pool_bytes", .int(account.plan.storagePoolBytes)),
+                    ])
+                ),
+                (
+                    "token",
+                    .object([
+                        ("id", .int(token.id)),
+                        ("name", .string(token.name)),
+                        ("prefix", .string(token.prefix)),
+                        ("scopes", .array(token.scopes.map(JSONValue.string))),
+                        ("expires_at", Render.date(token.expiresAt)),
+                        ("created_at", Render.date(token.createdAt)),
+                    ])
+                ),
+                (
+                    "capabilities",
+                    .object([
+                        ("effective_scopes", .array(caller.effectiveScopes.map(JSONValue.string)))
+                    ])
+                ),
+            ]))
     }
 
     static func auditEvents(_ request: Request, _ context: APIContext, _ store: Store) async throws -> Response {
@@ -98,8 +123,9 @@ public enum APIRouter {
     /// The document in the repository (Sources/HTTPAPI/Resources/openapi.json), served as is.
     static func openAPIResponse() throws -> Response {
         guard let document = OpenAPIDocument.bytes else { throw APIError.internalError }
-        return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: document)))
+        return Response(
+            status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: document)))
     }
 }
 
@@ -107,7 +133,8 @@ public enum OpenAPIDocument {
     /// Read once from the bundled resource.
     public static let bytes: [UInt8]? = {
         guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
-              let data = try? Data(contentsOf: url) else { return nil }
+            let data = try? Data(contentsOf: url)
+        else { return nil }
         return Array(data)
     }()
 }

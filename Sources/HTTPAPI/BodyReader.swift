@@ -39,8 +39,10 @@ struct BodyReader {
     }
 
     /// A string of `length` characters (after trimming); nil when absent or null.
-    mutating func string(_ field: String, required: Bool, length: ClosedRange<Int> = 1...255,
-                         trim: Bool = true) -> String? {
+    mutating func string(
+        _ field: String, required: Bool, length: ClosedRange<Int> = 1...255,
+        trim: Bool = true
+    ) -> String? {
         switch object[field] {
         case nil, .null?:
             if required { fail(field, "is required") }
@@ -48,8 +50,11 @@ struct BodyReader {
         case .string(let raw)?:
             let value = trim ? raw.trimmingCharacters(in: .whitespacesAndNewlines) : raw
             guard length.contains(value.count) else {
-                fail(field, value.isEmpty && required ? "is required"
-                     : "must be \(length.lowerBound) to \(length.upperBound) characters")
+                fail(
+                    field,
+                    value.isEmpty && required
+                        ? "is required"
+                        : "must be \(length.lowerBound) to \(length.upperBound) characters")
                 return nil
             }
             guard !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
@@ -116,8 +121,11 @@ struct BodyReader {
             var result: [String] = []
             for value in values {
                 guard case .string(let item) = value, length.contains(item.count),
-                      !item.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
-                    fail(field, "must be a list of folder names of \(length.lowerBound) to \(length.upperBound) characters")
+                    !item.unicodeScalars.contains(where: { $0.value < 0x20 })
+                else {
+                    fail(
+                        field,
+                        "must be a list of folder names of \(length.lowerBound) to \(length.upperBound) characters")
                     return nil
                 }
                 if !result.contains(item) { result.append(item) }

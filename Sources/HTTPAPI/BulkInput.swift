@@ -25,12 +25,16 @@ struct BulkInput {
         let perRowServer = body.bool("per_row_server") ?? false
         var provider = Provider.genericIMAP
         if let name = body.string("provider", required: false, length: 1...32) {
-            if let known = Provider(rawValue: name.lowercased()) { provider = known } else {
+            if let known = Provider(rawValue: name.lowercased()) {
+                provider = known
+            } else {
                 body.fail("provider", "must be one of \(Provider.allCases.map(\.rawValue).joined(separator: ", "))")
             }
         }
         var host = body.string("source_host", required: false)
-        if let given = host, !SourceFieldSyntax.isHostName(given) { body.fail("source_host", "must be a host name or IP address") }
+        if let given = host, !SourceFieldSyntax.isHostName(given) {
+            body.fail("source_host", "must be a host name or IP address")
+        }
         if let given = host, given.hasPrefix("["), given.hasSuffix("]") { host = String(given.dropFirst().dropLast()) }
         let port = body.int("source_port", required: false, range: 1...65535)
         var security: ConnectionSecurity?
@@ -43,7 +47,9 @@ struct BulkInput {
             if let server = try? provider.server(host: host, port: port.map(Int.init), security: security) {
                 batchServer = SourceServer(host: server.host, port: server.port, security: server.security)
                 if isBlocked(server.host) {
-                    body.fail("source_host", "is a private, loopback or link-local address, which this service does not connect to")
+                    body.fail(
+                        "source_host",
+                        "is a private, loopback or link-local address, which this service does not connect to")
                 }
             } else if body.problems.isEmpty {
                 body.fail("source_host", "is required unless the provider has a preset or per_row_server is true")
@@ -58,8 +64,12 @@ struct BulkInput {
         if start {
             name = body.string("name", required: false, length: 0...255)
             if let value = body.string("folder_strategy", required: false, length: 1...32) {
-                if let known = FolderStrategy(rawValue: value.lowercased()) { strategy = known } else {
-                    body.fail("folder_strategy", "must be one of \(FolderStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
+                if let known = FolderStrategy(rawValue: value.lowercased()) {
+                    strategy = known
+                } else {
+                    body.fail(
+                        "folder_strategy",
+                        "must be one of \(FolderStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
             }
             since = body.string("import_since", required: false, length: 10...10)
@@ -68,10 +78,11 @@ struct BulkInput {
             key = body.string("idempotency_key", required: false, length: 1...255)
         }
         guard let csv, body.problems.isEmpty else { return nil }
-        return BulkInput(csv: csv, provider: provider, layout: perRowServer ? .perRowServer : .simple,
-                         batchServer: batchServer, name: name.flatMap { $0.isEmpty ? nil : $0 },
-                         folderStrategy: strategy, importSince: since, skipDuplicates: skipDuplicates,
-                         idempotencyKey: key, checkLogins: checkLogins)
+        return BulkInput(
+            csv: csv, provider: provider, layout: perRowServer ? .perRowServer : .simple,
+            batchServer: batchServer, name: name.flatMap { $0.isEmpty ? nil : $0 },
+            folderStrategy: strategy, importSince: since, skipDuplicates: skipDuplicates,
+            idempotencyKey: key, checkLogins: checkLogins)
     }
 
     /// The field an idempotency key may come in, read before the handler runs (the key decides

@@ -29,53 +29,68 @@ struct BulkRoutes {
 
     @Sendable func preview(_ request: Request, context: APIContext) async throws -> Response {
         let caller = try context.require(.migrationsWrite)
-        var (body, raw) = try await BodyReader.read(request, context: context, limit: environment.limits.maxBulkBodyBytes)
+        var (body, raw) = try await BodyReader.read(
+            request, context: context, limit: environment.limits.maxBulkBodyBytes)
         return try await idempotency.run(request, context: context, caller: caller, body: raw) {
             let (input, preview) = try await read(&body, start: false, caller: caller)
-            return WriteResult(status: .ok, body: .object([("data", try await previewBody(preview, input: input, caller: caller))]))
+            return WriteResult(
+                status: .ok, body: .object([("data", try await previewBody(preview, input: input, caller: caller))]))
         }
     }
 
     @Sendable func start(_ request: Request, context: APIContext) async throws -> Response {
         let caller = try context.require(.migrationsWrite)
-        var (body, raw) = try await BodyReader.read(request, context: context, limit: environment.limits.maxBulkBodyBytes)
-        return try await idempotency.run(request, context: context, caller: caller, body: raw,
-                                         bodyKey: BulkInput.idempotencyKey(body)) {
+        var (body, raw) = try await BodyReader.read(
+            request, context: context, limit: environment.limits.maxBulkBodyBytes)
+        return try await idempotency.run(
+            request, context: context, caller: caller, body: raw,
+            bodyKey: BulkInput.idempotencyKey(body)
+        ) {
             let (input, preview) = try await read(&body, start: true, caller: caller)
             guard environment.hasMasterCredentials else {
-                throw APIError(.unprocessableContent, code: .masterCredentialsRequired,
-                               message: "Bulk imports log in to the destination mailboxes with the service's master credentials, and none are configured.",
-                               hint: "Ask the operator to configure master credentials, or import each mailbox as a single migration with its target_password.")
+                throw APIError(
+                    .unprocessableContent, code: .masterCredentialsRequired,
+                    message:
+                        "Bulk imports log in to the destination mailboxes with the service's master credentials, and none are configured.",
+                    hint:
+                        "Ask the operator to configure master credentials, or import each mailbox as a single migration with its target_password."
+                )
             }
             let jobs = preview.jobs
             guard !jobs.isEmpty else {
                 throw APIError.validation([("data", "no row is valid; preview the CSV to see what each row needs")])
             }
-            let mailboxIDs = Dictionary(try await store.mailboxes(accountID: caller.account.id).map { ($0.email, $0.id) },
-                                        uniquingKeysWith: { first, _ in first })
+            let mailboxIDs = Dictionary(
+                try await store.mailboxes(accountID: caller.account.id).map { ($0.email, $0.id) },
+                uniquingKeysWith: { first, _ in first })
             let newJobs = try jobs.map { job -> NewBatchJob in
                 guard let mailboxID = mailboxIDs[job.destinationEmail] else {
-                    throw APIError.conflict("A destination mailbox was removed while the batch was being started.",
-                                            hint: "Preview the CSV again.")
+                    throw APIError.conflict(
+                        "A destination mailbox was removed while the batch was being started.",
+                        hint: "Preview the CSV again.")
                 }
-                return NewBatchJob(line: job.line, mailboxID: mailboxID, provider: input.provider.rawValue,
-                                   sourceHost: job.server.host, sourcePort: job.server.port,
-                                   sourceSecurity: job.server.security.rawValue, sourceEmail: job.sourceEmail,
-                                   sourcePassword: job.sourcePassword)
+                return NewBatchJob(
+                    line: job.line, mailboxID: mailboxID, provider: input.provider.rawValue,
+                    sourceHost: job.server.host, sourcePort: job.server.port,
+                    sourceSecurity: job.server.security.rawValue, sourceEmail: job.sourceEmail,
+                    sourcePassword: job.sourcePassword)
             }
             let name = input.name ?? Self.defaultName(jobs: jobs.count, now: Date())
             let detail: BatchDetail
             do {
                 detail = try await store.createBatch(
-                    NewBatch(accountID: caller.account.id, name: name, folderStrategy: input.folderStrategy,
-                             perRowServer: input.layout == .perRowServer, importSince: input.importSince,
-                             skipDuplicates: input.skipDuplicates),
+                    NewBatch(
+                        accountID: caller.account.id, name: name, folderStrategy: input.folderStrategy,
+                        perRowServer: input.layout == .perRowServer, importSince: input.importSince,
+                        skipDuplicates: input.skipDuplicates),
                     jobs: newJobs)
             } catch StoreError.notFound {
-                throw APIError.conflict("A destination mailbox was removed while the batch was being started.",
-                                        hint: "Preview the CSV again.")
+                throw APIError.conflict(
+                    "A destination mailbox was removed while the batch was being started.",
+                    hint: "Preview the CSV again.")
             }
-            try await audit("bulk_migration_started", "bulk_migration", detail.batch.id, caller: caller, context: context)
+            try await audit(
+                "bulk_migration_started", "bulk_migration", detail.batch.id, caller: caller, context: context)
             environment.migrationQueued()
             var data = Render.batchDetail(detail)
             data = data.adding(("skipped_rows", .array(preview.rows.filter { $0.category != .valid }.map(Render.row))))
@@ -86,14 +101,17 @@ struct BulkRoutes {
     /// The body read and the CSV classified against the account's mailboxes and plan.
     private func read(_ body: inout BodyReader, start: Bool, caller: Caller) async throws -> (BulkInput, BulkPreview) {
         let addressAllowed = AddressPolicy.filter(allowPrivateHosts: environment.allowPrivateHosts)
-        let input = BulkInput.read(&body, start: start) { BulkRules.isBlocked(host: $0, addressAllowed: addressAllowed) }
+        let input = BulkInput.read(&body, start: start) {
+            BulkRules.isBlocked(host: $0, addressAllowed: addressAllowed)
+        }
         try body.finish()
         guard let input else { throw APIError.validation([("data", "is required")]) }
         let plan = caller.account.plan
-        let rules = BulkRules(layout: input.layout, provider: input.provider, batchServer: input.batchServer,
-                              mailboxes: Set(try await store.mailboxes(accountID: caller.account.id).map(\.email)),
-                              planName: plan.rawValue, rowsPerBatch: plan.maxBulkRowsPerBatch,
-                              addressAllowed: addressAllowed)
+        let rules = BulkRules(
+            layout: input.layout, provider: input.provider, batchServer: input.batchServer,
+            mailboxes: Set(try await store.mailboxes(accountID: caller.account.id).map(\.email)),
+            planName: plan.rawValue, rowsPerBatch: plan.maxBulkRowsPerBatch,
+            addressAllowed: addressAllowed)
         do {
             return (input, try BulkPreview(csv: input.csv, rules: rules))
         } catch {
@@ -108,9 +126,10 @@ struct BulkRoutes {
         let trustRoots = environment.sourceTrustRootsPEM
         let provider = input.provider
         return await LoginCheck.run(preview.jobs) { row throws(ImportFailure) in
-            let account = SourceInput.account(host: row.server.host, port: row.server.port, security: row.server.security,
-                                              username: row.sourceEmail, password: row.sourcePassword,
-                                              allowPrivateHosts: allowPrivateHosts, trustRootsPEM: trustRoots)
+            let account = SourceInput.account(
+                host: row.server.host, port: row.server.port, security: row.server.security,
+                username: row.sourceEmail, password: row.sourcePassword,
+                allowPrivateHosts: allowPrivateHosts, trustRootsPEM: trustRoots)
             _ = try await ConnectionCheck.run(account, side: .source, provider: provider)
         }
     }
@@ -131,32 +150,47 @@ struct BulkRoutes {
                 ("deadline_seconds", .int(Int(LoginCheck.defaultDeadline.components.seconds))),
             ])
         }
-        let estimate = TimeEstimate(jobs: counts[.valid] ?? 0, planJobsAtOnce: plan.maxConcurrentBulkJobs,
-                                    globalLimit: environment.limits.maxConcurrentMigrations)
+        let estimate = TimeEstimate(
+            jobs: counts[.valid] ?? 0, planJobsAtOnce: plan.maxConcurrentBulkJobs,
+            globalLimit: environment.limits.maxConcurrentMigrations)
         return .object([
             ("per_row_server", .bool(input.layout == .perRowServer)),
             ("header", .bool(preview.hadHeader)),
-            ("counts", .object([("total", .int(preview.rows.count))]
-                + RowCategory.allCases.map { ($0.rawValue, .int(counts[$0] ?? 0)) })),
-            ("rows", .array(preview.rows.map { row in
-                Render.row(row).adding(("login_check", logins.map { Render.login($0[row.line]) } ?? .null))
-            })),
+            (
+                "counts",
+                .object(
+                    [("total", .int(preview.rows.count))]
+                        + RowCategory.allCases.map { ($0.rawValue, .int(counts[$0] ?? 0)) })
+            ),
+            (
+                "rows",
+                .array(
+                    preview.rows.map { row in
+                        Render.row(row).adding(("login_check", logins.map { Render.login($0[row.line]) } ?? .null))
+                    })
+            ),
             ("login_checks", loginSummary),
-            ("plan", .object([
-                ("name", .string(plan.rawValue)),
-                ("rows_per_batch", .int(plan.maxBulkRowsPerBatch)),
-                ("jobs_at_once", .int(plan.maxConcurrentBulkJobs)),
-                ("service_jobs_at_once", .int(environment.limits.maxConcurrentMigrations)),
-            ])),
+            (
+                "plan",
+                .object([
+                    ("name", .string(plan.rawValue)),
+                    ("rows_per_batch", .int(plan.maxBulkRowsPerBatch)),
+                    ("jobs_at_once", .int(plan.maxConcurrentBulkJobs)),
+                    ("service_jobs_at_once", .int(environment.limits.maxConcurrentMigrations)),
+                ])
+            ),
             ("storage", Render.storage(await storage(caller.account))),
-            ("estimate", .object([
-                ("seconds", .int(estimate.seconds)),
-                ("jobs", .int(estimate.jobs)),
-                ("jobs_at_once", .int(estimate.jobsAtOnce)),
-                ("messages_per_mailbox", .int(estimate.messagesPerMailbox)),
-                ("messages_per_second_per_job", .double(estimate.messagesPerSecondPerJob)),
-                ("assumptions", .strings(estimate.assumptions)),
-            ])),
+            (
+                "estimate",
+                .object([
+                    ("seconds", .int(estimate.seconds)),
+                    ("jobs", .int(estimate.jobs)),
+                    ("jobs_at_once", .int(estimate.jobsAtOnce)),
+                    ("messages_per_mailbox", .int(estimate.messagesPerMailbox)),
+                    ("messages_per_second_per_job", .double(estimate.messagesPerSecondPerJob)),
+                    ("assumptions", .strings(estimate.assumptions)),
+                ])
+            ),
         ])
     }
 
@@ -187,7 +221,8 @@ struct BulkRoutes {
         if let value = query["status"].map(String.init) {
             status = BatchStatus(rawValue: value)
             if status == nil {
-                problems.append(("status", "must be one of \(BatchStatus.allCases.map(\.rawValue).joined(separator: ", "))"))
+                problems.append(
+                    ("status", "must be one of \(BatchStatus.allCases.map(\.rawValue).joined(separator: ", "))"))
             } else {
                 filters.append(("status", value))
             }
@@ -216,17 +251,21 @@ struct BulkRoutes {
     }
 
     @Sendable func retry(_ request: Request, context: APIContext) async throws -> Response {
-        try await changeStatus(request, context, .retry, audit: "bulk_migration_retried", queues: true) { store, id, account in
+        try await changeStatus(request, context, .retry, audit: "bulk_migration_retried", queues: true) {
+            store, id, account in
             .ok(try await store.retryBatch(id: id, accountID: account))
         }
     }
 
     @Sendable func resume(_ request: Request, context: APIContext) async throws -> Response {
         let caller = try context.require(.migrationsWrite)
-        return try await changeStatus(request, context, .resume, audit: "bulk_migration_resumed", queues: true) { store, id, account in
+        return try await changeStatus(request, context, .resume, audit: "bulk_migration_resumed", queues: true) {
+            store, id, account in
             // The status rule first (a batch that is not paused gets that 409), then storage.
             guard let current = try await store.batch(id: id, accountID: account) else { throw StoreError.notFound }
-            guard BatchTransition.resume.allows(from: current.status) else { throw StoreError.invalidBatchStatus(current.status) }
+            guard BatchTransition.resume.allows(from: current.status) else {
+                throw StoreError.invalidBatchStatus(current.status)
+            }
             let figures = await storage(caller.account)
             if figures.isAtPauseThreshold {
                 throw APIError.conflict(
@@ -252,9 +291,11 @@ struct BulkRoutes {
     /// cancel, retry, resume and delete: the write scope, an id of the caller's account,
     /// idempotency, the store's refusals as 404/409 (the 409 saying the rule of `transition`), an
     /// audit event, and the runner woken when jobs are queued again.
-    private func changeStatus(_ request: Request, _ context: APIContext, _ transition: BatchTransition,
-                              audit action: String, queues: Bool = false,
-                              _ change: @escaping (Store, Int64, Int64) async throws -> Outcome) async throws -> Response {
+    private func changeStatus(
+        _ request: Request, _ context: APIContext, _ transition: BatchTransition,
+        audit action: String, queues: Bool = false,
+        _ change: @escaping (Store, Int64, Int64) async throws -> Outcome
+    ) async throws -> Response {
         let caller = try context.require(.migrationsWrite)
         let id = try Self.batchID(context)
         return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
@@ -266,8 +307,9 @@ struct BulkRoutes {
             } catch StoreError.invalidBatchStatus(let status) {
                 throw APIError.conflict("The batch is \(status.rawValue); \(transition.refusal).")
             } catch StoreError.noFailedJobs {
-                throw APIError.conflict("The batch has no failed jobs to retry.",
-                                        hint: "Retry a cancelled job on its own at /api/v1/migrations/{id}:retry.")
+                throw APIError.conflict(
+                    "The batch has no failed jobs to retry.",
+                    hint: "Retry a cancelled job on its own at /api/v1/migrations/{id}:retry.")
             }
             try await audit(action, "bulk_migration", id, caller: caller, context: context)
             if queues { environment.migrationQueued() }
@@ -291,14 +333,16 @@ struct BulkRoutes {
             guard let password else { throw APIError.validation([("source_password", "is required")]) }
             let job: BatchJob
             do {
-                job = try await store.updateBatchJobPassword(batchID: batchID, jobID: jobID, accountID: caller.account.id,
-                                                             password: password)
+                job = try await store.updateBatchJobPassword(
+                    batchID: batchID, jobID: jobID, accountID: caller.account.id,
+                    password: password)
             } catch StoreError.notFound {
                 throw APIError.notFound("job in this bulk migration")
             } catch StoreError.invalidStatus(let status) {
                 throw APIError.conflict("The job is \(status.rawValue); \(BatchJobChange.updatePassword.refusal).")
             }
-            try await audit("bulk_migration_job_password_updated", "bulk_migration_job", jobID, caller: caller, context: context)
+            try await audit(
+                "bulk_migration_job_password_updated", "bulk_migration_job", jobID, caller: caller, context: context)
             return WriteResult(status: .ok, body: .object([("data", Render.job(job))]))
         }
     }
@@ -312,10 +356,12 @@ struct BulkRoutes {
         return id
     }
 
-    private func audit(_ action: String, _ type: String, _ id: Int64, caller: Caller, context: APIContext) async throws {
-        try await store.recordAudit(accountID: caller.account.id, tokenID: caller.token.id, action: action,
-                                    resourceType: type, resourceID: String(id), ip: context.clientIP,
-                                    requestID: context.requestID)
+    private func audit(_ action: String, _ type: String, _ id: Int64, caller: Caller, context: APIContext) async throws
+    {
+        try await store.recordAudit(
+            accountID: caller.account.id, tokenID: caller.token.id, action: action,
+            resourceType: type, resourceID: String(id), ip: context.clientIP,
+            requestID: context.requestID)
     }
 }
 
@@ -343,11 +389,17 @@ extension Render {
         switch result {
         case nil: .null
         case .ok?: .object([("status", .string("ok")), ("error_code", .null), ("message", .null), ("hint", .null)])
-        case .notChecked?: .object([("status", .string("not_checked")), ("error_code", .null),
-                                    ("message", .string("The check's deadline passed before this row's login ended.")),
-                                    ("hint", .string("Preview again, or start the batch: the job reports its own login."))])
-        case .failed(let failure)?: .object([("status", .string("failed")), ("error_code", .string(failure.code.rawValue)),
-                                             ("message", .string(failure.message)), ("hint", .string(failure.hint))])
+        case .notChecked?:
+            .object([
+                ("status", .string("not_checked")), ("error_code", .null),
+                ("message", .string("The check's deadline passed before this row's login ended.")),
+                ("hint", .string("Preview again, or start the batch: the job reports its own login.")),
+            ])
+        case .failed(let failure)?:
+            .object([
+                ("status", .string("failed")), ("error_code", .string(failure.code.rawValue)),
+                ("message", .string(failure.message)), ("hint", .string(failure.hint)),
+            ])
         }
     }
 
@@ -376,14 +428,17 @@ extension Render {
             ("skip_duplicates", .bool(batch.skipDuplicates)),
             ("pause_reason", .optional(batch.pauseReason)),
             ("progress", .int(counts.progress)),
-            ("counts", .object([
-                ("jobs", .int(counts.jobs)),
-                ("pending", .int(counts.pending)),
-                ("running", .int(counts.running)),
-                ("completed", .int(counts.completed)),
-                ("failed", .int(counts.failed)),
-                ("cancelled", .int(counts.cancelled)),
-            ])),
+            (
+                "counts",
+                .object([
+                    ("jobs", .int(counts.jobs)),
+                    ("pending", .int(counts.pending)),
+                    ("running", .int(counts.running)),
+                    ("completed", .int(counts.completed)),
+                    ("failed", .int(counts.failed)),
+                    ("cancelled", .int(counts.cancelled)),
+                ])
+            ),
             ("total_messages", .int(counts.totalMessages)),
             ("imported_messages", .int(counts.importedMessages)),
             ("failed_messages", .int(counts.failedMessages)),

@@ -48,25 +48,44 @@ struct MailboxRoutes {
                 switch result {
                 case .added(let mailbox):
                     added += 1
-                    try await store.recordAudit(accountID: caller.account.id, tokenID: caller.token.id, action: "mailbox_added",
-                                                resourceType: "mailbox", resourceID: String(mailbox.id), ip: context.clientIP,
-                                                requestID: context.requestID)
-                    items.append(Render.addition(index: index, email: mailbox.email, status: "added",
-                                                 mailbox: Render.mailbox(mailbox), message: nil))
+                    try await store.recordAudit(
+                        accountID: caller.account.id, tokenID: caller.token.id, action: "mailbox_added",
+                        resourceType: "mailbox", resourceID: String(mailbox.id), ip: context.clientIP,
+                        requestID: context.requestID)
+                    items.append(
+                        Render.addition(
+                            index: index, email: mailbox.email, status: "added",
+                            mailbox: Render.mailbox(mailbox), message: nil))
                 case .duplicate(let email):
                     duplicates += 1
-                    items.append(Render.addition(index: index, email: email, status: "duplicate", mailbox: .null,
-                                                 message: "The account already has this mailbox."))
+                    items.append(
+                        Render.addition(
+                            index: index, email: email, status: "duplicate", mailbox: .null,
+                            message: "The account already has this mailbox."))
                 case .invalid(let email, let reason):
                     invalid += 1
-                    items.append(Render.addition(index: index, email: email, status: "invalid", mailbox: .null,
-                                                 message: "The address \(reason)."))
+                    items.append(
+                        Render.addition(
+                            index: index, email: email, status: "invalid", mailbox: .null,
+                            message: "The address \(reason)."))
                 }
             }
-            return WriteResult(status: added > 0 ? .created : .ok, body: .object([("data", .object([
-                ("counts", .object([("added", .int(added)), ("duplicate", .int(duplicates)), ("invalid", .int(invalid))])),
-                ("results", .array(items)),
-            ]))]))
+            return WriteResult(
+                status: added > 0 ? .created : .ok,
+                body: .object([
+                    (
+                        "data",
+                        .object([
+                            (
+                                "counts",
+                                .object([
+                                    ("added", .int(added)), ("duplicate", .int(duplicates)), ("invalid", .int(invalid)),
+                                ])
+                            ),
+                            ("results", .array(items)),
+                        ])
+                    )
+                ]))
         }
     }
 
@@ -82,12 +101,14 @@ struct MailboxRoutes {
             } catch StoreError.notFound {
                 throw APIError.notFound("mailbox")
             } catch StoreError.mailboxInUse {
-                throw APIError.conflict("A migration that has not finished targets this mailbox.",
-                                        hint: "Wait for it to finish, or cancel it (or its batch), then delete the mailbox.")
+                throw APIError.conflict(
+                    "A migration that has not finished targets this mailbox.",
+                    hint: "Wait for it to finish, or cancel it (or its batch), then delete the mailbox.")
             }
-            try await store.recordAudit(accountID: caller.account.id, tokenID: caller.token.id, action: "mailbox_deleted",
-                                        resourceType: "mailbox", resourceID: String(id), ip: context.clientIP,
-                                        requestID: context.requestID)
+            try await store.recordAudit(
+                accountID: caller.account.id, tokenID: caller.token.id, action: "mailbox_deleted",
+                resourceType: "mailbox", resourceID: String(id), ip: context.clientIP,
+                requestID: context.requestID)
             return WriteResult(status: .noContent, body: nil)
         }
     }
@@ -102,7 +123,8 @@ extension Render {
         ])
     }
 
-    static func addition(index: Int, email: String?, status: String, mailbox: JSONValue, message: String?) -> JSONValue {
+    static func addition(index: Int, email: String?, status: String, mailbox: JSONValue, message: String?) -> JSONValue
+    {
         .object([
             ("index", .int(index)),
             ("email", .optional(email)),

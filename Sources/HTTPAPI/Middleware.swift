@@ -18,47 +18,59 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
     /// The configured body limit, named in a 413 from outside `BodyReader`.
     let maxBodyBytes: Int
 
-    func handle(_ request: Request, context: APIContext,
-                next: (Request, APIContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: APIContext,
+        next: (Request, APIContext) async throws -> Response
+    ) async throws -> Response {
         var context = context
         context.requestID = Self.requestID(from: request.headers[.requestID])
         let started = ContinuousClock.now
         var response: Response
         do {
             response = try await next(request, context)
-        } catch let error as HTTPError where error.status == .notFound && !RouteTable.methods(for: request.uri.path).isEmpty {
+        } catch let error as HTTPError
+            where error.status == .notFound && !RouteTable.methods(for: request.uri.path).isEmpty
+        {
             // The path exists; only the method is wrong.
             let allowed = RouteTable.methods(for: request.uri.path)
-            response = Self.response(for: APIError(
-                .methodNotAllowed, code: .methodNotAllowed,
-                message: "\(request.method.rawValue) is not allowed here.",
-                hint: "Use \(allowed.map(\.rawValue).joined(separator: " or "))."), requestID: context.requestID)
+            response = Self.response(
+                for: APIError(
+                    .methodNotAllowed, code: .methodNotAllowed,
+                    message: "\(request.method.rawValue) is not allowed here.",
+                    hint: "Use \(allowed.map(\.rawValue).joined(separator: " or "))."), requestID: context.requestID)
             response.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
         } catch {
             let apiError = Self.apiError(for: error, maxBodyBytes: maxBodyBytes)
             if !(error is APIError) && apiError.status.code >= 500 {
-                logger.error("request failed", metadata: [
-                    "request_id": "\(context.requestID)", "path": "\(request.uri.path)",
-                    "error": "\(String(reflecting: type(of: error)))",
-                ])
+                logger.error(
+                    "request failed",
+                    metadata: [
+                        "request_id": "\(context.requestID)", "path": "\(request.uri.path)",
+                        "error": "\(String(reflecting: type(of: error)))",
+                    ])
             }
             response = Self.response(for: apiError, requestID: context.requestID)
         }
         response.headers[.requestID] = context.requestID
         // One access line per request: never headers or bodies, which hold tokens and passwords.
         let elapsed = ContinuousClock.now - started
-        logger.info("request", metadata: [
-            "request_id": "\(context.requestID)", "method": "\(request.method.rawValue)",
-            "path": "\(request.uri.path)", "status": "\(response.status.code)",
-            "ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
-        ])
+        logger.info(
+            "request",
+            metadata: [
+                "request_id": "\(context.requestID)", "method": "\(request.method.rawValue)",
+                "path": "\(request.uri.path)", "status": "\(response.status.code)",
+                "ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+            ])
         return response
     }
 
     /// A caller's own id is kept when it is short and plain; otherwise one is made.
     static func requestID(from header: String?) -> String {
         if let header, (1...128).contains(header.utf8.count),
-           header.utf8.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }) {
+            header.utf8.allSatisfy({
+                isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
+            })
+        {
             return header
         }
         var generator = SystemRandomNumberGenerator()
@@ -104,12 +116,15 @@ struct AuthMiddleware: RouterMiddleware {
     let store: Store
     let limits: APILimits
 
-    func handle(_ request: Request, context: APIContext,
-                next: (Request, APIContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: APIContext,
+        next: (Request, APIContext) async throws -> Response
+    ) async throws -> Response {
         guard let header = request.headers[.authorization],
-              let token = Self.bearerToken(header), Tokens.isWellFormed(token),
-              let apiToken = try await store.verifyToken(token, ip: context.clientIP),
-              let account = try await store.account(id: apiToken.accountID) else {
+            let token = Self.bearerToken(header), Tokens.isWellFormed(token),
+            let apiToken = try await store.verifyToken(token, ip: context.clientIP),
+            let account = try await store.account(id: apiToken.accountID)
+        else {
             throw APIError.unauthenticated
         }
         var context = context
@@ -150,13 +165,15 @@ struct AuthMiddleware: RouterMiddleware {
 
     static func rateLimited(_ count: RateLimitCount, limit: Int, what: String, now: Date) -> APIError {
         let wait = count.retryAfterSeconds(now: now)
-        return APIError(.tooManyRequests, code: .rateLimited,
-                        message: "More than \(limit) \(what) per minute for this token.",
-                        hint: "Wait \(wait) seconds before sending more.", retryable: true, retryAfter: wait)
+        return APIError(
+            .tooManyRequests, code: .rateLimited,
+            message: "More than \(limit) \(what) per minute for this token.",
+            hint: "Wait \(wait) seconds before sending more.", retryable: true, retryAfter: wait)
     }
 }
 
 func jsonResponse(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
-    Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
-             body: .init(byteBuffer: ByteBuffer(string: value.serialized)))
+    Response(
+        status: status, headers: [.contentType: "application/json; charset=utf-8"],
+        body: .init(byteBuffer: ByteBuffer(string: value.serialized)))
 }

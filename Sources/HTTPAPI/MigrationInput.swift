@@ -26,7 +26,9 @@ struct SourceInput {
         }
         let preset = provider.preset
         var host = body.string("source_host", required: preset == nil)
-        if let given = host, !SourceFieldSyntax.isHostName(given) { body.fail("source_host", "must be a host name or IP address") }
+        if let given = host, !SourceFieldSyntax.isHostName(given) {
+            body.fail("source_host", "must be a host name or IP address")
+        }
         if let given = host, given.hasPrefix("["), given.hasSuffix("]") { host = String(given.dropFirst().dropLast()) }
         let port = body.int("source_port", required: preset == nil, range: 1...65535)
         var security: ConnectionSecurity?
@@ -40,26 +42,32 @@ struct SourceInput {
         let password = body.string("source_password", required: true, trim: false)
 
         guard let email, let password,
-              let server = try? provider.server(host: host, port: port.map(Int.init), security: security) else { return nil }
-        return SourceInput(provider: provider, host: server.host, port: server.port, security: server.security,
-                           email: email, username: username ?? email, password: password)
+            let server = try? provider.server(host: host, port: port.map(Int.init), security: security)
+        else { return nil }
+        return SourceInput(
+            provider: provider, host: server.host, port: server.port, security: server.security,
+            email: email, username: username ?? email, password: password)
     }
 
     func account(allowPrivateHosts: Bool, trustRootsPEM: [String]) -> MailAccount {
-        Self.account(host: host, port: port, security: security, username: username, password: password,
-                     allowPrivateHosts: allowPrivateHosts, trustRootsPEM: trustRootsPEM)
+        Self.account(
+            host: host, port: port, security: security, username: username, password: password,
+            allowPrivateHosts: allowPrivateHosts, trustRootsPEM: trustRootsPEM)
     }
 
     /// A source to log in to on a user's behalf (test-connection, a bulk preview's login check):
     /// the private-host guard and the timeouts are the same for both.
-    static func account(host: String, port: Int, security: ConnectionSecurity, username: String, password: String,
-                        allowPrivateHosts: Bool, trustRootsPEM: [String]) -> MailAccount {
+    static func account(
+        host: String, port: Int, security: ConnectionSecurity, username: String, password: String,
+        allowPrivateHosts: Bool, trustRootsPEM: [String]
+    ) -> MailAccount {
         MailAccount(
-            server: ServerConfiguration(host: host, port: port, security: security,
-                                        additionalTrustRootsPEM: trustRootsPEM,
-                                        connectTimeout: .seconds(10), greetingTimeout: .seconds(15),
-                                        idleTimeout: .seconds(60),
-                                        addressFilter: AddressPolicy.filter(allowPrivateHosts: allowPrivateHosts)),
+            server: ServerConfiguration(
+                host: host, port: port, security: security,
+                additionalTrustRootsPEM: trustRootsPEM,
+                connectTimeout: .seconds(10), greetingTimeout: .seconds(15),
+                idleTimeout: .seconds(60),
+                addressFilter: AddressPolicy.filter(allowPrivateHosts: allowPrivateHosts)),
             credentials: .password(username: username, password: password))
     }
 }
@@ -78,20 +86,24 @@ struct StartInput {
         let source = SourceInput.read(&body, providerRequired: true)
         let targetPassword = body.string("target_password", required: !hasMasterCredentials, trim: false)
         let folders = body.stringArray("selected_folders", maxItems: 1000)
-        if let folders, folders.isEmpty { body.fail("selected_folders", "must name at least one folder, or be omitted for all") }
+        if let folders, folders.isEmpty {
+            body.fail("selected_folders", "must name at least one folder, or be omitted for all")
+        }
         let since = body.string("import_since", required: false, length: 1...32)
         if let since, CalendarDay(since) == nil { body.fail("import_since", CalendarDay.rule) }
         let skipDuplicates = body.bool("skip_duplicates") ?? true
         guard let mailboxID, let source, body.problems.isEmpty else { return nil }
-        return StartInput(source: source, mailboxID: mailboxID, targetPassword: targetPassword,
-                          selectedFolders: folders, importSince: since, skipDuplicates: skipDuplicates)
+        return StartInput(
+            source: source, mailboxID: mailboxID, targetPassword: targetPassword,
+            selectedFolders: folders, importSince: since, skipDuplicates: skipDuplicates)
     }
 
     func newMigration(accountID: Int64) -> NewMigration {
-        NewMigration(accountID: accountID, mailboxID: mailboxID, provider: source.provider.rawValue,
-                     sourceHost: source.host, sourcePort: source.port, sourceSecurity: source.security.rawValue,
-                     sourceEmail: source.email, sourceUsername: source.username, sourcePassword: source.password,
-                     targetPassword: targetPassword, selectedFolders: selectedFolders, importSince: importSince,
-                     skipDuplicates: skipDuplicates)
+        NewMigration(
+            accountID: accountID, mailboxID: mailboxID, provider: source.provider.rawValue,
+            sourceHost: source.host, sourcePort: source.port, sourceSecurity: source.security.rawValue,
+            sourceEmail: source.email, sourceUsername: source.username, sourcePassword: source.password,
+            targetPassword: targetPassword, selectedFolders: selectedFolders, importSince: importSince,
+            skipDuplicates: skipDuplicates)
     }
 }

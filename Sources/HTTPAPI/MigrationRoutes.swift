@@ -29,17 +29,21 @@ struct MigrationRoutes {
             let source = SourceInput.read(&body, providerRequired: false)
             try body.finish()
             guard let source else { throw APIError.validation([("source_host", "is required")]) }
-            let account = source.account(allowPrivateHosts: environment.allowPrivateHosts,
-                                         trustRootsPEM: environment.sourceTrustRootsPEM)
+            let account = source.account(
+                allowPrivateHosts: environment.allowPrivateHosts,
+                trustRootsPEM: environment.sourceTrustRootsPEM)
             do {
                 let folders = try await ConnectionCheck.run(account, side: .source, provider: source.provider)
-                return WriteResult(status: .ok, body: .object([
-                    ("success", .bool(true)),
-                    ("folders", .object(folders.map { ($0.name, .int($0.messages)) })),
-                ]))
+                return WriteResult(
+                    status: .ok,
+                    body: .object([
+                        ("success", .bool(true)),
+                        ("folders", .object(folders.map { ($0.name, .int($0.messages)) })),
+                    ]))
             } catch let error as ImportFailure {
-                throw APIError(.unprocessableContent, code: .connectionFailed, message: error.message,
-                               hint: error.hint, retryable: error.isRetryable, reason: error.code.rawValue)
+                throw APIError(
+                    .unprocessableContent, code: .connectionFailed, message: error.message,
+                    hint: error.hint, retryable: error.isRetryable, reason: error.code.rawValue)
             }
         }
     }
@@ -53,7 +57,8 @@ struct MigrationRoutes {
         if let value = query["status"].map(String.init) {
             status = MigrationStatus(rawValue: value)
             if status == nil {
-                problems.append(("status", "must be one of \(MigrationStatus.allCases.map(\.rawValue).joined(separator: ", "))"))
+                problems.append(
+                    ("status", "must be one of \(MigrationStatus.allCases.map(\.rawValue).joined(separator: ", "))"))
             } else {
                 filters.append(("status", value))
             }
@@ -61,14 +66,17 @@ struct MigrationRoutes {
         var mailboxID: Int64?
         if let value = query["mailbox_id"].map(String.init) {
             mailboxID = Int64(value)
-            if let mailboxID, mailboxID >= 1 { filters.append(("mailbox_id", value)) } else {
+            if let mailboxID, mailboxID >= 1 {
+                filters.append(("mailbox_id", value))
+            } else {
                 problems.append(("mailbox_id", "must be a positive integer"))
             }
         }
         let page = Self.pageRequest(query, problems: &problems)
         if !problems.isEmpty { throw APIError.validation(problems) }
-        let result = try await store.listMigrations(accountID: caller.account.id, status: status,
-                                                    mailboxID: mailboxID, page: page)
+        let result = try await store.listMigrations(
+            accountID: caller.account.id, status: status,
+            mailboxID: mailboxID, page: page)
         return jsonResponse(Render.page(result, path: "/api/v1/migrations", filters: filters, item: Render.migration))
     }
 
@@ -95,9 +103,10 @@ struct MigrationRoutes {
                 throw Self.activeConflict
             }
             if try await store.runningCount() >= environment.limits.maxConcurrentMigrations {
-                throw APIError(.serviceUnavailable, code: .migrationCapacityReached,
-                               message: "The service is running as many migrations as it can.",
-                               hint: "Try again in a few minutes.", retryable: true)
+                throw APIError(
+                    .serviceUnavailable, code: .migrationCapacityReached,
+                    message: "The service is running as many migrations as it can.",
+                    hint: "Try again in a few minutes.", retryable: true)
             }
             let record: MigrationRecord
             do {
@@ -120,7 +129,8 @@ struct MigrationRoutes {
     }
 
     @Sendable func retry(_ request: Request, context: APIContext) async throws -> Response {
-        try await changeStatus(request, context, .retry, audit: "migration_retried", queues: true) { store, id, account in
+        try await changeStatus(request, context, .retry, audit: "migration_retried", queues: true) {
+            store, id, account in
             .ok(try await store.retryMigration(id: id, accountID: account))
         }
     }
@@ -141,9 +151,11 @@ struct MigrationRoutes {
     /// cancel, retry and delete: the write scope, an id of the caller's account, idempotency, the
     /// store's refusals as 404/409 (the 409 saying the rule of `transition`), an audit event, and the
     /// runner woken when a migration is queued again.
-    private func changeStatus(_ request: Request, _ context: APIContext, _ transition: MigrationTransition,
-                              audit action: String, queues: Bool = false,
-                              _ change: @escaping (Store, Int64, Int64) async throws -> Outcome) async throws -> Response {
+    private func changeStatus(
+        _ request: Request, _ context: APIContext, _ transition: MigrationTransition,
+        audit action: String, queues: Bool = false,
+        _ change: @escaping (Store, Int64, Int64) async throws -> Outcome
+    ) async throws -> Response {
         let caller = try context.require(.migrationsWrite)
         let id = try Self.migrationID(context)
         return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
@@ -183,12 +195,16 @@ struct MigrationRoutes {
         var page: Int?
         var perPage: Int?
         if let value = query["page"].map(String.init) {
-            if let number = Int(value), (1...1_000_000).contains(number) { page = number } else {
+            if let number = Int(value), (1...1_000_000).contains(number) {
+                page = number
+            } else {
                 problems.append(("page", "must be an integer from 1 to 1000000"))
             }
         }
         if let value = query["per_page"].map(String.init) {
-            if let number = Int(value), (1...PageRequest.maxPerPage).contains(number) { perPage = number } else {
+            if let number = Int(value), (1...PageRequest.maxPerPage).contains(number) {
+                perPage = number
+            } else {
                 problems.append(("per_page", "must be an integer from 1 to \(PageRequest.maxPerPage)"))
             }
         }
@@ -196,8 +212,9 @@ struct MigrationRoutes {
     }
 
     private func audit(_ action: String, _ id: Int64, caller: Caller, context: APIContext) async throws {
-        try await store.recordAudit(accountID: caller.account.id, tokenID: caller.token.id, action: action,
-                                    resourceType: "migration", resourceID: String(id), ip: context.clientIP,
-                                    requestID: context.requestID)
+        try await store.recordAudit(
+            accountID: caller.account.id, tokenID: caller.token.id, action: action,
+            resourceType: "migration", resourceID: String(id), ip: context.clientIP,
+            requestID: context.requestID)
     }
 }

@@ -13,7 +13,9 @@ enum Render {
             return value < 10 ? "0\(value)" : "\(value)"
         }
         let year = String(parts.year ?? 1970)
-        return .string("\(year)-\(two(parts.month))-\(two(parts.day))T\(two(parts.hour)):\(two(parts.minute)):\(two(parts.second))+00:00")
+        return .string(
+            "\(year)-\(two(parts.month))-\(two(parts.day))T\(two(parts.hour)):\(two(parts.minute)):\(two(parts.second))+00:00"
+        )
     }
 
     static func date(_ date: Date?) -> JSONValue { date.map { Self.date($0) } ?? .null }
@@ -89,8 +91,10 @@ enum Render {
     }
 
     /// `{"data":[…],"meta":{…},"links":{…}}`; links keep the listing's filters.
-    static func page<Item>(_ page: Page<Item>, path: String, filters: [(String, String)],
-                           item: (Item) -> JSONValue) -> JSONValue {
+    static func page<Item>(
+        _ page: Page<Item>, path: String, filters: [(String, String)],
+        item: (Item) -> JSONValue
+    ) -> JSONValue {
         func link(_ number: Int) -> JSONValue {
             let query = (filters + [("page", String(number)), ("per_page", String(page.perPage))])
                 .map { "\($0.0)=\(percentEncoded($0.1))" }.joined(separator: "&")
@@ -99,18 +103,24 @@ enum Render {
         let last = page.lastPage
         return .object([
             ("data", .array(page.items.map(item))),
-            ("meta", .object([
-                ("current_page", .int(page.page)),
-                ("per_page", .int(page.perPage)),
-                ("total", .int(page.total)),
-                ("last_page", .int(last)),
-            ])),
-            ("links", .object([
-                ("first", link(1)),
-                ("last", link(last)),
-                ("prev", page.page > 1 ? link(min(page.page - 1, last)) : .null),
-                ("next", page.page < last ? link(page.page + 1) : .null),
-            ])),
+            (
+                "meta",
+                .object([
+                    ("current_page", .int(page.page)),
+                    ("per_page", .int(page.perPage)),
+                    ("total", .int(page.total)),
+                    ("last_page", .int(last)),
+                ])
+            ),
+            (
+                "links",
+                .object([
+                    ("first", link(1)),
+                    ("last", link(last)),
+                    ("prev", page.page > 1 ? link(min(page.page - 1, last)) : .null),
+                    ("next", page.page < last ? link(page.page + 1) : .null),
+                ])
+            ),
         ])
     }
 

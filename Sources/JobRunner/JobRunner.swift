@@ -81,13 +81,15 @@ public final class JobRunner: Service, Sendable {
     private func job(for record: MigrationRecord) -> MigrationJob {
         var logger = self.logger
         logger[metadataKey: "migration_id"] = "\(record.id)"
-        return MigrationJob(record: record, store: store, configuration: configuration, metrics: metrics, logger: logger)
+        return MigrationJob(
+            record: record, store: store, configuration: configuration, metrics: metrics, logger: logger)
     }
 
     private func claim() async -> MigrationRecord? {
         do {
-            return try await store.claimPendingMigration(owner: configuration.nodeID, leaseSeconds: configuration.leaseSeconds,
-                                                         maxRunning: configuration.maxConcurrentMigrations)
+            return try await store.claimPendingMigration(
+                owner: configuration.nodeID, leaseSeconds: configuration.leaseSeconds,
+                maxRunning: configuration.maxConcurrentMigrations)
         } catch {
             // Stopping: the query was refused because this task is cancelled, not a store problem.
             if Task.isCancelled { return nil }
@@ -102,8 +104,9 @@ public final class JobRunner: Service, Sendable {
         do {
             let released = try await store.releaseLeases(owner: configuration.nodeID)
             if !released.isEmpty {
-                logger.notice("requeued migrations an earlier process of this node left behind",
-                              metadata: ["migration_ids": "\(released.map(String.init).joined(separator: ","))"])
+                logger.notice(
+                    "requeued migrations an earlier process of this node left behind",
+                    metadata: ["migration_ids": "\(released.map(String.init).joined(separator: ","))"])
             }
         } catch {
             logger.error("could not release leftover leases; they expire on their own", metadata: ["error": "\(error)"])

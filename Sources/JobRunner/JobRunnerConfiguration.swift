@@ -58,12 +58,14 @@ public struct JobRunnerConfiguration: Sendable {
     /// bounds how long a cancelled or shut-down job keeps copying.
     public var batchSize: Int
 
-    public init(nodeID: String, maxConcurrentMigrations: Int = 20, leaseSeconds: Int = 30,
-                pollInterval: Duration = .seconds(2), progressInterval: Duration = .milliseconds(1500),
-                destination: DestinationServer, allowPrivateHosts: Bool = false, sourceTrustRootsPEM: [String] = [],
-                parallelFolders: Int = 4,
-                backoff: @escaping @Sendable (Int, Bool) -> Double = Migration.defaultBackoff,
-                batchSize: Int = 100) {
+    public init(
+        nodeID: String, maxConcurrentMigrations: Int = 20, leaseSeconds: Int = 30,
+        pollInterval: Duration = .seconds(2), progressInterval: Duration = .milliseconds(1500),
+        destination: DestinationServer, allowPrivateHosts: Bool = false, sourceTrustRootsPEM: [String] = [],
+        parallelFolders: Int = 4,
+        backoff: @escaping @Sendable (Int, Bool) -> Double = Migration.defaultBackoff,
+        batchSize: Int = 100
+    ) {
         self.nodeID = nodeID
         self.maxConcurrentMigrations = maxConcurrentMigrations
         self.leaseSeconds = leaseSeconds

@@ -49,13 +49,18 @@ struct MigrationJob: Sendable {
             await settle(.release)
             return
         }
-        logger.info("migration started", metadata: ["provider": "\(request.provider.rawValue)",
-                                                    "source_host": "\(request.source.server.host)"])
+        logger.info(
+            "migration started",
+            metadata: [
+                "provider": "\(request.provider.rawValue)",
+                "source_host": "\(request.source.server.host)",
+            ])
 
         let progress = ProgressAccumulator()
         let (events, continuation) = AsyncStream.makeStream(of: MigrationEvent.self)
-        let migration = Migration(request: request, checkpoints: store.checkpointStore(migrationID: id),
-                                  logger: logger, backoff: configuration.backoff)
+        let migration = Migration(
+            request: request, checkpoints: store.checkpointStore(migrationID: id),
+            logger: logger, backoff: configuration.backoff)
 
         var result: Result<MigrationSummary, ImportFailure>?
         var stop: JobStop?
@@ -184,8 +189,11 @@ struct MigrationJob: Sendable {
             do {
                 // Renewed before progress is written: after a cancel (and a quick retry that
                 // reset the counts) this run's counts must not be written over them.
-                guard let status = try await store.renewLease(migrationID: id, owner: owner,
-                                                              leaseSeconds: configuration.leaseSeconds) else {
+                guard
+                    let status = try await store.renewLease(
+                        migrationID: id, owner: owner,
+                        leaseSeconds: configuration.leaseSeconds)
+                else {
                     return .leaseLost
                 }
                 lastRenewal = clock.now
@@ -208,8 +216,12 @@ struct MigrationJob: Sendable {
         let totals = summary.totals
         if await setStatus(.completed) {
             metrics.finished(.completed)
-            logger.info("migration completed", metadata: ["copied": "\(totals.copied)", "skipped": "\(totals.skipped)",
-                                                          "failed": "\(totals.failed)", "bytes": "\(totals.bytes)"])
+            logger.info(
+                "migration completed",
+                metadata: [
+                    "copied": "\(totals.copied)", "skipped": "\(totals.skipped)",
+                    "failed": "\(totals.failed)", "bytes": "\(totals.bytes)",
+                ])
         } else {
             logger.info("migration finished copying, but its status had already changed (cancelled)")
         }
@@ -221,7 +233,8 @@ struct MigrationJob: Sendable {
         if await setStatus(.failed, error: error) {
             metrics.finished(.failed)
             metrics.failure(code: error.code)
-            logger.notice("migration failed", metadata: ["error_code": "\(error.code)", "error_message": "\(error.message)"])
+            logger.notice(
+                "migration failed", metadata: ["error_code": "\(error.code)", "error_message": "\(error.message)"])
         }
         await release(requeue: false)
     }
@@ -248,8 +261,12 @@ struct MigrationJob: Sendable {
         do {
             return try await store.updateStatus(migrationID: id, to: status, owner: owner, error: error)
         } catch {
-            logger.error("could not update the migration's status", metadata: ["status": "\(status.rawValue)",
-                                                                               "error": "\(error)"])
+            logger.error(
+                "could not update the migration's status",
+                metadata: [
+                    "status": "\(status.rawValue)",
+                    "error": "\(error)",
+                ])
             return false
         }
     }
@@ -258,7 +275,8 @@ struct MigrationJob: Sendable {
         guard await progress.isPlanned else { return }
         let snapshot = await progress.snapshot(interrupted: interrupted)
         do {
-            try await store.updateProgress(migrationID: id, owner: owner, totals: snapshot.totals, folders: snapshot.folders)
+            try await store.updateProgress(
+                migrationID: id, owner: owner, totals: snapshot.totals, folders: snapshot.folders)
         } catch {
             // A cancelled ticker's last write is refused; the final write follows anyway.
             if Task.isCancelled { return }
@@ -291,10 +309,12 @@ struct MigrationJob: Sendable {
         do {
             secrets = try await store.credentials(forMigration: id)
         } catch is SecretBox.Failure {
-            return .invalid(MigrationError(
-                code: ImportFailure.Code.authenticationFailed.rawValue,
-                message: "The stored passwords of this import cannot be decrypted: the service's secret key changed.",
-                hint: "Start the import again with its passwords, or restore the previous MAILPORTER_SECRET_KEY."))
+            return .invalid(
+                MigrationError(
+                    code: ImportFailure.Code.authenticationFailed.rawValue,
+                    message:
+                        "The stored passwords of this import cannot be decrypted: the service's secret key changed.",
+                    hint: "Start the import again with its passwords, or restore the previous MAILPORTER_SECRET_KEY."))
         } catch {
             if !Task.isCancelled {
                 logger.error("could not load the migration's credentials", metadata: ["error": "\(error)"])
@@ -304,17 +324,24 @@ struct MigrationJob: Sendable {
         guard let secrets else { return .gone }
 
         guard let mailbox = record.mailboxEmail else {
-            return .invalid(MigrationError(
-                code: ImportFailure.Code.destinationUnavailable.rawValue,
-                message: "The destination mailbox of this import no longer exists.",
-                hint: "Create the mailbox again, then start a new import."))
+            return .invalid(
+                MigrationError(
+                    code: ImportFailure.Code.destinationUnavailable.rawValue,
+                    message: "The destination mailbox of this import no longer exists.",
+                    hint: "Create the mailbox again, then start a new import."))
         }
-        guard let destinationCredentials = configuration.destination.credentials(
-            mailbox: mailbox, targetPassword: secrets.targetPassword) else {
-            return .invalid(MigrationError(
-                code: ImportFailure.Code.destinationUnavailable.rawValue,
-                message: "No way to log in to the destination mailbox \(mailbox): no master user is configured and the import has no target password.",
-                hint: "Configure MAILPORTER_DEST_MASTER_USER and MAILPORTER_DEST_MASTER_PASSWORD, or pass target_password when starting the import."))
+        guard
+            let destinationCredentials = configuration.destination.credentials(
+                mailbox: mailbox, targetPassword: secrets.targetPassword)
+        else {
+            return .invalid(
+                MigrationError(
+                    code: ImportFailure.Code.destinationUnavailable.rawValue,
+                    message:
+                        "No way to log in to the destination mailbox \(mailbox): no master user is configured and the import has no target password.",
+                    hint:
+                        "Configure MAILPORTER_DEST_MASTER_USER and MAILPORTER_DEST_MASTER_PASSWORD, or pass target_password when starting the import."
+                ))
         }
 
         let provider = Provider(rawValue: record.provider) ?? .genericIMAP
@@ -322,8 +349,9 @@ struct MigrationJob: Sendable {
         // connecting in the clear.
         let server: ServerConfiguration
         do {
-            server = try provider.server(host: record.sourceHost, port: (1...65535).contains(record.sourcePort) ? record.sourcePort : nil,
-                                         security: ConnectionSecurity(rawValue: record.sourceSecurity))
+            server = try provider.server(
+                host: record.sourceHost, port: (1...65535).contains(record.sourcePort) ? record.sourcePort : nil,
+                security: ConnectionSecurity(rawValue: record.sourceSecurity))
         } catch {
             return .invalid(MigrationError(code: error.code.rawValue, message: error.message, hint: error.hint))
         }
@@ -332,8 +360,10 @@ struct MigrationJob: Sendable {
         var since: InternalDate?
         if let day = record.importSince {
             guard let parsed = CalendarDay(day) else {
-                return .invalid(MigrationError(code: "validation_error", message: "import_since \(CalendarDay.rule).",
-                                               hint: "Start the import again with a valid import_since."))
+                return .invalid(
+                    MigrationError(
+                        code: "validation_error", message: "import_since \(CalendarDay.rule).",
+                        hint: "Start the import again with a valid import_since."))
             }
             since = parsed.start
         }
@@ -353,20 +383,23 @@ struct MigrationJob: Sendable {
             }
         }
 
-        let source = ServerConfiguration(host: host, port: port, security: security,
-                                         additionalTrustRootsPEM: configuration.sourceTrustRootsPEM,
-                                         addressFilter: AddressPolicy.filter(allowPrivateHosts: configuration.allowPrivateHosts))
-        return .ready(MigrationRequest(
-            source: MailAccount(server: source,
-                                credentials: .password(username: record.sourceUsername, password: secrets.sourcePassword)),
-            destination: MailAccount(server: configuration.destination.server, credentials: destinationCredentials),
-            provider: provider,
-            selectedFolders: record.selectedFolders,
-            strategy: strategy,
-            since: since,
-            skipDuplicates: record.skipDuplicates,
-            parallelFolders: configuration.parallelFolders,
-            batchSize: configuration.batchSize))
+        let source = ServerConfiguration(
+            host: host, port: port, security: security,
+            additionalTrustRootsPEM: configuration.sourceTrustRootsPEM,
+            addressFilter: AddressPolicy.filter(allowPrivateHosts: configuration.allowPrivateHosts))
+        return .ready(
+            MigrationRequest(
+                source: MailAccount(
+                    server: source,
+                    credentials: .password(username: record.sourceUsername, password: secrets.sourcePassword)),
+                destination: MailAccount(server: configuration.destination.server, credentials: destinationCredentials),
+                provider: provider,
+                selectedFolders: record.selectedFolders,
+                strategy: strategy,
+                since: since,
+                skipDuplicates: record.skipDuplicates,
+                parallelFolders: configuration.parallelFolders,
+                batchSize: configuration.batchSize))
     }
 }
 

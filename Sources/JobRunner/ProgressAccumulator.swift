@@ -24,10 +24,12 @@ actor ProgressAccumulator {
             totals.failed += folder.counts.failed
             var status = FolderProgress.Status(folder.state)
             if interrupted, status == .processing { status = .pending }
-            rows.append(FolderProgress(sourceName: folder.sourceName, destinationName: folder.destinationName,
-                                       status: status, expected: folder.counts.expected,
-                                       imported: folder.counts.copied, failed: folder.counts.failed,
-                                       skipped: folder.counts.skipped))
+            rows.append(
+                FolderProgress(
+                    sourceName: folder.sourceName, destinationName: folder.destinationName,
+                    status: status, expected: folder.counts.expected,
+                    imported: folder.counts.copied, failed: folder.counts.failed,
+                    skipped: folder.counts.skipped))
         }
         return (totals, rows)
     }

@@ -9,15 +9,17 @@ public struct CalendarDay: Sendable, Hashable, CustomStringConvertible {
     public let day: Int
 
     /// What every refusal says, after the name of the field or option.
-    public static let rule = "must be a real calendar day written YYYY-MM-DD, from 1970-01-01 on (for example 2024-04-30)"
+    public static let rule =
+        "must be a real calendar day written YYYY-MM-DD, from 1970-01-01 on (for example 2024-04-30)"
 
     public init?(_ text: String) {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-              parts.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
-              let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
-              (1970...9999).contains(year), (1...12).contains(month),
-              (1...Self.days(inMonth: month, year: year)).contains(day) else { return nil }
+            parts.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+            let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
+            (1970...9999).contains(year), (1...12).contains(month),
+            (1...Self.days(inMonth: month, year: year)).contains(day)
+        else { return nil }
         self.year = year
         self.month = month
         self.day = day

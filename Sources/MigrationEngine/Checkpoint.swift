@@ -14,8 +14,10 @@ public struct FolderCheckpoint: Sendable, Codable, Equatable {
     public var failed: Int
     public var bytes: Int64
 
-    public init(sourceUIDValidity: UInt32, lastSourceUID: UInt32 = 0, inFlight: InFlightBatch? = nil,
-                copied: Int = 0, skipped: Int = 0, failed: Int = 0, bytes: Int64 = 0) {
+    public init(
+        sourceUIDValidity: UInt32, lastSourceUID: UInt32 = 0, inFlight: InFlightBatch? = nil,
+        copied: Int = 0, skipped: Int = 0, failed: Int = 0, bytes: Int64 = 0
+    ) {
         self.sourceUIDValidity = sourceUIDValidity
         self.lastSourceUID = lastSourceUID
         self.inFlight = inFlight
@@ -30,8 +32,9 @@ extension FolderSummaryCounts {
     /// What a checkpoint accounts for: its totals, each of them expected.
     init(accountedFor checkpoint: FolderCheckpoint?) {
         let copied = checkpoint?.copied ?? 0, skipped = checkpoint?.skipped ?? 0, failed = checkpoint?.failed ?? 0
-        self.init(expected: copied + skipped + failed, copied: copied, skipped: skipped, failed: failed,
-                  bytes: checkpoint?.bytes ?? 0)
+        self.init(
+            expected: copied + skipped + failed, copied: copied, skipped: skipped, failed: failed,
+            bytes: checkpoint?.bytes ?? 0)
     }
 }
 
@@ -47,7 +50,8 @@ public struct InFlightBatch: Sendable, Codable, Equatable {
     /// arrived before it decides what is missing. Nil in checkpoints written before this existed.
     public var sent: UIDSet?
 
-    public init(lastSourceUID: UInt32, destinationUIDValidity: UInt32, destinationUIDNext: UInt32, sent: UIDSet? = nil) {
+    public init(lastSourceUID: UInt32, destinationUIDValidity: UInt32, destinationUIDNext: UInt32, sent: UIDSet? = nil)
+    {
         self.lastSourceUID = lastSourceUID
         self.destinationUIDValidity = destinationUIDValidity
         self.destinationUIDNext = destinationUIDNext

@@ -21,7 +21,9 @@ public struct FolderSummary: Sendable, Equatable {
 
 /// Logs in and lists every folder with its message count (the REST and CLI test-connection).
 public enum ConnectionCheck {
-    public static func run(_ account: MailAccount, side: ImportSide = .source, provider: Provider = .genericIMAP) async throws(ImportFailure) -> [FolderSummary] {
+    public static func run(_ account: MailAccount, side: ImportSide = .source, provider: Provider = .genericIMAP)
+        async throws(ImportFailure) -> [FolderSummary]
+    {
         do {
             let session = try await IMAPSession.open(account.server, credentials: account.credentials)
             let listed: [ListedMailbox]

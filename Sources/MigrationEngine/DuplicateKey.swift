@@ -37,7 +37,9 @@ struct DuplicateKey: Hashable, Sendable {
     static func messageIDValue(_ header: ByteBuffer) -> String? {
         let text = String(decoding: header.readableBytesView, as: UTF8.self)
         var value: String?
-        for line in text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\r\n" || $0 == "\n" || $0 == "\r" }) {
+        for line in text.split(
+            omittingEmptySubsequences: true, whereSeparator: { $0 == "\r\n" || $0 == "\n" || $0 == "\r" })
+        {
             if line.first == " " || line.first == "\t" {
                 if let current = value { value = current + line.trimmingWhitespace() }
                 continue
@@ -56,7 +58,9 @@ struct DuplicateKey: Hashable, Sendable {
 extension StringProtocol {
     func trimmingWhitespace() -> String {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let start = firstIndex(where: { !isSpace($0) }), let end = lastIndex(where: { !isSpace($0) }) else { return "" }
+        guard let start = firstIndex(where: { !isSpace($0) }), let end = lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
         return String(self[start...end])
     }
 }

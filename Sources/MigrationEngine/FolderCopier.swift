@@ -67,7 +67,9 @@ struct FolderCopier {
         case read([UInt32: MessageInfo])
     }
 
-    func run(source: IMAPSession, destination connectDestination: () async throws -> IMAPSession) async throws -> FolderSummaryCounts {
+    func run(source: IMAPSession, destination connectDestination: () async throws -> IMAPSession) async throws
+        -> FolderSummaryCounts
+    {
         let resumption = try await resume(on: source)
         var checkpoint = resumption.checkpoint
         let pending = resumption.pending
@@ -81,13 +83,15 @@ struct FolderCopier {
             return resumption.counts
         }
 
-        let (target, reconciled) = try await reconcile(resumption, source: source, destination: try await connectDestination())
+        let (target, reconciled) = try await reconcile(
+            resumption, source: source, destination: try await connectDestination())
         var state = reconciled
         let batches = stride(from: 0, to: pending.count, by: max(1, request.batchSize)).map {
             Array(pending[$0..<min(pending.count, $0 + request.batchSize)])
         }
         // The next batch's metadata is asked for while this batch's APPEND results come in.
-        var next: NextMetadata? = .requested(try await sendMetadata(on: source, uids: batches[0], reconcileUpTo: state.reconcileUpTo))
+        var next: NextMetadata? = .requested(
+            try await sendMetadata(on: source, uids: batches[0], reconcileUpTo: state.reconcileUpTo))
         for (index, batch) in batches.enumerated() {
             try Task.checkCancellation()
             guard let last = batch.last, let metadata = next else { continue }
@@ -97,8 +101,9 @@ struct FolderCopier {
             case .read(let read): infos = read
             }
             let following = index + 1 < batches.count ? batches[index + 1] : nil
-            next = try await copyBatch(batch, last: last, infos: infos, following: following, from: source, to: target,
-                                       checkpoint: &checkpoint, state: &state)
+            next = try await copyBatch(
+                batch, last: last, infos: infos, following: following, from: source, to: target,
+                checkpoint: &checkpoint, state: &state)
         }
         return state.counts
     }
@@ -112,13 +117,16 @@ struct FolderCopier {
         guard let uidValidity = sourceBox.uidValidity else {
             throw IMAPError.protocolError("\(plan.sourceName) has no UIDVALIDITY")
         }
-        var checkpoint = try await checkpoints.load(folder: folderKey) ?? FolderCheckpoint(sourceUIDValidity: uidValidity)
+        var checkpoint =
+            try await checkpoints.load(folder: folderKey) ?? FolderCheckpoint(sourceUIDValidity: uidValidity)
         if checkpoint.sourceUIDValidity != uidValidity {
             // The source renumbered its messages: start over; duplicate detection keeps it exact.
             checkpoint = FolderCheckpoint(sourceUIDValidity: uidValidity)
         }
         let lastUID = checkpoint.lastSourceUID
-        var pending = try await source.uidSearch("UID \(lastUID &+ 1):* " + request.searchCriteria).filter { $0 > lastUID }
+        var pending = try await source.uidSearch("UID \(lastUID &+ 1):* " + request.searchCriteria).filter {
+            $0 > lastUID
+        }
         if plan.onlyUnlabelled { pending = try await GmailLabels.unlabelled(pending, on: source) }
         var counts = FolderSummaryCounts(accountedFor: checkpoint)
         counts.expected += pending.count
@@ -128,18 +136,24 @@ struct FolderCopier {
     /// Opens the destination folder and learns what must not be appended again: the keys already
     /// there (for skip_duplicates) and those of an interrupted batch that reached it (for exactness
     /// with or without skip_duplicates).
-    private func reconcile(_ resumption: Resumption, source: IMAPSession,
-                           destination: IMAPSession) async throws -> (Target, CopyState) {
+    private func reconcile(
+        _ resumption: Resumption, source: IMAPSession,
+        destination: IMAPSession
+    ) async throws -> (Target, CopyState) {
         let box = try await onDestination { try await destination.select(plan.destination) }
-        let target = Target(session: destination, uidValidity: box.uidValidity,
-                            allowedKeywords: box.acceptsNewKeywords ? nil : Set((box.permanentFlags ?? []).map { $0.lowercased() }),
-                            tracksUIDs: await destination.hasCapability("UIDPLUS"))
+        let target = Target(
+            session: destination, uidValidity: box.uidValidity,
+            allowedKeywords: box.acceptsNewKeywords ? nil : Set((box.permanentFlags ?? []).map { $0.lowercased() }),
+            tracksUIDs: await destination.hasCapability("UIDPLUS"))
         var state = CopyState(counts: resumption.counts, destinationUIDNext: box.uidNext ?? 1)
         if request.skipDuplicates, box.exists > 0 {
-            for (_, key) in try await onDestination({ try await keys(on: destination, uids: "1:*") }) { state.existing.insert(key) }
+            for (_, key) in try await onDestination({ try await keys(on: destination, uids: "1:*") }) {
+                state.existing.insert(key)
+            }
         }
         if let inFlight = resumption.checkpoint.inFlight, inFlight.destinationUIDValidity == box.uidValidity,
-           box.exists > 0 || inFlight.sent?.ranges.isEmpty == false {
+            box.exists > 0 || inFlight.sent?.ranges.isEmpty == false
+        {
             state.arrived = try await arrivals(of: inFlight, source: source, destination: destination)
             state.reconcileUpTo = inFlight.lastSourceUID
         }
@@ -149,18 +163,22 @@ struct FolderCopier {
     /// Copies one batch and checkpoints it. Asks for the `following` batch's metadata while the
     /// APPEND results come in, and returns that request (or its result, when it had to be read
     /// early); nil when there is no following batch.
-    private func copyBatch(_ batch: [UInt32], last: UInt32, infos: [UInt32: MessageInfo], following: [UInt32]?,
-                           from source: IMAPSession, to target: Target,
-                           checkpoint: inout FolderCheckpoint, state: inout CopyState) async throws -> NextMetadata? {
+    private func copyBatch(
+        _ batch: [UInt32], last: UInt32, infos: [UInt32: MessageInfo], following: [UInt32]?,
+        from source: IMAPSession, to target: Target,
+        checkpoint: inout FolderCheckpoint, state: inout CopyState
+    ) async throws -> NextMetadata? {
         let toCopy = messagesToCopy(batch, infos: infos, state: &state)
         let destination = target.session
         var appends: [AppendGroup] = []
         if !toCopy.isEmpty {
-            try await openWindow(first: batch.first, last: last, on: target, checkpoint: &checkpoint,
-                                 destinationUIDNext: &state.destinationUIDNext)
-            appends = try await streamBodies(toCopy, from: source, to: destination, allowedKeywords: target.allowedKeywords,
-                                             grouped: true, counts: &state.counts,
-                                             markSent: { try await markSent($0, around: $1, in: &checkpoint) })
+            try await openWindow(
+                first: batch.first, last: last, on: target, checkpoint: &checkpoint,
+                destinationUIDNext: &state.destinationUIDNext)
+            appends = try await streamBodies(
+                toCopy, from: source, to: destination, allowedKeywords: target.allowedKeywords,
+                grouped: true, counts: &state.counts,
+                markSent: { try await markSent($0, around: $1, in: &checkpoint) })
         }
         var next: NextMetadata?
         if let following {
@@ -174,11 +192,14 @@ struct FolderCopier {
         if !refused.isEmpty {
             // A MULTIAPPEND refused for one of its messages stored none: again one by one, to find
             // which. The next batch's metadata is read first, as FETCH data cannot tell commands apart.
-            if case .requested(let metadata)? = next { next = .read(try await collectMetadata(on: source, tag: metadata)) }
-            let again = try await streamBodies(Dictionary(refused.map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first }),
-                                               from: source, to: destination, allowedKeywords: target.allowedKeywords,
-                                               grouped: false, counts: &batchCounts,
-                                               markSent: { try await markSent($0, around: $1, in: &checkpoint) })
+            if case .requested(let metadata)? = next {
+                next = .read(try await collectMetadata(on: source, tag: metadata))
+            }
+            let again = try await streamBodies(
+                Dictionary(refused.map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first }),
+                from: source, to: destination, allowedKeywords: target.allowedKeywords,
+                grouped: false, counts: &batchCounts,
+                markSent: { try await markSent($0, around: $1, in: &checkpoint) })
             _ = try await onDestination {
                 try await collectAppends(again, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
             }
@@ -197,7 +218,9 @@ struct FolderCopier {
 
     /// The batch's messages to append. Those expunged or flagged \Deleted since the search are not
     /// part of the job; those an interrupted run stored are counted as copied; duplicates are skipped.
-    private func messagesToCopy(_ batch: [UInt32], infos: [UInt32: MessageInfo], state: inout CopyState) -> [UInt32: MessageInfo] {
+    private func messagesToCopy(_ batch: [UInt32], infos: [UInt32: MessageInfo], state: inout CopyState) -> [UInt32:
+        MessageInfo]
+    {
         var toCopy: [UInt32: MessageInfo] = [:]
         for uid in batch {
             guard let info = infos[uid], !info.flags.contains(where: { $0.lowercased() == "\\deleted" }) else {
@@ -227,19 +250,23 @@ struct FolderCopier {
     }
 
     /// Checkpoints the batch as in flight before any of it is appended (see `InFlightBatch`).
-    private func openWindow(first: UInt32?, last: UInt32, on target: Target, checkpoint: inout FolderCheckpoint,
-                            destinationUIDNext: inout UInt32) async throws {
+    private func openWindow(
+        first: UInt32?, last: UInt32, on target: Target, checkpoint: inout FolderCheckpoint,
+        destinationUIDNext: inout UInt32
+    ) async throws {
         guard let validity = target.uidValidity else { return }
         if !target.tracksUIDs {
             let known = destinationUIDNext
             destinationUIDNext = try await onDestination { try await currentUIDNext(target.session, fallback: known) }
         }
-        var window = InFlightBatch(lastSourceUID: last, destinationUIDValidity: validity,
-                                   destinationUIDNext: destinationUIDNext, sent: UIDSet([]))
+        var window = InFlightBatch(
+            lastSourceUID: last, destinationUIDValidity: validity,
+            destinationUIDNext: destinationUIDNext, sent: UIDSet([]))
         // Still resuming an interrupted batch: what that attempt appended is only reconciled
         // in memory, so keep its window open, or a second interruption would copy it again.
         if let earlier = checkpoint.inFlight, earlier.destinationUIDValidity == validity,
-           let first, first <= earlier.lastSourceUID {
+            let first, first <= earlier.lastSourceUID
+        {
             window.destinationUIDNext = min(window.destinationUIDNext, earlier.destinationUIDNext)
             window.lastSourceUID = max(window.lastSourceUID, earlier.lastSourceUID)
         }
@@ -251,8 +278,10 @@ struct FolderCopier {
     /// `InFlightBatch.sent`. A write that failed did not go out (a cancel closes the connection under
     /// it): the command never became whole, so the mark is taken back, or a resume would wait for it
     /// in vain.
-    private func markSent(_ uids: [UInt32], around lastWrite: () async throws -> Void,
-                          in checkpoint: inout FolderCheckpoint) async throws {
+    private func markSent(
+        _ uids: [UInt32], around lastWrite: () async throws -> Void,
+        in checkpoint: inout FolderCheckpoint
+    ) async throws {
         try await markSent(uids, sent: true, in: &checkpoint)
         do {
             try await lastWrite()
@@ -277,14 +306,17 @@ struct FolderCopier {
     /// a run restarted at once has looked. So the keys of every message recorded as sent are awaited
     /// until they show up, polling the destination, and only then is anything missing appended again.
     /// An APPEND that was never sent whole is dropped by the server, so it is not waited for.
-    private func arrivals(of window: InFlightBatch, source: IMAPSession, destination: IMAPSession) async throws -> [DuplicateKey: Int] {
+    private func arrivals(of window: InFlightBatch, source: IMAPSession, destination: IMAPSession) async throws
+        -> [DuplicateKey: Int]
+    {
         var arrived: [DuplicateKey: Int] = [:]
         var next = window.destinationUIDNext
         func look() async throws {
             // `keys` lists messages without a Message-ID last, out of UID order: filter by the bound
             // of this look, then move it.
             let from = next
-            for (uid, key) in try await onDestination({ try await keys(on: destination, uids: "\(from):*") }) where uid >= from {
+            for (uid, key) in try await onDestination({ try await keys(on: destination, uids: "\(from):*") })
+            where uid >= from {
                 arrived[key, default: 0] += 1
                 next = max(next, uid &+ 1)
             }
@@ -299,8 +331,12 @@ struct FolderCopier {
         while missing() > 0 {
             guard ContinuousClock.now - started < request.interruptedAppendWait else {
                 // Sent but never stored (refused, or lost with the connection): appended again below.
-                emit(.notice(folder: plan.sourceName,
-                             message: "\(missing()) messages the interrupted run sent never reached the destination; appending them again"))
+                emit(
+                    .notice(
+                        folder: plan.sourceName,
+                        message:
+                            "\(missing()) messages the interrupted run sent never reached the destination; appending them again"
+                    ))
                 break
             }
             try await Task.sleep(for: .milliseconds(50))
@@ -317,10 +353,13 @@ struct FolderCopier {
     }
 
     /// Asks for UID, flags, date, size and (when needed) Message-ID of a batch; `collectMetadata` reads it.
-    private func sendMetadata(on source: IMAPSession, uids: [UInt32], reconcileUpTo: UInt32) async throws -> MetadataRequest {
+    private func sendMetadata(on source: IMAPSession, uids: [UInt32], reconcileUpTo: UInt32) async throws
+        -> MetadataRequest
+    {
         let withKeys = request.skipDuplicates || uids.first.map { $0 <= reconcileUpTo } == true
         let items = "UID FLAGS INTERNALDATE RFC822.SIZE" + (withKeys ? " BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]" : "")
-        return MetadataRequest(tag: try await source.sendUIDFetch(UIDSet.compact(uids), items: items), withKeys: withKeys)
+        return MetadataRequest(
+            tag: try await source.sendUIDFetch(UIDSet.compact(uids), items: items), withKeys: withKeys)
     }
 
     private struct MetadataRequest {
@@ -328,12 +367,15 @@ struct FolderCopier {
         var withKeys: Bool
     }
 
-    private func collectMetadata(on source: IMAPSession, tag request: MetadataRequest) async throws -> [UInt32: MessageInfo] {
+    private func collectMetadata(on source: IMAPSession, tag request: MetadataRequest) async throws -> [UInt32:
+        MessageInfo]
+    {
         var infos: [UInt32: MessageInfo] = [:]
         for message in try await source.fetchResult(request.tag) {
-            infos[message.uid] = MessageInfo(sequence: message.sequence, uid: message.uid, flags: message.flags,
-                                             internalDate: message.internalDate, size: message.size ?? 0,
-                                             key: request.withKeys ? DuplicateKey.messageID(fromHeaderFields: message.body) : nil)
+            infos[message.uid] = MessageInfo(
+                sequence: message.sequence, uid: message.uid, flags: message.flags,
+                internalDate: message.internalDate, size: message.size ?? 0,
+                key: request.withKeys ? DuplicateKey.messageID(fromHeaderFields: message.body) : nil)
         }
         if request.withKeys {
             let withoutID = infos.values.filter { $0.key == nil }.map(\.uid)
@@ -367,7 +409,9 @@ struct FolderCopier {
     }
 
     /// `UID FETCH set (UID BODY.PEEK[section])`, each message's section bytes by UID.
-    private func fetchSections(on session: IMAPSession, set: String, section: String) async throws -> [(uid: UInt32, bytes: ByteBuffer)] {
+    private func fetchSections(on session: IMAPSession, set: String, section: String) async throws -> [(
+        uid: UInt32, bytes: ByteBuffer
+    )] {
         try await session.uidFetch(set, items: "UID BODY.PEEK[\(section)]").map { ($0.uid, $0.body) }
     }
 
@@ -384,10 +428,13 @@ struct FolderCopier {
     /// Streams the bodies of `messages` from a source FETCH into pipelined destination APPENDs:
     /// several messages per MULTIAPPEND when `grouped` and the destination can stream one, else one
     /// APPEND each. Returns the APPENDs sent, whose results `collectAppends` reads.
-    private func streamBodies(_ messages: [UInt32: MessageInfo], from source: IMAPSession, to destination: IMAPSession,
-                              allowedKeywords: Set<String>?, grouped: Bool, counts: inout FolderSummaryCounts,
-                              markSent: MarkSent) async throws -> [AppendGroup] {
-        let bySequence = Dictionary(messages.values.map { ($0.sequence, $0.uid) }, uniquingKeysWith: { first, _ in first })
+    private func streamBodies(
+        _ messages: [UInt32: MessageInfo], from source: IMAPSession, to destination: IMAPSession,
+        allowedKeywords: Set<String>?, grouped: Bool, counts: inout FolderSummaryCounts,
+        markSent: MarkSent
+    ) async throws -> [AppendGroup] {
+        let bySequence = Dictionary(
+            messages.values.map { ($0.sequence, $0.uid) }, uniquingKeysWith: { first, _ in first })
         let tag = try await source.sendUIDFetch(UIDSet.compact(Array(messages.keys)), items: "UID BODY.PEEK[]")
         let multiAppend = grouped && messages.count > 1 ? await destination.canStreamMultiAppend : false
         var groups: [AppendGroup] = []
@@ -409,14 +456,20 @@ struct FolderCopier {
                 handled.insert(messageUID)
                 if isNil {
                     counts.failed += 1
-                    emit(.messageFailed(folder: plan.sourceName, uid: messageUID, reason: "the source server returned no content"))
+                    emit(
+                        .messageFailed(
+                            folder: plan.sourceName, uid: messageUID, reason: "the source server returned no content"))
                     continue
                 }
                 info.size = size
                 let flags = flagsToCopy(info.flags, allowedKeywords: allowedKeywords)
                 if multiAppend {
-                    if open == nil { open = AppendGroup(tag: try await destination.beginMultiAppend(to: plan.destination)) }
-                    try await onDestination { try await destination.appendMessage(flags: flags, internalDate: info.internalDate, size: size) }
+                    if open == nil {
+                        open = AppendGroup(tag: try await destination.beginMultiAppend(to: plan.destination))
+                    }
+                    try await onDestination {
+                        try await destination.appendMessage(flags: flags, internalDate: info.internalDate, size: size)
+                    }
                     open?.messages.append(info)
                     open?.bytes += size
                 } else {
@@ -424,8 +477,9 @@ struct FolderCopier {
                         // An empty message's command is whole as soon as it begins.
                         var appendTag: CommandTag?
                         let begin = {
-                            appendTag = try await destination.beginAppend(to: plan.destination, flags: flags,
-                                                                          internalDate: info.internalDate, size: size)
+                            appendTag = try await destination.beginAppend(
+                                to: plan.destination, flags: flags,
+                                internalDate: info.internalDate, size: size)
                         }
                         if size == 0 { try await markSent([messageUID], begin) } else { try await begin() }
                         guard let appendTag else { continue }
@@ -433,7 +487,9 @@ struct FolderCopier {
                     } catch let error as IMAPError {
                         // A synchronising literal refused up front: quota is fatal, anything else is this message's.
                         if error.responseCode == .overQuota { throw error }
-                        guard case .commandFailed(_, _, let text) = error else { throw SidedError(side: .destination, underlying: error) }
+                        guard case .commandFailed(_, _, let text) = error else {
+                            throw SidedError(side: .destination, underlying: error)
+                        }
                         counts.failed += 1
                         emit(.messageFailed(folder: plan.sourceName, uid: messageUID, reason: text.text))
                         continue
@@ -441,7 +497,9 @@ struct FolderCopier {
                 }
                 appending = size > 0
                 // An empty body has no bytes to wait for (beginAppend has already ended a single one).
-                if size == 0, multiAppend { try await endMessage(on: destination, group: &open, into: &groups, markSent: markSent) }
+                if size == 0, multiAppend {
+                    try await endMessage(on: destination, group: &open, into: &groups, markSent: markSent)
+                }
             case .fetchBodyBytes(let bytes):
                 if appending { try await onDestination { try await destination.appendBytes(bytes) } }
             case .fetchBodyEnd:
@@ -450,7 +508,9 @@ struct FolderCopier {
                         try await endMessage(on: destination, group: &open, into: &groups, markSent: markSent)
                     } else {
                         let last = groups.last?.messages.last?.uid
-                        try await markSent(last.map { [$0] } ?? []) { try await onDestination { try await destination.endAppend() } }
+                        try await markSent(last.map { [$0] } ?? []) {
+                            try await onDestination { try await destination.endAppend() }
+                        }
                     }
                 }
                 appending = false
@@ -460,7 +520,9 @@ struct FolderCopier {
         }
         try await source.finish(tag)
         if let group = open {
-            try await markSent(group.messages.map(\.uid)) { try await onDestination { try await destination.endMultiAppend() } }
+            try await markSent(group.messages.map(\.uid)) {
+                try await onDestination { try await destination.endMultiAppend() }
+            }
             groups.append(group)
         }
         // Listed by SEARCH but gone by FETCH: expunged meanwhile, so not part of the job.
@@ -470,11 +532,15 @@ struct FolderCopier {
 
     /// Ends a MULTIAPPEND message; the command goes off once it holds `request.appendGroupBytes`,
     /// so progress and a retry after a refusal stay small whatever the batch holds.
-    private func endMessage(on destination: IMAPSession, group: inout AppendGroup?, into groups: inout [AppendGroup],
-                            markSent: MarkSent) async throws {
+    private func endMessage(
+        on destination: IMAPSession, group: inout AppendGroup?, into groups: inout [AppendGroup],
+        markSent: MarkSent
+    ) async throws {
         try await onDestination { try await destination.endAppend() }
         guard let full = group, full.bytes >= request.appendGroupBytes else { return }
-        try await markSent(full.messages.map(\.uid)) { try await onDestination { try await destination.endMultiAppend() } }
+        try await markSent(full.messages.map(\.uid)) {
+            try await onDestination { try await destination.endMultiAppend() }
+        }
         groups.append(full)
         group = nil
     }
@@ -483,21 +549,26 @@ struct FolderCopier {
     /// refused MULTIAPPEND stored none of its messages, which are returned to be appended one by one
     /// so that only the message at fault fails. Quota and availability refusals end the folder
     /// (after all results are read).
-    private func collectAppends(_ groups: [AppendGroup], from destination: IMAPSession,
-                                counts: inout FolderSummaryCounts, destinationUIDNext: inout UInt32) async throws -> [MessageInfo] {
+    private func collectAppends(
+        _ groups: [AppendGroup], from destination: IMAPSession,
+        counts: inout FolderSummaryCounts, destinationUIDNext: inout UInt32
+    ) async throws -> [MessageInfo] {
         var firstFailure: Error?
         var retry: [MessageInfo] = []
         for group in groups {
             do {
                 let result = try await destination.appendResult(group.tag)
-                if let last = result.uids?.ranges.map(\.upperBound).max() { destinationUIDNext = max(destinationUIDNext, last &+ 1) }
+                if let last = result.uids?.ranges.map(\.upperBound).max() {
+                    destinationUIDNext = max(destinationUIDNext, last &+ 1)
+                }
                 for info in group.messages {
                     counts.copied += 1
                     counts.bytes += Int64(info.size)
                     emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
                 }
             } catch let error as IMAPError {
-                guard case .commandFailed(_, _, let text) = error, text.code != .overQuota, text.code != .unavailable else {
+                guard case .commandFailed(_, _, let text) = error, text.code != .overQuota, text.code != .unavailable
+                else {
                     if firstFailure == nil { firstFailure = error }
                     continue
                 }

@@ -12,15 +12,21 @@ public enum SpecialUse: String, Sendable, Codable, CaseIterable {
     case important = "\\Important"
 
     init?(attribute: String) {
-        guard let match = SpecialUse.allCases.first(where: { $0.rawValue.lowercased() == attribute.lowercased() }) else { return nil }
+        guard let match = SpecialUse.allCases.first(where: { $0.rawValue.lowercased() == attribute.lowercased() })
+        else { return nil }
         self = match
     }
 
     /// Well-known folder names of providers and clients, compared case-insensitively.
     static let wellKnownNames: [SpecialUse: [String]] = [
-        .sent: ["sent", "sent items", "sent messages", "sent mail", "sent-mail", "gesendet", "gesendete objekte", "envoyés", "enviados"],
+        .sent: [
+            "sent", "sent items", "sent messages", "sent mail", "sent-mail", "gesendet", "gesendete objekte", "envoyés",
+            "enviados",
+        ],
         .drafts: ["drafts", "draft", "entwürfe", "brouillons", "borradores"],
-        .trash: ["trash", "deleted items", "deleted messages", "deleted", "bin", "papierkorb", "corbeille", "papelera"],
+        .trash: [
+            "trash", "deleted items", "deleted messages", "deleted", "bin", "papierkorb", "corbeille", "papelera",
+        ],
         .junk: ["junk", "junk e-mail", "junk email", "junk mail", "spam", "bulk mail", "bulk", "spamverdacht"],
         .archive: ["archive", "archives", "archiv"],
     ]
@@ -80,7 +86,8 @@ public enum FolderMapping {
     /// views by name, for servers that list them without attributes.
     static func view(of mailbox: ListedMailbox, components: [String], gmailNames: Bool) -> SpecialUse? {
         let views: [SpecialUse] = [.all, .flagged, .important]
-        if let use = mailbox.entry.attributes.lazy.compactMap(SpecialUse.init(attribute:)).first(where: views.contains) {
+        if let use = mailbox.entry.attributes.lazy.compactMap(SpecialUse.init(attribute:)).first(where: views.contains)
+        {
             return use
         }
         guard gmailNames, components.count == 2, isGmailParent(components[0]) else { return nil }
@@ -94,11 +101,12 @@ public enum FolderMapping {
 
     /// Why a view is left out of a plan, for the dry run and the progress notices.
     static func skipReason(_ view: SpecialUse) -> String {
-        let what = switch view {
-        case .all: "a view of every message, which the other folders already hold"
-        case .flagged: "a view of the flagged messages of other folders"
-        default: "a view of messages marked important in other folders"
-        }
+        let what =
+            switch view {
+            case .all: "a view of every message, which the other folders already hold"
+            case .flagged: "a view of the flagged messages of other folders"
+            default: "a view of messages marked important in other folders"
+            }
         return "not copied: \(what) (\(view.rawValue)); name it in the selected folders to copy it anyway"
     }
 
@@ -128,8 +136,10 @@ public enum FolderMapping {
 
     /// Destination path for a source folder. Special-use folders go to the destination's own folder
     /// of that use; `[Gmail]/X` loses its parent; everything else keeps its path.
-    static func destinationComponents(sourceComponents: [String], specialUse: SpecialUse?,
-                                      destinationSpecial: [SpecialUse: [String]]) -> [String] {
+    static func destinationComponents(
+        sourceComponents: [String], specialUse: SpecialUse?,
+        destinationSpecial: [SpecialUse: [String]]
+    ) -> [String] {
         if let specialUse, [.sent, .drafts, .trash, .junk, .archive].contains(specialUse) {
             return destinationSpecial[specialUse] ?? [specialUse.defaultName]
         }

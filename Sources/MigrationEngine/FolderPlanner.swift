@@ -36,14 +36,20 @@ struct FolderPlanner {
             return NamingScheme(separator: personal.separator, personalPrefix: personal.prefix)
         }
         let separator = mailboxes.first { $0.entry.separator != nil }?.entry.separator
-        let prefixed = mailboxes.contains { $0.name.encoded.uppercased().hasPrefix("INBOX\(separator.map { String($0) } ?? "")") }
+        let prefixed = mailboxes.contains {
+            $0.name.encoded.uppercased().hasPrefix("INBOX\(separator.map { String($0) } ?? "")")
+        }
         let everyOtherPrefixed = mailboxes.filter { !$0.name.isInbox }.allSatisfy {
             $0.name.encoded.uppercased().hasPrefix("INBOX\(separator.map { String($0) } ?? "")")
         }
-        return NamingScheme(separator: separator, personalPrefix: prefixed && everyOtherPrefixed ? "INBOX\(separator.map { String($0) } ?? "")" : "")
+        return NamingScheme(
+            separator: separator,
+            personalPrefix: prefixed && everyOtherPrefixed ? "INBOX\(separator.map { String($0) } ?? "")" : "")
     }
 
-    private func listing(of session: IMAPSession, statusItems: [StatusItem]) async throws -> ([ListedMailbox], NamingScheme) {
+    private func listing(of session: IMAPSession, statusItems: [StatusItem]) async throws -> (
+        [ListedMailbox], NamingScheme
+    ) {
         let mailboxes = try await session.listAll(statusItems: statusItems)
         return (mailboxes, try await namingScheme(of: session, mailboxes: mailboxes))
     }
@@ -53,12 +59,14 @@ struct FolderPlanner {
     func plan(source: IMAPSession, destination: IMAPSession) async throws -> ([FolderPlan], [SkippedFolder]) {
         // Both sides at once: the plan waits for one side's round trips, not both in turn.
         async let destinationListing = listing(of: destination, statusItems: [])
-        let (sourceMailboxes, sourceScheme) = try await listing(of: source, statusItems: [.messages, .uidNext, .uidValidity])
+        let (sourceMailboxes, sourceScheme) = try await listing(
+            of: source, statusItems: [.messages, .uidNext, .uidValidity])
         let (destinationMailboxes, destinationScheme) = try await destinationListing
 
         var destinationSpecial: [SpecialUse: [String]] = [:]
         for mailbox in destinationMailboxes where mailbox.isSelectable {
-            for use in mailbox.entry.attributes.compactMap(SpecialUse.init(attribute:)) where destinationSpecial[use] == nil {
+            for use in mailbox.entry.attributes.compactMap(SpecialUse.init(attribute:))
+            where destinationSpecial[use] == nil {
                 destinationSpecial[use] = destinationScheme.components(of: mailbox.name.decoded)
             }
         }
@@ -84,7 +92,8 @@ struct FolderPlanner {
             }
             if let selected {
                 let decoded = mailbox.name.decoded.lowercased()
-                let unprefixed = components.joined(separator: sourceScheme.separator.map { String($0) } ?? "/").lowercased()
+                let unprefixed = components.joined(separator: sourceScheme.separator.map { String($0) } ?? "/")
+                    .lowercased()
                 guard selected.contains(decoded) || selected.contains(unprefixed) else { continue }
                 // A view the user names is copied as the plain folder it looks like.
                 if view != nil, !gmailArchive { use = nil }
@@ -92,17 +101,23 @@ struct FolderPlanner {
                 if let view, !gmailArchive {
                     // Said only where the strategy would otherwise have copied it as a folder.
                     if FolderMapping.isIncluded(request.strategy, components: components, specialUse: nil) {
-                        skipped.append(SkippedFolder(name: mailbox.name.decoded, reason: FolderMapping.skipReason(view)))
+                        skipped.append(
+                            SkippedFolder(name: mailbox.name.decoded, reason: FolderMapping.skipReason(view)))
                     }
                     continue
                 }
-                guard FolderMapping.isIncluded(request.strategy, components: components, specialUse: use) else { continue }
+                guard FolderMapping.isIncluded(request.strategy, components: components, specialUse: use) else {
+                    continue
+                }
             }
-            let target = FolderMapping.destinationComponents(sourceComponents: components, specialUse: use,
-                                                             destinationSpecial: destinationSpecial)
-            plans.append(FolderPlan(source: mailbox.name, destination: MailboxName(decoded: destinationScheme.name(of: target)),
-                                    specialUse: use, expected: 0, onlyUnlabelled: onlyUnlabelled,
-                                    sourceStatus: mailbox.status))
+            let target = FolderMapping.destinationComponents(
+                sourceComponents: components, specialUse: use,
+                destinationSpecial: destinationSpecial)
+            plans.append(
+                FolderPlan(
+                    source: mailbox.name, destination: MailboxName(decoded: destinationScheme.name(of: target)),
+                    specialUse: use, expected: 0, onlyUnlabelled: onlyUnlabelled,
+                    sourceStatus: mailbox.status))
         }
         let ordered = plans.sorted { lhs, rhs in
             if lhs.source.isInbox != rhs.source.isInbox { return lhs.source.isInbox }

@@ -11,8 +11,10 @@ final class FolderWorker {
     let affinity: SessionAffinity
 
     /// `source` and `destination` may be sessions already logged in (those of the planning step).
-    init(migration: Migration, emit: @escaping @Sendable (MigrationEvent) -> Void, affinity: SessionAffinity,
-         source: IMAPSession? = nil, destination: IMAPSession? = nil) {
+    init(
+        migration: Migration, emit: @escaping @Sendable (MigrationEvent) -> Void, affinity: SessionAffinity,
+        source: IMAPSession? = nil, destination: IMAPSession? = nil
+    ) {
         self.affinity = affinity
         self.migration = migration
         self.emit = emit
@@ -22,7 +24,8 @@ final class FolderWorker {
 
     func copy(_ plan: FolderPlan) async throws -> FolderSummaryCounts {
         emit(.folderStarted(source: plan.sourceName, destination: plan.destinationName))
-        let copier = FolderCopier(plan: plan, request: migration.request, checkpoints: migration.checkpoints, emit: emit)
+        let copier = FolderCopier(
+            plan: plan, request: migration.request, checkpoints: migration.checkpoints, emit: emit)
         var attempt = 0
         while true {
             attempt += 1
@@ -30,7 +33,8 @@ final class FolderWorker {
                 try Task.checkCancellation()
                 let source = try await connected(.source)
                 // The destination is logged in to only when the folder has something new.
-                let counts = try await copier.run(source: source, destination: { try await self.connected(.destination) })
+                let counts = try await copier.run(
+                    source: source, destination: { try await self.connected(.destination) })
                 emit(.folderFinished(source: plan.sourceName, summary: counts))
                 return counts
             } catch {

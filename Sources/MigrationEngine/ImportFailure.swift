@@ -76,13 +76,17 @@ public enum Provider: String, Sendable, Codable, CaseIterable {
 
 extension ImportFailure {
     /// Turns a client error into the classified failure a user sees.
-    public static func classify(_ error: Error, side: ImportSide, provider: Provider = .genericIMAP, host: String = "") -> ImportFailure {
+    public static func classify(_ error: Error, side: ImportSide, provider: Provider = .genericIMAP, host: String = "")
+        -> ImportFailure
+    {
         if let failure = error as? ImportFailure { return failure }
         if error is CancellationError {
-            return ImportFailure(code: .cancelled, message: "The import was cancelled.", hint: "Retry it to continue where it stopped.")
+            return ImportFailure(
+                code: .cancelled, message: "The import was cancelled.", hint: "Retry it to continue where it stopped.")
         }
         guard let error = error as? IMAPError else {
-            return ImportFailure(code: .protocolError, message: "Unexpected error: \(error)", hint: "Retry; if it persists, report it.")
+            return ImportFailure(
+                code: .protocolError, message: "Unexpected error: \(error)", hint: "Retry; if it persists, report it.")
         }
         let server = host.isEmpty ? "the \(side.rawValue) server" : host
         switch error.responseCode {
@@ -90,50 +94,69 @@ extension ImportFailure {
             return quotaExceeded(detail: serverText(error))
         case .throttled?, .limit?:
             if side == .destination { return destinationUnavailable(serverText(error)) }
-            return ImportFailure(code: .sourceThrottled, message: "\(server) is limiting how fast we may read: \(serverText(error))",
-                                 hint: "Mailporter backs off and retries; if it keeps failing, retry the import later.")
+            return ImportFailure(
+                code: .sourceThrottled, message: "\(server) is limiting how fast we may read: \(serverText(error))",
+                hint: "Mailporter backs off and retries; if it keeps failing, retry the import later.")
         case .unavailable?:
             if side == .destination { return destinationUnavailable(serverText(error)) }
-            return ImportFailure(code: .sourceThrottled, message: "\(server) is temporarily unavailable: \(serverText(error))",
-                                 hint: "Retry the import later.")
+            return ImportFailure(
+                code: .sourceThrottled, message: "\(server) is temporarily unavailable: \(serverText(error))",
+                hint: "Retry the import later.")
         default:
             break
         }
         switch error {
         case .authenticationFailed(let text):
             if side == .destination {
-                return ImportFailure(code: .authenticationFailed, message: "The destination mailbox refused the login: \(text.text)",
-                                     hint: "Check the target password, or the service's master-user settings.")
+                return ImportFailure(
+                    code: .authenticationFailed, message: "The destination mailbox refused the login: \(text.text)",
+                    hint: "Check the target password, or the service's master-user settings.")
             }
             return authenticationFailed(text.text, provider: provider)
         case .connectionRefused(let host, let port):
             if side == .destination { return destinationUnavailable("connection refused by \(host):\(port)") }
-            return ImportFailure(code: .hostUnreachable, message: "\(host) refused the connection on port \(port).",
-                                 hint: "Check the server address and port (IMAP over SSL is usually \(ConnectionSecurity.ssl.defaultPort), STARTTLS \(ConnectionSecurity.tls.defaultPort)).")
+            return ImportFailure(
+                code: .hostUnreachable, message: "\(host) refused the connection on port \(port).",
+                hint:
+                    "Check the server address and port (IMAP over SSL is usually \(ConnectionSecurity.ssl.defaultPort), STARTTLS \(ConnectionSecurity.tls.defaultPort))."
+            )
         case .hostUnreachable(let host, let detail):
             if side == .destination { return destinationUnavailable("\(host): \(detail)") }
-            return ImportFailure(code: .hostUnreachable, message: "\(host) could not be reached: \(detail).",
-                                 hint: "Verify the server address (see your old host's mail client settings) and that its IMAP port is open.")
+            return ImportFailure(
+                code: .hostUnreachable, message: "\(host) could not be reached: \(detail).",
+                hint:
+                    "Verify the server address (see your old host's mail client settings) and that its IMAP port is open."
+            )
         case .timedOut(let phase):
             if side == .destination { return destinationUnavailable("timed out waiting for \(phase)") }
-            return ImportFailure(code: .connectionTimedOut, message: "\(server) did not answer in time (waiting for \(phase)).",
-                                 hint: "Verify the server address and port, and that no firewall blocks it; then retry.")
+            return ImportFailure(
+                code: .connectionTimedOut, message: "\(server) did not answer in time (waiting for \(phase)).",
+                hint: "Verify the server address and port, and that no firewall blocks it; then retry.")
         case .tls(let failure):
             return tlsFailed(failure, side: side)
         case .addressNotAllowed(let host, let address):
-            return ImportFailure(code: .privateHostBlocked, message: "\(host) resolves to \(address), a private or local address.",
-                                 hint: "Use the provider's public IMAP host. Operators can allow private hosts with MAILPORTER_ALLOW_PRIVATE_HOSTS=true.")
+            return ImportFailure(
+                code: .privateHostBlocked, message: "\(host) resolves to \(address), a private or local address.",
+                hint:
+                    "Use the provider's public IMAP host. Operators can allow private hosts with MAILPORTER_ALLOW_PRIVATE_HOSTS=true."
+            )
         case .connectionClosed(let text):
-            if side == .destination { return destinationUnavailable("connection closed" + (text.map { ": \($0.text)" } ?? "")) }
-            return ImportFailure(code: .connectionTimedOut, message: "\(server) closed the connection" + (text.map { ": \($0.text)" } ?? "") + ".",
-                                 hint: "This is often temporary; retry the import.")
+            if side == .destination {
+                return destinationUnavailable("connection closed" + (text.map { ": \($0.text)" } ?? ""))
+            }
+            return ImportFailure(
+                code: .connectionTimedOut,
+                message: "\(server) closed the connection" + (text.map { ": \($0.text)" } ?? "") + ".",
+                hint: "This is often temporary; retry the import.")
         case .protocolError(let detail), .capabilityMissing(let detail), .usage(let detail):
-            return ImportFailure(code: .protocolError, message: "\(server) answered in a way we cannot use: \(detail)",
-                                 hint: "Check that the host is an IMAP server; if it is, report this error.")
+            return ImportFailure(
+                code: .protocolError, message: "\(server) answered in a way we cannot use: \(detail)",
+                hint: "Check that the host is an IMAP server; if it is, report this error.")
         case .commandFailed(let command, let status, let text):
             if side == .destination { return destinationUnavailable("\(command) \(status.rawValue): \(text.text)") }
-            return ImportFailure(code: .protocolError, message: "\(server) refused \(command): \(text.text)",
-                                 hint: "Retry; if it persists, check the account on the old provider.")
+            return ImportFailure(
+                code: .protocolError, message: "\(server) refused \(command): \(text.text)",
+                hint: "Retry; if it persists, check the account on the old provider.")
         }
     }
 
@@ -149,7 +172,8 @@ extension ImportFailure {
     static func tlsFailed(_ failure: TLSFailure, side: ImportSide) -> ImportFailure {
         var hint = failure.remedy
         if case .certificateNotTrusted = failure {
-            hint += side == .source
+            hint +=
+                side == .source
                 ? " (mailporter test-connection --ca-file, migrate --source-ca-file; MAILPORTER_SOURCE_CA_FILE for the service)"
                 : " (mailporter migrate --dest-ca-file; MAILPORTER_DEST_CA_FILE for the service)"
         }
@@ -163,25 +187,31 @@ extension ImportFailure {
     }
 
     static func quotaExceeded(detail: String) -> ImportFailure {
-        ImportFailure(code: .mailboxQuotaExceeded, message: "The destination mailbox is full: \(detail)",
-                      hint: "Upgrade the plan for more storage, or import recent mail first with the date filter (import_since).")
+        ImportFailure(
+            code: .mailboxQuotaExceeded, message: "The destination mailbox is full: \(detail)",
+            hint: "Upgrade the plan for more storage, or import recent mail first with the date filter (import_since).")
     }
 
     static func destinationUnavailable(_ detail: String) -> ImportFailure {
-        ImportFailure(code: .destinationUnavailable, message: "The destination server is unavailable: \(detail)",
-                      hint: "This is on our side; the import can be retried once the service is back.")
+        ImportFailure(
+            code: .destinationUnavailable, message: "The destination server is unavailable: \(detail)",
+            hint: "This is on our side; the import can be retried once the service is back.")
     }
 
     static func authenticationFailed(_ serverText: String, provider: Provider) -> ImportFailure {
         var hint = "Re-check the username and password."
         switch provider {
         case .gmail:
-            hint = "Google refuses normal passwords over IMAP: create an App Password at myaccount.google.com/apppasswords (2-Step Verification must be on) and use it."
+            hint =
+                "Google refuses normal passwords over IMAP: create an App Password at myaccount.google.com/apppasswords (2-Step Verification must be on) and use it."
         case .yahoo, .icloud:
-            hint = "\(provider == .yahoo ? "Yahoo" : "iCloud") requires an App Password for IMAP; your regular password will not work."
+            hint =
+                "\(provider == .yahoo ? "Yahoo" : "iCloud") requires an App Password for IMAP; your regular password will not work."
         case .outlook, .genericIMAP:
-            hint += " On cPanel-style hosts try the username without the domain (alice instead of alice@example.com), or the reverse."
+            hint +=
+                " On cPanel-style hosts try the username without the domain (alice instead of alice@example.com), or the reverse."
         }
-        return ImportFailure(code: .authenticationFailed, message: "The source server refused the login: \(serverText)", hint: hint)
+        return ImportFailure(
+            code: .authenticationFailed, message: "The source server refused the login: \(serverText)", hint: hint)
     }
 }

@@ -16,8 +16,11 @@ public struct Migration: Sendable {
     /// Waits between reconnect attempts; tests shorten it.
     let backoff: @Sendable (_ attempt: Int, _ throttled: Bool) -> Double
 
-    public init(request: MigrationRequest, checkpoints: any CheckpointStore, logger: Logger = Logger(label: "mailporter.migration"),
-                backoff: @escaping @Sendable (_ attempt: Int, _ throttled: Bool) -> Double = Migration.defaultBackoff) {
+    public init(
+        request: MigrationRequest, checkpoints: any CheckpointStore,
+        logger: Logger = Logger(label: "mailporter.migration"),
+        backoff: @escaping @Sendable (_ attempt: Int, _ throttled: Bool) -> Double = Migration.defaultBackoff
+    ) {
         self.request = request
         self.checkpoints = checkpoints
         self.logger = logger
@@ -31,12 +34,15 @@ public struct Migration: Sendable {
     }
 
     /// Logs in to both sides and plans the folders with their counts; changes nothing.
-    public func plan(emit: @escaping @Sendable (MigrationEvent) -> Void = { _ in }) async throws(ImportFailure) -> [FolderPlan] {
+    public func plan(emit: @escaping @Sendable (MigrationEvent) -> Void = { _ in }) async throws(ImportFailure)
+        -> [FolderPlan]
+    {
         let (source, destination) = try await openBoth()
         emit(.validated)
         do {
             var finished: [String: FolderSummaryCounts] = [:]
-            let plans = try await countedPlans(source: source, destination: destination, finished: &finished, emit: emit)
+            let plans = try await countedPlans(
+                source: source, destination: destination, finished: &finished, emit: emit)
             await source.logout()
             await destination.logout()
             emit(.planned(plans))
@@ -48,7 +54,8 @@ public struct Migration: Sendable {
         }
     }
 
-    public func run(emit: @escaping @Sendable (MigrationEvent) -> Void) async throws(ImportFailure) -> MigrationSummary {
+    public func run(emit: @escaping @Sendable (MigrationEvent) -> Void) async throws(ImportFailure) -> MigrationSummary
+    {
         // The planning sessions become the first worker's, on the first worker's event loop.
         let firstAffinity = SessionAffinity.next()
         let (source, destination) = try await openBoth(affinity: firstAffinity)
@@ -56,7 +63,8 @@ public struct Migration: Sendable {
         let plans: [FolderPlan]
         var finishedAlready: [String: FolderSummaryCounts] = [:]
         do {
-            plans = try await countedPlans(source: source, destination: destination, finished: &finishedAlready, emit: emit)
+            plans = try await countedPlans(
+                source: source, destination: destination, finished: &finishedAlready, emit: emit)
             if finishedAlready.count < plans.count {
                 try await FolderPlanner(request: request).createDestinations(plans, on: destination)
             }
@@ -79,12 +87,17 @@ public struct Migration: Sendable {
         let handOver = SessionHandOver(source: source, destination: destination)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in 0..<min(request.effectiveParallelism, max(1, Set(plans.map { $0.destination.encoded.lowercased() }).count)) {
+                for index
+                    in 0..<min(
+                        request.effectiveParallelism,
+                        max(1, Set(plans.map { $0.destination.encoded.lowercased() }).count))
+                {
                     let affinity = index == 0 ? firstAffinity : SessionAffinity.next()
                     group.addTask(executorPreference: affinity.taskExecutor) {
                         let sessions = index == 0 ? await handOver.take() : nil
-                        let worker = FolderWorker(migration: self, emit: emit, affinity: affinity,
-                                                  source: sessions?.source, destination: sessions?.destination)
+                        let worker = FolderWorker(
+                            migration: self, emit: emit, affinity: affinity,
+                            source: sessions?.source, destination: sessions?.destination)
                         defer { worker.closeLater() }
                         while let group = await queue.next() {
                             for plan in group {
@@ -110,7 +123,10 @@ public struct Migration: Sendable {
             await sourceLogout
         }
         let finished = await results.all()
-        return MigrationSummary(folders: plans.map { plan in (plan, finished[plan.source.encoded] ?? FolderSummaryCounts(expected: plan.expected)) })
+        return MigrationSummary(
+            folders: plans.map { plan in
+                (plan, finished[plan.source.encoded] ?? FolderSummaryCounts(expected: plan.expected))
+            })
     }
 
     // MARK: Steps
@@ -133,7 +149,8 @@ public struct Migration: Sendable {
         }
     }
 
-    private func openResult(_ side: ImportSide, affinity: SessionAffinity?) async -> Result<IMAPSession, ImportFailure> {
+    private func openResult(_ side: ImportSide, affinity: SessionAffinity?) async -> Result<IMAPSession, ImportFailure>
+    {
         do {
             return .success(try await open(side, affinity: affinity))
         } catch {
@@ -144,7 +161,8 @@ public struct Migration: Sendable {
     func open(_ side: ImportSide, affinity: SessionAffinity? = nil) async throws(ImportFailure) -> IMAPSession {
         let account = side == .source ? request.source : request.destination
         do {
-            let session = try await IMAPSession.open(account.server, credentials: account.credentials, affinity: affinity)
+            let session = try await IMAPSession.open(
+                account.server, credentials: account.credentials, affinity: affinity)
             if side == .source { try? await session.announce(["name": "Mailporter", "vendor": "Mailporter"]) }
             return session
         } catch {
@@ -155,9 +173,12 @@ public struct Migration: Sendable {
     /// Plans with their counts; `finished` gets the folders whose checkpoint already covers every
     /// selected message, which then need no worker, no destination and no second look. Views left
     /// out of the plan are told as notices.
-    private func countedPlans(source: IMAPSession, destination: IMAPSession, finished: inout [String: FolderSummaryCounts],
-                              emit: @Sendable (MigrationEvent) -> Void) async throws -> [FolderPlan] {
-        let (planned, skipped) = try await FolderPlanner(request: request).plan(source: source, destination: destination)
+    private func countedPlans(
+        source: IMAPSession, destination: IMAPSession, finished: inout [String: FolderSummaryCounts],
+        emit: @Sendable (MigrationEvent) -> Void
+    ) async throws -> [FolderPlan] {
+        let (planned, skipped) = try await FolderPlanner(request: request).plan(
+            source: source, destination: destination)
         var plans = planned
         for folder in skipped { emit(.notice(folder: folder.name, message: folder.reason)) }
         for index in plans.indices {
@@ -174,7 +195,8 @@ public struct Migration: Sendable {
                     // Labels cost a FETCH per thousand messages: count what the checkpoint covers
                     // from it and ask only about the rest, as the copy itself will.
                     let done = FolderSummaryCounts(accountedFor: checkpoint)
-                    let newer = try await GmailLabels.unlabelled(uids.filter { $0 > checkpoint.lastSourceUID }, on: source)
+                    let newer = try await GmailLabels.unlabelled(
+                        uids.filter { $0 > checkpoint.lastSourceUID }, on: source)
                     plans[index].expected = done.expected + newer.count
                     if newer.isEmpty { finished[plans[index].source.encoded] = done }
                     continue
@@ -186,7 +208,8 @@ public struct Migration: Sendable {
                 // Nothing selected: done, whatever an earlier run counted.
                 finished[plans[index].source.encoded] = FolderSummaryCounts(accountedFor: checkpoint)
             } else if let checkpoint, checkpoint.sourceUIDValidity == selected.uidValidity, checkpoint.inFlight == nil,
-               uids.allSatisfy({ $0 <= checkpoint.lastSourceUID }) {
+                uids.allSatisfy({ $0 <= checkpoint.lastSourceUID })
+            {
                 finished[plans[index].source.encoded] = FolderSummaryCounts(accountedFor: checkpoint)
             }
         }
@@ -201,7 +224,8 @@ public struct Migration: Sendable {
         let done = FolderSummaryCounts(accountedFor: checkpoint)
         if status.messages == 0 { return done }
         guard let checkpoint, let uidValidity = status.uidValidity, let uidNext = status.uidNext,
-              checkpoint.sourceUIDValidity == uidValidity, uidNext > 0, uidNext - 1 <= checkpoint.lastSourceUID else {
+            checkpoint.sourceUIDValidity == uidValidity, uidNext > 0, uidNext - 1 <= checkpoint.lastSourceUID
+        else {
             return nil
         }
         return done
@@ -211,9 +235,11 @@ public struct Migration: Sendable {
         if let failure = error as? ImportFailure { return failure }
         if let sided = error as? SidedError {
             let account = sided.side == .source ? request.source : request.destination
-            return ImportFailure.classify(sided.underlying, side: sided.side, provider: request.provider, host: account.server.host)
+            return ImportFailure.classify(
+                sided.underlying, side: sided.side, provider: request.provider, host: account.server.host)
         }
-        return ImportFailure.classify(error, side: .source, provider: request.provider, host: request.source.server.host)
+        return ImportFailure.classify(
+            error, side: .source, provider: request.provider, host: request.source.server.host)
     }
 }
 

@@ -30,8 +30,9 @@ public struct MigrationProgress: Sendable {
             break
         case .planned(let plans):
             folders = plans.map { plan in
-                Folder(sourceName: plan.sourceName, destinationName: plan.destinationName,
-                       counts: FolderSummaryCounts(expected: plan.expected))
+                Folder(
+                    sourceName: plan.sourceName, destinationName: plan.destinationName,
+                    counts: FolderSummaryCounts(expected: plan.expected))
             }
             indexBySource = [:]
             for (index, folder) in folders.enumerated() where indexBySource[folder.sourceName] == nil {

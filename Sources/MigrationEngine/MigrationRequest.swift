@@ -34,10 +34,12 @@ public struct MigrationRequest: Sendable {
     /// the destination (see `InFlightBatch.sent`) before it takes them as refused and appends again.
     public var interruptedAppendWait: Duration = .seconds(30)
 
-    public init(source: MailAccount, destination: MailAccount, provider: Provider = .genericIMAP,
-                selectedFolders: [String]? = nil, strategy: FolderStrategy = .all, since: InternalDate? = nil,
-                skipDuplicates: Bool = true, parallelFolders: Int = 4, batchSize: Int = 500, maxAttempts: Int = 6,
-                appendGroupBytes: Int = 16 << 20) {
+    public init(
+        source: MailAccount, destination: MailAccount, provider: Provider = .genericIMAP,
+        selectedFolders: [String]? = nil, strategy: FolderStrategy = .all, since: InternalDate? = nil,
+        skipDuplicates: Bool = true, parallelFolders: Int = 4, batchSize: Int = 500, maxAttempts: Int = 6,
+        appendGroupBytes: Int = 16 << 20
+    ) {
         self.source = source
         self.destination = destination
         self.provider = provider

@@ -20,8 +20,10 @@ public struct NewBatch: Sendable {
     public var importSince: String?
     public var skipDuplicates: Bool
 
-    public init(accountID: Int64, name: String, folderStrategy: FolderStrategy = .all, perRowServer: Bool = false,
-                importSince: String? = nil, skipDuplicates: Bool = true) {
+    public init(
+        accountID: Int64, name: String, folderStrategy: FolderStrategy = .all, perRowServer: Bool = false,
+        importSince: String? = nil, skipDuplicates: Bool = true
+    ) {
         self.accountID = accountID
         self.name = name
         self.folderStrategy = folderStrategy
@@ -46,9 +48,11 @@ public struct NewBatchJob: Sendable, CustomStringConvertible, CustomDebugStringC
     public var sourcePassword: String
     public var targetPassword: String?
 
-    public init(line: Int, mailboxID: Int64, provider: String, sourceHost: String, sourcePort: Int,
-                sourceSecurity: String, sourceEmail: String, sourceUsername: String? = nil, sourcePassword: String,
-                targetPassword: String? = nil) {
+    public init(
+        line: Int, mailboxID: Int64, provider: String, sourceHost: String, sourcePort: Int,
+        sourceSecurity: String, sourceEmail: String, sourceUsername: String? = nil, sourcePassword: String,
+        targetPassword: String? = nil
+    ) {
         self.line = line
         self.mailboxID = mailboxID
         self.provider = provider

@@ -105,10 +105,12 @@ public struct NewMigration: Sendable {
     public var importSince: String?
     public var skipDuplicates: Bool
 
-    public init(accountID: Int64, mailboxID: Int64, batchID: Int64? = nil, provider: String,
-                sourceHost: String, sourcePort: Int, sourceSecurity: String, sourceEmail: String,
-                sourceUsername: String? = nil, sourcePassword: String, targetPassword: String? = nil,
-                selectedFolders: [String]? = nil, importSince: String? = nil, skipDuplicates: Bool = true) {
+    public init(
+        accountID: Int64, mailboxID: Int64, batchID: Int64? = nil, provider: String,
+        sourceHost: String, sourcePort: Int, sourceSecurity: String, sourceEmail: String,
+        sourceUsername: String? = nil, sourcePassword: String, targetPassword: String? = nil,
+        selectedFolders: [String]? = nil, importSince: String? = nil, skipDuplicates: Bool = true
+    ) {
         self.accountID = accountID
         self.mailboxID = mailboxID
         self.batchID = batchID
@@ -140,8 +142,10 @@ public struct FolderProgress: Sendable, Equatable, Codable {
     public var failed: Int
     public var skipped: Int
 
-    public init(sourceName: String, destinationName: String, status: Status = .pending,
-                expected: Int = 0, imported: Int = 0, failed: Int = 0, skipped: Int = 0) {
+    public init(
+        sourceName: String, destinationName: String, status: Status = .pending,
+        expected: Int = 0, imported: Int = 0, failed: Int = 0, skipped: Int = 0
+    ) {
         self.sourceName = sourceName
         self.destinationName = destinationName
         self.status = status

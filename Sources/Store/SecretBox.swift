@@ -1,11 +1,11 @@
 import Crypto
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Encrypts credentials at rest with AES-256-GCM.
@@ -68,8 +68,9 @@ public struct SecretBox: Sendable, CustomStringConvertible, CustomDebugStringCon
         }
         let fileManager = FileManager.default
         do {
-            try fileManager.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
-                                            attributes: [.posixPermissions: 0o700])
+            try fileManager.createDirectory(
+                atPath: dataDirectory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         } catch {
             throw Failure.keyFile("cannot create \(dataDirectory): \(error.localizedDescription)")
         }
@@ -103,7 +104,8 @@ public struct SecretBox: Sendable, CustomStringConvertible, CustomDebugStringCon
     private static func readKeyFile(_ path: String) throws -> SecretBox? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         guard let data = FileManager.default.contents(atPath: path),
-              let text = String(data: data, encoding: .utf8) else {
+            let text = String(data: data, encoding: .utf8)
+        else {
             throw Failure.keyFile("cannot read \(path)")
         }
         // A file being written by another process right now reads as empty: wait for it briefly.
@@ -146,9 +148,10 @@ public struct SecretBox: Sendable, CustomStringConvertible, CustomDebugStringCon
     /// Decrypts what `seal` produced.
     public func open(_ sealed: String) throws -> String {
         guard let data = Data(base64Encoded: sealed),
-              let box = try? AES.GCM.SealedBox(combined: data),
-              let plain = try? AES.GCM.open(box, using: key),
-              let text = String(data: plain, encoding: .utf8) else {
+            let box = try? AES.GCM.SealedBox(combined: data),
+            let plain = try? AES.GCM.open(box, using: key),
+            let text = String(data: plain, encoding: .utf8)
+        else {
             throw Failure.cannotOpen
         }
         return text
@@ -161,20 +164,20 @@ public struct SecretBox: Sendable, CustomStringConvertible, CustomDebugStringCon
 /// `open(2)` with `O_CREAT | O_EXCL`: the file is created with `mode` from the start, never wider.
 private func createExclusive(_ path: String, mode: mode_t) -> Int32 {
     #if canImport(Glibc)
-    Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
     #elseif canImport(Musl)
-    Musl.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        Musl.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
     #else
-    Darwin.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        Darwin.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
     #endif
 }
 
 private func closeFile(_ fd: Int32) {
     #if canImport(Glibc)
-    _ = Glibc.close(fd)
+        _ = Glibc.close(fd)
     #elseif canImport(Musl)
-    _ = Musl.close(fd)
+        _ = Musl.close(fd)
     #else
-    _ = Darwin.close(fd)
+        _ = Darwin.close(fd)
     #endif
 }

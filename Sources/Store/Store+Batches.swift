@@ -20,17 +20,20 @@ extension Store {
         let folders = try new.folderStrategy.jobSelectedFolders.map { try Self.json($0) }
         let stamp = now.storeMillis
         let batchID = try await transaction { db in
-            let batchRow = try await db.raw("""
+            let batchRow = try await db.raw(
+                """
                 INSERT INTO bulk_batches (account_id, name, status, folder_strategy, per_row_server, import_since,
                     skip_duplicates, created_at, updated_at)
                 VALUES (\(bind: new.accountID), \(bind: new.name), 'queued', \(bind: new.folderStrategy.rawValue),
                     \(bind: new.perRowServer), \(bind: new.importSince), \(bind: new.skipDuplicates),
                     \(bind: stamp), \(bind: stamp))
                 RETURNING id
-                """).first()
+                """
+            ).first()
             let batchID = try required(batchRow).int64("id")
             for (job, sourceSealed, targetSealed) in sealed {
-                let row = try await db.raw("""
+                let row = try await db.raw(
+                    """
                     INSERT INTO migrations (account_id, mailbox_id, batch_id, batch_line, provider, source_host,
                         source_port, source_security, source_email, source_username, source_password_enc,
                         target_password_enc, selected_folders, import_since, skip_duplicates, status, created_at,
@@ -43,7 +46,8 @@ extension Store {
                     WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = \(bind: job.mailboxID)
                                   AND account_id = \(bind: new.accountID))
                     RETURNING id
-                    """).first()
+                    """
+                ).first()
                 if row == nil { throw StoreError.notFound }
             }
             return batchID
@@ -64,26 +68,35 @@ extension Store {
     /// The batch with every job (oldest first, the CSV's order), each with its folders.
     public func batchDetail(id: Int64, accountID: Int64? = nil) async throws -> BatchDetail? {
         guard let batch = try await batch(id: id, accountID: accountID) else { return nil }
-        let rows = try await database.raw("""
+        let rows = try await database.raw(
+            """
             SELECT m.batch_line, \(Self.migrationColumns) WHERE m.batch_id = \(bind: id) ORDER BY m.id
-            """).all()
-        var jobs = try rows.map { BatchJob(line: try $0.optionalInt("batch_line"), migration: try Self.migration(from: $0)) }
+            """
+        ).all()
+        var jobs = try rows.map {
+            BatchJob(line: try $0.optionalInt("batch_line"), migration: try Self.migration(from: $0))
+        }
         let folders = try await folders(migrationIDs: jobs.map(\.migration.id))
         for index in jobs.indices { jobs[index].migration.folders = folders[jobs[index].migration.id] ?? [] }
         return BatchDetail(batch: batch, jobs: jobs)
     }
 
     /// A page of the account's batches, newest first, optionally filtered by status.
-    public func listBatches(accountID: Int64, status: BatchStatus? = nil,
-                            page: PageRequest = PageRequest()) async throws -> Page<BatchRecord> {
+    public func listBatches(
+        accountID: Int64, status: BatchStatus? = nil,
+        page: PageRequest = PageRequest()
+    ) async throws -> Page<BatchRecord> {
         var filter: SQLQueryString = "account_id = \(bind: accountID)"
         if let status { filter += " AND status = \(bind: status.rawValue)" }
-        let total = try await database.raw("SELECT COUNT(*) AS n FROM bulk_batches WHERE \(filter)")
+        let total =
+            try await database.raw("SELECT COUNT(*) AS n FROM bulk_batches WHERE \(filter)")
             .first().map { try $0.int("n") } ?? 0
-        var batches = try await database.raw("""
+        var batches = try await database.raw(
+            """
             SELECT \(Self.batchColumns) FROM bulk_batches WHERE \(filter) ORDER BY id DESC
             LIMIT \(bind: page.perPage) OFFSET \(bind: page.offset)
-            """).all().map(Self.batch(from:))
+            """
+        ).all().map(Self.batch(from:))
         let counts = try await batchCounts(batchIDs: batches.map(\.id))
         for index in batches.indices { batches[index].counts = counts[batches[index].id] ?? BatchCounts() }
         return Page(items: batches, page: page.page, perPage: page.perPage, total: total)
@@ -93,11 +106,13 @@ extension Store {
         guard !batchIDs.isEmpty else { return [:] }
         let ids = batchIDs.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
         var result: [Int64: BatchCounts] = [:]
-        for row in try await database.raw("""
+        for row in try await database.raw(
+            """
             SELECT batch_id, status, COUNT(*) AS n, SUM(total_messages) AS total, SUM(imported_messages) AS imported,
                 SUM(failed_messages) AS failed, SUM(skipped_duplicates) AS skipped
             FROM migrations WHERE batch_id IN (\(ids)) GROUP BY batch_id, status
-            """).all() {
+            """
+        ).all() {
             let statusName = try row.string("status")
             guard let status = MigrationStatus(rawValue: statusName) else {
                 throw StoreError.corrupt("migration status \(statusName)")
@@ -123,7 +138,9 @@ extension Store {
 
     static func batch(from row: any SQLRow) throws -> BatchRecord {
         let statusName = try row.string("status")
-        guard let status = BatchStatus(rawValue: statusName) else { throw StoreError.corrupt("batch status \(statusName)") }
+        guard let status = BatchStatus(rawValue: statusName) else {
+            throw StoreError.corrupt("batch status \(statusName)")
+        }
         let strategyName = try row.string("folder_strategy")
         guard let strategy = FolderStrategy(rawValue: strategyName) else {
             throw StoreError.corrupt("folder strategy \(strategyName)")
@@ -147,17 +164,23 @@ extension Store {
     public func cancelBatch(id: Int64, accountID: Int64, now: Date = Date()) async throws -> BatchDetail {
         let stamp = now.storeMillis
         let cancelled = try await transaction { db in
-            guard try await db.raw("""
-                UPDATE bulk_batches SET status = \(BatchTransition.cancel.sqlTo), pause_reason = NULL,
-                    finished_at = \(bind: stamp), updated_at = \(bind: stamp)
-                WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.cancel.sqlFrom())
-                RETURNING id
-                """).first() != nil else { return false }
-            try await db.raw("""
+            guard
+                try await db.raw(
+                    """
+                    UPDATE bulk_batches SET status = \(BatchTransition.cancel.sqlTo), pause_reason = NULL,
+                        finished_at = \(bind: stamp), updated_at = \(bind: stamp)
+                    WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.cancel.sqlFrom())
+                    RETURNING id
+                    """
+                ).first() != nil
+            else { return false }
+            try await db.raw(
+                """
                 UPDATE migrations SET status = \(MigrationTransition.cancel.sqlTo), finished_at = \(bind: stamp),
                     updated_at = \(bind: stamp)
                 WHERE batch_id = \(bind: id) AND \(MigrationTransition.cancel.sqlFrom())
-                """).run()
+                """
+            ).run()
             return true
         }
         if !cancelled { try await throwWhyNot(batchID: id, accountID: accountID) }
@@ -171,20 +194,26 @@ extension Store {
         let stamp = now.storeMillis
         enum Outcome: Sendable { case retried, refused, nothingFailed }
         let outcome: Outcome = try await transaction { db in
-            guard try await db.raw("""
-                UPDATE bulk_batches SET status = \(BatchTransition.retry.sqlTo), finished_at = NULL,
-                    updated_at = \(bind: stamp)
-                WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.retry.sqlFrom())
-                RETURNING id
-                """).first() != nil else { return .refused }
-            let retried = try await db.raw("""
+            guard
+                try await db.raw(
+                    """
+                    UPDATE bulk_batches SET status = \(BatchTransition.retry.sqlTo), finished_at = NULL,
+                        updated_at = \(bind: stamp)
+                    WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.retry.sqlFrom())
+                    RETURNING id
+                    """
+                ).first() != nil
+            else { return .refused }
+            let retried = try await db.raw(
+                """
                 UPDATE migrations SET status = \(MigrationTransition.retry.sqlTo), error_code = NULL,
                     error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
                     failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
                     updated_at = \(bind: stamp)
                 WHERE batch_id = \(bind: id) AND status = \(bind: MigrationStatus.failed.rawValue)
                 RETURNING id
-                """).all().map { try $0.int64("id") }
+                """
+            ).all().map { try $0.int64("id") }
             // Nothing to queue: the batch stays as it was (the transaction is rolled back).
             guard !retried.isEmpty else { throw StoreError.noFailedJobs }
             let ids = retried.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
@@ -199,12 +228,14 @@ extension Store {
     /// checkpoints. Whether storage allows it is the caller's to check first.
     /// Throws `notFound` or `invalidBatchStatus`.
     public func resumeBatch(id: Int64, accountID: Int64, now: Date = Date()) async throws -> BatchDetail {
-        let row = try await database.raw("""
+        let row = try await database.raw(
+            """
             UPDATE bulk_batches SET status = \(BatchTransition.resume.sqlTo), pause_reason = NULL,
                 updated_at = \(bind: now.storeMillis)
             WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.resume.sqlFrom())
             RETURNING id
-            """).first()
+            """
+        ).first()
         if row == nil { try await throwWhyNot(batchID: id, accountID: accountID) }
         return try await required(batchDetail(id: id))
     }
@@ -213,12 +244,17 @@ extension Store {
     /// with them). One transaction. Throws `notFound` or `invalidBatchStatus`.
     public func deleteBatch(id: Int64, accountID: Int64) async throws {
         let deleted = try await transaction { db in
-            guard try await db.raw("""
-                DELETE FROM bulk_batches
-                WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.delete.sqlFrom())
-                RETURNING id
-                """).first() != nil else { return false }
-            try await db.raw("DELETE FROM migrations WHERE batch_id = \(bind: id) AND account_id = \(bind: accountID)").run()
+            guard
+                try await db.raw(
+                    """
+                    DELETE FROM bulk_batches
+                    WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.delete.sqlFrom())
+                    RETURNING id
+                    """
+                ).first() != nil
+            else { return false }
+            try await db.raw("DELETE FROM migrations WHERE batch_id = \(bind: id) AND account_id = \(bind: accountID)")
+                .run()
             return true
         }
         if !deleted { try await throwWhyNot(batchID: id, accountID: accountID) }
@@ -227,15 +263,19 @@ extension Store {
     /// Replaces a failed job's source password (sealed like every stored password); the batch's
     /// retry then picks the job up. Throws `notFound` (no such job in this batch of the account) or
     /// `invalidStatus` with the job's status.
-    public func updateBatchJobPassword(batchID: Int64, jobID: Int64, accountID: Int64, password: String,
-                                       now: Date = Date()) async throws -> BatchJob {
-        let row = try await database.raw("""
+    public func updateBatchJobPassword(
+        batchID: Int64, jobID: Int64, accountID: Int64, password: String,
+        now: Date = Date()
+    ) async throws -> BatchJob {
+        let row = try await database.raw(
+            """
             UPDATE migrations SET source_password_enc = \(bind: try secrets.seal(password)),
                 updated_at = \(bind: now.storeMillis)
             WHERE id = \(bind: jobID) AND batch_id = \(bind: batchID) AND account_id = \(bind: accountID)
               AND \(BatchJobChange.updatePassword.sqlFrom())
             RETURNING id
-            """).first()
+            """
+        ).first()
         let current = try await batchJob(batchID: batchID, jobID: jobID, accountID: accountID)
         guard let current else { throw StoreError.notFound }
         if row == nil { throw StoreError.invalidStatus(current.migration.status) }
@@ -244,10 +284,14 @@ extension Store {
 
     /// One job of a batch of the account.
     public func batchJob(batchID: Int64, jobID: Int64, accountID: Int64) async throws -> BatchJob? {
-        guard let row = try await database.raw("""
-            SELECT m.batch_line, \(Self.migrationColumns)
-            WHERE m.id = \(bind: jobID) AND m.batch_id = \(bind: batchID) AND m.account_id = \(bind: accountID)
-            """).first() else { return nil }
+        guard
+            let row = try await database.raw(
+                """
+                SELECT m.batch_line, \(Self.migrationColumns)
+                WHERE m.id = \(bind: jobID) AND m.batch_id = \(bind: batchID) AND m.account_id = \(bind: accountID)
+                """
+            ).first()
+        else { return nil }
         var job = BatchJob(line: try row.optionalInt("batch_line"), migration: try Self.migration(from: row))
         job.migration.folders = try await folders(migrationIDs: [jobID])[jobID] ?? []
         return job
@@ -263,35 +307,45 @@ extension Store {
     public func pauseBatch(id: Int64, reason: String, now: Date = Date()) async throws -> Bool {
         let stamp = now.storeMillis
         return try await transaction { db in
-            guard try await db.raw("""
-                UPDATE bulk_batches SET status = \(BatchTransition.pause.sqlTo), pause_reason = \(bind: reason),
-                    updated_at = \(bind: stamp)
-                WHERE id = \(bind: id) AND \(BatchTransition.pause.sqlFrom())
-                RETURNING id
-                """).first() != nil else { return false }
-            try await db.raw("""
+            guard
+                try await db.raw(
+                    """
+                    UPDATE bulk_batches SET status = \(BatchTransition.pause.sqlTo), pause_reason = \(bind: reason),
+                        updated_at = \(bind: stamp)
+                    WHERE id = \(bind: id) AND \(BatchTransition.pause.sqlFrom())
+                    RETURNING id
+                    """
+                ).first() != nil
+            else { return false }
+            try await db.raw(
+                """
                 UPDATE migrations SET status = \(MigrationTransition.requeue.sqlTo), updated_at = \(bind: stamp)
                 WHERE batch_id = \(bind: id) AND \(MigrationTransition.requeue.sqlFrom())
-                """).run()
+                """
+            ).run()
             return true
         }
     }
 
     /// Active batches of an account (for a storage watch deciding what to pause).
     public func activeBatchIDs(accountID: Int64) async throws -> [Int64] {
-        try await database.raw("""
+        try await database.raw(
+            """
             SELECT id FROM bulk_batches WHERE account_id = \(bind: accountID)
               AND status IN (\(unsafeRaw: BatchStatus.sqlList(BatchStatus.active))) ORDER BY id
-            """).all().map { try $0.int64("id") }
+            """
+        ).all().map { try $0.int64("id") }
     }
 
     /// Moves a queued batch to `processing` once one of its jobs is claimed.
     static func startBatch(ofMigration migrationID: Int64, _ db: any SQLDatabase, now: Date) async throws {
-        try await db.raw("""
+        try await db.raw(
+            """
             UPDATE bulk_batches SET status = \(BatchTransition.start.sqlTo), updated_at = \(bind: now.storeMillis)
             WHERE id = (SELECT batch_id FROM migrations WHERE id = \(bind: migrationID))
               AND \(BatchTransition.start.sqlFrom())
-            """).run()
+            """
+        ).run()
     }
 
     /// Ends the batch of a migration that just ended, once none of its jobs is active: `completed`
@@ -299,7 +353,8 @@ extension Store {
     /// at once settle it once.
     static func settleBatch(ofMigration migrationID: Int64, _ db: any SQLDatabase, now: Date) async throws {
         let stamp = now.storeMillis
-        try await db.raw("""
+        try await db.raw(
+            """
             UPDATE bulk_batches SET
                 status = CASE WHEN EXISTS (SELECT 1 FROM migrations j WHERE j.batch_id = bulk_batches.id
                                              AND j.status <> \(bind: MigrationStatus.completed.rawValue))
@@ -310,17 +365,20 @@ extension Store {
               AND \(BatchTransition.finish.sqlFrom())
               AND NOT EXISTS (SELECT 1 FROM migrations j WHERE j.batch_id = bulk_batches.id
                                 AND j.status IN (\(unsafeRaw: Self.activeList)))
-            """).run()
+            """
+        ).run()
     }
 
     /// Takes an ended batch back to the queue when one of its jobs is retried on its own.
     static func reopenBatch(ofMigration migrationID: Int64, _ db: any SQLDatabase, now: Date) async throws {
-        try await db.raw("""
+        try await db.raw(
+            """
             UPDATE bulk_batches SET status = \(BatchTransition.retry.sqlTo), finished_at = NULL,
                 updated_at = \(bind: now.storeMillis)
             WHERE id = (SELECT batch_id FROM migrations WHERE id = \(bind: migrationID))
               AND \(BatchTransition.retry.sqlFrom())
-            """).run()
+            """
+        ).run()
     }
 
     private func throwWhyNot(batchID: Int64, accountID: Int64) async throws -> Never {

@@ -5,10 +5,12 @@ extension Store {
     /// Migrations a runner holds right now (running status with a live lease): what the global
     /// concurrency limit counts.
     public func runningCount(now: Date = Date()) async throws -> Int {
-        try await database.raw("""
+        try await database.raw(
+            """
             SELECT COUNT(*) AS n FROM migrations WHERE status IN (\(unsafeRaw: Self.runningList))
               AND lease_expires_at >= \(bind: now.storeMillis)
-            """).first().map { try $0.int("n") } ?? 0
+            """
+        ).first().map { try $0.int("n") } ?? 0
     }
 
     /// Atomically takes the oldest claimable migration for `owner`, moving it to `validating` with a
@@ -18,8 +20,10 @@ extension Store {
     /// of jobs running at once, and are claimed only while their batch is queued or running (a
     /// paused or cancelled batch's pending jobs wait). Safe with any number of concurrent claimers: one statement,
     /// re-checking its condition on the row it updates.
-    public func claimPendingMigration(owner: String, leaseSeconds: Int, maxRunning: Int? = nil,
-                                      now: Date = Date()) async throws -> MigrationRecord? {
+    public func claimPendingMigration(
+        owner: String, leaseSeconds: Int, maxRunning: Int? = nil,
+        now: Date = Date()
+    ) async throws -> MigrationRecord? {
         let stamp = now.storeMillis
         let leaseEnd = now.addingTimeInterval(TimeInterval(leaseSeconds)).storeMillis
         let claimable: (String) -> SQLQueryString = { alias in
@@ -49,7 +53,8 @@ extension Store {
             """
         let lock: SQLQueryString = flavor == .postgres ? " FOR UPDATE OF m SKIP LOCKED" : ""
         // A claim and a take-over both go to `validating`: one SET serves both.
-        let row = try await database.raw("""
+        let row = try await database.raw(
+            """
             UPDATE migrations SET status = \(MigrationTransition.claim.sqlTo), lease_owner = \(bind: owner),
                 lease_expires_at = \(bind: leaseEnd), started_at = COALESCE(started_at, \(bind: stamp)),
                 updated_at = \(bind: stamp)
@@ -68,7 +73,8 @@ extension Store {
             )
             AND \(claimable("migrations"))
             RETURNING id
-            """).first()
+            """
+        ).first()
         guard let row else { return nil }
         let id = try row.int64("id")
         try await Self.startBatch(ofMigration: id, database, now: now)
@@ -79,31 +85,42 @@ extension Store {
     /// Extends the lease `owner` holds. Returns the migration's current status (the runner stops
     /// unless it is one of `MigrationStatus.running`, e.g. after a cancel), or nil when `owner`
     /// no longer holds it.
-    public func renewLease(migrationID: Int64, owner: String, leaseSeconds: Int,
-                           now: Date = Date()) async throws -> MigrationStatus? {
+    public func renewLease(
+        migrationID: Int64, owner: String, leaseSeconds: Int,
+        now: Date = Date()
+    ) async throws -> MigrationStatus? {
         let leaseEnd = now.addingTimeInterval(TimeInterval(leaseSeconds)).storeMillis
-        guard let row = try await database.raw("""
-            UPDATE migrations SET lease_expires_at = \(bind: leaseEnd)
-            WHERE id = \(bind: migrationID) AND lease_owner = \(bind: owner)
-            RETURNING status
-            """).first() else { return nil }
+        guard
+            let row = try await database.raw(
+                """
+                UPDATE migrations SET lease_expires_at = \(bind: leaseEnd)
+                WHERE id = \(bind: migrationID) AND lease_owner = \(bind: owner)
+                RETURNING status
+                """
+            ).first()
+        else { return nil }
         return MigrationStatus(rawValue: try row.string("status"))
     }
 
     /// Gives up `owner`'s lease. With `requeue` (stopping at a safe point on shutdown), a migration
     /// that was still running goes back to `pending`, so the next runner resumes it at once.
     @discardableResult
-    public func releaseLease(migrationID: Int64, owner: String, requeue: Bool = false,
-                             now: Date = Date()) async throws -> Bool {
-        let requeueSet: SQLQueryString = requeue
+    public func releaseLease(
+        migrationID: Int64, owner: String, requeue: Bool = false,
+        now: Date = Date()
+    ) async throws -> Bool {
+        let requeueSet: SQLQueryString =
+            requeue
             ? ", status = \(Self.requeueStatus)"
             : ""
-        return try await database.raw("""
+        return try await database.raw(
+            """
             UPDATE migrations SET lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = \(bind: now.storeMillis)\(requeueSet)
             WHERE id = \(bind: migrationID) AND lease_owner = \(bind: owner)
             RETURNING id
-            """).first() != nil
+            """
+        ).first() != nil
     }
 
     /// Gives up every lease `owner` holds, sending migrations that were still running back to
@@ -112,13 +129,15 @@ extension Store {
     /// resume. Returns the ids released.
     @discardableResult
     public func releaseLeases(owner: String, now: Date = Date()) async throws -> [Int64] {
-        try await database.raw("""
+        try await database.raw(
+            """
             UPDATE migrations SET lease_owner = NULL, lease_expires_at = NULL,
                 status = \(Self.requeueStatus),
                 updated_at = \(bind: now.storeMillis)
             WHERE lease_owner = \(bind: owner)
             RETURNING id
-            """).all().map { try $0.int64("id") }
+            """
+        ).all().map { try $0.int64("id") }
     }
 
     /// The status after letting go of a migration: a running one goes back to the queue.

@@ -41,12 +41,14 @@ extension Store {
                     results.append(.invalid(email: normalized, reason: reason))
                     continue
                 }
-                let row = try await db.raw("""
+                let row = try await db.raw(
+                    """
                     INSERT INTO mailboxes (account_id, email, created_at)
                     VALUES (\(bind: accountID), \(bind: normalized), \(bind: millis))
                     ON CONFLICT (account_id, email) DO NOTHING
                     RETURNING id, account_id, email, created_at
-                    """).first()
+                    """
+                ).first()
                 if let row {
                     results.append(.added(try Self.mailbox(from: row)))
                 } else {
@@ -59,12 +61,15 @@ extension Store {
 
     /// A page of the account's mailboxes, oldest first.
     public func listMailboxes(accountID: Int64, page: PageRequest = PageRequest()) async throws -> Page<Mailbox> {
-        let total = try await database.raw("SELECT COUNT(*) AS n FROM mailboxes WHERE account_id = \(bind: accountID)")
+        let total =
+            try await database.raw("SELECT COUNT(*) AS n FROM mailboxes WHERE account_id = \(bind: accountID)")
             .first().map { try $0.int("n") } ?? 0
-        let items = try await database.raw("""
+        let items = try await database.raw(
+            """
             SELECT id, account_id, email, created_at FROM mailboxes WHERE account_id = \(bind: accountID)
             ORDER BY id LIMIT \(bind: page.perPage) OFFSET \(bind: page.offset)
-            """).all().map(Self.mailbox(from:))
+            """
+        ).all().map(Self.mailbox(from:))
         return Page(items: items, page: page.page, perPage: page.perPage, total: total)
     }
 
@@ -72,12 +77,14 @@ extension Store {
     /// one statement. Throws `notFound`, or `mailboxInUse` while a migration that is not final
     /// (pending or running, single or bulk) targets it.
     public func deleteMailbox(id: Int64, accountID: Int64) async throws {
-        let row = try await database.raw("""
+        let row = try await database.raw(
+            """
             DELETE FROM mailboxes WHERE id = \(bind: id) AND account_id = \(bind: accountID)
               AND NOT EXISTS (SELECT 1 FROM migrations WHERE mailbox_id = \(bind: id)
                               AND status IN (\(unsafeRaw: Self.activeList)))
             RETURNING id
-            """).first()
+            """
+        ).first()
         guard row == nil else { return }
         guard try await mailbox(id: id, accountID: accountID) != nil else { throw StoreError.notFound }
         throw StoreError.mailboxInUse

@@ -16,11 +16,15 @@ extension Store {
         let targetSealed = try new.targetPassword.map { try secrets.seal($0) }
         let folders = try new.selectedFolders.map { try Self.json($0) }
         let stamp = now.storeMillis
-        let onlyActiveSingle: SQLQueryString = new.batchID != nil ? "" : """
+        let onlyActiveSingle: SQLQueryString =
+            new.batchID != nil
+            ? ""
+            : """
              AND NOT EXISTS (SELECT 1 FROM migrations WHERE account_id = \(bind: new.accountID)
                  AND batch_id IS NULL AND status IN (\(unsafeRaw: Self.activeList)))
             """
-        let row = try await database.raw("""
+        let row = try await database.raw(
+            """
             INSERT INTO migrations (account_id, mailbox_id, batch_id, provider, source_host, source_port,
                 source_security, source_email, source_username, source_password_enc, target_password_enc,
                 selected_folders, import_since, skip_duplicates, status, created_at, updated_at)
@@ -32,7 +36,8 @@ extension Store {
             WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = \(bind: new.mailboxID)
                           AND account_id = \(bind: new.accountID))\(onlyActiveSingle)
             RETURNING id
-            """).first()
+            """
+        ).first()
         guard let row else {
             if try await mailbox(id: new.mailboxID, accountID: new.accountID) == nil { throw StoreError.notFound }
             throw StoreError.activeMigrationExists
@@ -51,19 +56,25 @@ extension Store {
     }
 
     /// A page of the account's migrations, newest first, optionally filtered.
-    public func listMigrations(accountID: Int64, status: MigrationStatus? = nil, mailboxID: Int64? = nil,
-                               batchID: Int64? = nil, page: PageRequest = PageRequest()) async throws
-        -> Page<MigrationRecord> {
+    public func listMigrations(
+        accountID: Int64, status: MigrationStatus? = nil, mailboxID: Int64? = nil,
+        batchID: Int64? = nil, page: PageRequest = PageRequest()
+    ) async throws
+        -> Page<MigrationRecord>
+    {
         var filter: SQLQueryString = "m.account_id = \(bind: accountID)"
         if let status { filter += " AND m.status = \(bind: status.rawValue)" }
         if let mailboxID { filter += " AND m.mailbox_id = \(bind: mailboxID)" }
         if let batchID { filter += " AND m.batch_id = \(bind: batchID)" }
-        let total = try await database.raw("SELECT COUNT(*) AS n FROM migrations m WHERE \(filter)")
+        let total =
+            try await database.raw("SELECT COUNT(*) AS n FROM migrations m WHERE \(filter)")
             .first().map { try $0.int("n") } ?? 0
-        var records = try await database.raw("""
+        var records = try await database.raw(
+            """
             SELECT \(Self.migrationColumns) WHERE \(filter) ORDER BY m.id DESC
             LIMIT \(bind: page.perPage) OFFSET \(bind: page.offset)
-            """).all().map(Self.migration(from:))
+            """
+        ).all().map(Self.migration(from:))
         let folders = try await folders(migrationIDs: records.map(\.id))
         for index in records.indices { records[index].folders = folders[records[index].id] ?? [] }
         return Page(items: records, page: page.page, perPage: page.perPage, total: total)
@@ -71,33 +82,43 @@ extension Store {
 
     /// The decrypted passwords of a migration, for the runner. Never put them in a response or a log.
     public func credentials(forMigration id: Int64) async throws -> MigrationCredentials? {
-        guard let row = try await database.raw("""
-            SELECT source_password_enc, target_password_enc FROM migrations WHERE id = \(bind: id)
-            """).first() else { return nil }
+        guard
+            let row = try await database.raw(
+                """
+                SELECT source_password_enc, target_password_enc FROM migrations WHERE id = \(bind: id)
+                """
+            ).first()
+        else { return nil }
         return MigrationCredentials(
             sourcePassword: try secrets.open(try row.string("source_password_enc")),
             targetPassword: try row.optionalString("target_password_enc").map { try secrets.open($0) })
     }
 
     /// Replaces the source password (bulk job password fix), only while the migration is not running.
-    public func updateSourcePassword(migrationID: Int64, accountID: Int64, password: String,
-                                     now: Date = Date()) async throws {
-        let row = try await database.raw("""
+    public func updateSourcePassword(
+        migrationID: Int64, accountID: Int64, password: String,
+        now: Date = Date()
+    ) async throws {
+        let row = try await database.raw(
+            """
             UPDATE migrations SET source_password_enc = \(bind: try secrets.seal(password)),
                 updated_at = \(bind: now.storeMillis)
             WHERE id = \(bind: migrationID) AND account_id = \(bind: accountID)
               AND status NOT IN (\(unsafeRaw: Self.runningList))
             RETURNING id
-            """).first()
+            """
+        ).first()
         if row == nil { try await throwWhyNot(migrationID: migrationID, accountID: accountID) }
     }
 
     /// Active single (non-bulk) migrations of the account: 0 or 1.
     public func activeSingleMigrationCount(accountID: Int64) async throws -> Int {
-        try await database.raw("""
+        try await database.raw(
+            """
             SELECT COUNT(*) AS n FROM migrations WHERE account_id = \(bind: accountID) AND batch_id IS NULL
               AND status IN (\(unsafeRaw: Self.activeList))
-            """).first().map { try $0.int("n") } ?? 0
+            """
+        ).first().map { try $0.int("n") } ?? 0
     }
 
     /// How many migrations are in each status (for metrics).
@@ -117,8 +138,10 @@ extension Store {
     /// cancelled and retried under it (only a claim starts a pending one). With `owner`, only while that runner holds the lease. A terminal status sets
     /// `finished_at`; `error` sets the error fields. Returns false when nothing changed.
     @discardableResult
-    public func updateStatus(migrationID: Int64, to status: MigrationStatus, owner: String? = nil,
-                             error: MigrationError? = nil, now: Date = Date()) async throws -> Bool {
+    public func updateStatus(
+        migrationID: Int64, to status: MigrationStatus, owner: String? = nil,
+        error: MigrationError? = nil, now: Date = Date()
+    ) async throws -> Bool {
         var sets: SQLQueryString = "status = \(bind: status.rawValue), updated_at = \(bind: now.storeMillis)"
         if status.isTerminal { sets += ", finished_at = \(bind: now.storeMillis)" }
         if let error {
@@ -146,8 +169,10 @@ extension Store {
     /// given order). With `owner`, only while that runner holds the lease. Returns false when
     /// nothing changed.
     @discardableResult
-    public func updateProgress(migrationID: Int64, owner: String? = nil, totals: MigrationTotals,
-                               folders: [FolderProgress] = [], now: Date = Date()) async throws -> Bool {
+    public func updateProgress(
+        migrationID: Int64, owner: String? = nil, totals: MigrationTotals,
+        folders: [FolderProgress] = [], now: Date = Date()
+    ) async throws -> Bool {
         var query: SQLQueryString = """
             UPDATE migrations SET total_messages = \(bind: totals.total),
                 imported_messages = \(bind: totals.imported), failed_messages = \(bind: totals.failed),
@@ -171,7 +196,8 @@ extension Store {
              \(bind: folder.failed), \(bind: folder.skipped))
             """
         }
-        try await database.raw("""
+        try await database.raw(
+            """
             INSERT INTO migration_folders (migration_id, position, source_name, destination_name, status,
                 expected, imported, failed, skipped)
             VALUES \(values.joined(separator: ", "))
@@ -179,25 +205,29 @@ extension Store {
                 position = excluded.position, destination_name = excluded.destination_name,
                 status = excluded.status, expected = excluded.expected, imported = excluded.imported,
                 failed = excluded.failed, skipped = excluded.skipped
-            """).run()
+            """
+        ).run()
     }
 
     func folders(migrationIDs: [Int64]) async throws -> [Int64: [FolderProgress]] {
         guard !migrationIDs.isEmpty else { return [:] }
         let ids = migrationIDs.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
         var result: [Int64: [FolderProgress]] = [:]
-        for row in try await database.raw("""
+        for row in try await database.raw(
+            """
             SELECT migration_id, source_name, destination_name, status, expected, imported, failed, skipped
             FROM migration_folders WHERE migration_id IN (\(ids)) ORDER BY migration_id, position
-            """).all() {
+            """
+        ).all() {
             let statusName = try row.string("status")
             guard let status = FolderProgress.Status(rawValue: statusName) else {
                 throw StoreError.corrupt("folder status \(statusName)")
             }
-            result[try row.int64("migration_id"), default: []].append(FolderProgress(
-                sourceName: try row.string("source_name"), destinationName: try row.string("destination_name"),
-                status: status, expected: try row.int("expected"), imported: try row.int("imported"),
-                failed: try row.int("failed"), skipped: try row.int("skipped")))
+            result[try row.int64("migration_id"), default: []].append(
+                FolderProgress(
+                    sourceName: try row.string("source_name"), destinationName: try row.string("destination_name"),
+                    status: status, expected: try row.int("expected"), imported: try row.int("imported"),
+                    failed: try row.int("failed"), skipped: try row.int("skipped")))
         }
         return result
     }
@@ -209,13 +239,17 @@ extension Store {
     /// A job of a batch that was the batch's last active one ends the batch with it.
     public func cancelMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
         let cancelled = try await transaction { db in
-            guard try await db.raw("""
-                UPDATE migrations SET status = \(MigrationTransition.cancel.sqlTo),
-                    finished_at = \(bind: now.storeMillis), updated_at = \(bind: now.storeMillis)
-                WHERE id = \(bind: id) AND account_id = \(bind: accountID)
-                  AND \(MigrationTransition.cancel.sqlFrom())
-                RETURNING id
-                """).first() != nil else { return false }
+            guard
+                try await db.raw(
+                    """
+                    UPDATE migrations SET status = \(MigrationTransition.cancel.sqlTo),
+                        finished_at = \(bind: now.storeMillis), updated_at = \(bind: now.storeMillis)
+                    WHERE id = \(bind: id) AND account_id = \(bind: accountID)
+                      AND \(MigrationTransition.cancel.sqlFrom())
+                    RETURNING id
+                    """
+                ).first() != nil
+            else { return false }
             try await Self.settleBatch(ofMigration: id, db, now: now)
             return true
         }
@@ -231,17 +265,21 @@ extension Store {
     public func retryMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
         // One transaction: the reset and the removal of the old folder rows, or neither.
         let retried = try await transaction { db in
-            guard try await db.raw("""
-                UPDATE migrations SET status = \(MigrationTransition.retry.sqlTo), error_code = NULL,
-                    error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
-                    failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
-                    updated_at = \(bind: now.storeMillis)
-                WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(MigrationTransition.retry.sqlFrom())
-                  AND (batch_id IS NOT NULL OR NOT EXISTS (
-                        SELECT 1 FROM migrations o WHERE o.account_id = \(bind: accountID) AND o.batch_id IS NULL
-                          AND o.id <> \(bind: id) AND o.status IN (\(unsafeRaw: Self.activeList))))
-                RETURNING id
-                """).first() != nil else { return false }
+            guard
+                try await db.raw(
+                    """
+                    UPDATE migrations SET status = \(MigrationTransition.retry.sqlTo), error_code = NULL,
+                        error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
+                        failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
+                        updated_at = \(bind: now.storeMillis)
+                    WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(MigrationTransition.retry.sqlFrom())
+                      AND (batch_id IS NOT NULL OR NOT EXISTS (
+                            SELECT 1 FROM migrations o WHERE o.account_id = \(bind: accountID) AND o.batch_id IS NULL
+                              AND o.id <> \(bind: id) AND o.status IN (\(unsafeRaw: Self.activeList))))
+                    RETURNING id
+                    """
+                ).first() != nil
+            else { return false }
             try await db.raw("DELETE FROM migration_folders WHERE migration_id = \(bind: id)").run()
             // A job of an ended batch retried on its own takes its batch back to the queue.
             try await Self.reopenBatch(ofMigration: id, db, now: now)
@@ -261,11 +299,13 @@ extension Store {
     /// credentials go with the row (SQLite overwrites deleted content: `secure_delete`).
     /// Throws `notFound` or `invalidStatus`.
     public func deleteMigration(id: Int64, accountID: Int64) async throws {
-        let row = try await database.raw("""
+        let row = try await database.raw(
+            """
             DELETE FROM migrations WHERE id = \(bind: id) AND account_id = \(bind: accountID)
               AND \(MigrationTransition.delete.sqlFrom())
             RETURNING id
-            """).first()
+            """
+        ).first()
         if row == nil { try await throwWhyNot(migrationID: id, accountID: accountID) }
     }
 

@@ -7,25 +7,28 @@ extension Store {
     static func account(from row: any SQLRow) throws -> Account {
         let planName = try row.string("plan")
         guard let plan = Plan(rawValue: planName) else { throw StoreError.corrupt("plan \(planName)") }
-        return Account(id: try row.int64("id"), plan: plan,
-                       notificationEmail: try row.string("notification_email"),
-                       createdAt: try row.date("created_at"))
+        return Account(
+            id: try row.int64("id"), plan: plan,
+            notificationEmail: try row.string("notification_email"),
+            createdAt: try row.date("created_at"))
     }
 
     static func mailbox(from row: any SQLRow) throws -> Mailbox {
-        Mailbox(id: try row.int64("id"), accountID: try row.int64("account_id"),
-                email: try row.string("email"), createdAt: try row.date("created_at"))
+        Mailbox(
+            id: try row.int64("id"), accountID: try row.int64("account_id"),
+            email: try row.string("email"), createdAt: try row.date("created_at"))
     }
 
     static let tokenColumns: SQLQueryString =
         "id, account_id, name, scopes, prefix, expires_at, last_used_at, last_used_ip, created_at"
 
     static func token(from row: any SQLRow) throws -> APIToken {
-        APIToken(id: try row.int64("id"), accountID: try row.int64("account_id"), name: try row.string("name"),
-                 scopes: try decodeJSON([String].self, try row.string("scopes")),
-                 prefix: try row.string("prefix"), expiresAt: try row.optionalDate("expires_at"),
-                 lastUsedAt: try row.optionalDate("last_used_at"), lastUsedIP: try row.optionalString("last_used_ip"),
-                 createdAt: try row.date("created_at"))
+        APIToken(
+            id: try row.int64("id"), accountID: try row.int64("account_id"), name: try row.string("name"),
+            scopes: try decodeJSON([String].self, try row.string("scopes")),
+            prefix: try row.string("prefix"), expiresAt: try row.optionalDate("expires_at"),
+            lastUsedAt: try row.optionalDate("last_used_at"), lastUsedIP: try row.optionalString("last_used_ip"),
+            createdAt: try row.date("created_at"))
     }
 
     static let migrationColumns: SQLQueryString = """
@@ -44,8 +47,9 @@ extension Store {
             throw StoreError.corrupt("migration status \(statusName)")
         }
         let error = try row.optionalString("error_code").map { code in
-            MigrationError(code: code, message: try row.optionalString("error_message") ?? "",
-                           hint: try row.optionalString("error_hint"))
+            MigrationError(
+                code: code, message: try row.optionalString("error_message") ?? "",
+                hint: try row.optionalString("error_hint"))
         }
         return MigrationRecord(
             id: try row.int64("id"), accountID: try row.int64("account_id"), mailboxID: try row.int64("mailbox_id"),

@@ -21,8 +21,10 @@ public final class Store: Sendable {
     private let closeDatabase: @Sendable () async throws -> Void
 
     /// A store over an open database whose schema is already migrated (see `open(database:…)`).
-    init(database: any SQLDatabase, secrets: SecretBox, logger: Logger,
-         close: @escaping @Sendable () async throws -> Void) {
+    init(
+        database: any SQLDatabase, secrets: SecretBox, logger: Logger,
+        close: @escaping @Sendable () async throws -> Void
+    ) {
         self.database = database
         self.secrets = secrets
         self.flavor = SQLFlavor(dialectName: database.dialect.name)
@@ -34,9 +36,11 @@ public final class Store: Sendable {
     /// migrations, then returns the store. `close` runs on `Store.close()`. The database's
     /// `withSession` must give a session no other task's statements run in (a pooled connection;
     /// `openSQLite` wraps its one connection in `ExclusiveSessionDatabase`): transactions run there.
-    public static func open(database: any SQLDatabase, secrets: SecretBox,
-                            logger: Logger = Logger(label: "mailporter.store"),
-                            close: @escaping @Sendable () async throws -> Void = {}) async throws -> Store {
+    public static func open(
+        database: any SQLDatabase, secrets: SecretBox,
+        logger: Logger = Logger(label: "mailporter.store"),
+        close: @escaping @Sendable () async throws -> Void = {}
+    ) async throws -> Store {
         let applied = try await Schema.migrate(database)
         if !applied.isEmpty {
             logger.info("applied schema migrations", metadata: ["versions": "\(applied)"])
@@ -46,24 +50,31 @@ public final class Store: Sendable {
 
     /// Opens (creating it and its directory if needed) the SQLite database at `path` in WAL mode and
     /// brings its schema up to date.
-    public static func openSQLite(path: String, secrets: SecretBox,
-                                  logger: Logger = Logger(label: "mailporter.store")) async throws -> Store {
+    public static func openSQLite(
+        path: String, secrets: SecretBox,
+        logger: Logger = Logger(label: "mailporter.store")
+    ) async throws -> Store {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         }
         return try await openSQLite(storage: .file(path: path), secrets: secrets, logger: logger, wal: true)
     }
 
     /// A private in-memory SQLite database (tests, dry runs): gone when the store is closed.
-    public static func openInMemorySQLite(secrets: SecretBox = .random(),
-                                          logger: Logger = Logger(label: "mailporter.store")) async throws -> Store {
+    public static func openInMemorySQLite(
+        secrets: SecretBox = .random(),
+        logger: Logger = Logger(label: "mailporter.store")
+    ) async throws -> Store {
         try await openSQLite(storage: .memory, secrets: secrets, logger: logger, wal: false)
     }
 
-    private static func openSQLite(storage: SQLiteConnection.Storage, secrets: SecretBox, logger: Logger,
-                                   wal: Bool) async throws -> Store {
+    private static func openSQLite(
+        storage: SQLiteConnection.Storage, secrets: SecretBox, logger: Logger,
+        wal: Bool
+    ) async throws -> Store {
         let connection = try await SQLiteConnection.open(
             storage: storage,
             threadPool: NIOThreadPool.singleton,

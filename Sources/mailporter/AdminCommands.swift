@@ -15,7 +15,8 @@ struct AccountsCommand: AsyncParsableCommand {
     )
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "create", abstract: "Create an account; prints it as one JSON line.")
+        static let configuration = CommandConfiguration(
+            commandName: "create", abstract: "Create an account; prints it as one JSON line.")
 
         @Option(help: "nano, starter, pro or agency.") var plan: String
         @Option(help: "Notification email address of the account.") var email: String
@@ -24,7 +25,8 @@ struct AccountsCommand: AsyncParsableCommand {
         func run() async throws {
             try await Admin.run(storage) { store in
                 guard let plan = Plan(rawValue: self.plan.trimmingCharacters(in: .whitespaces).lowercased()) else {
-                    throw Admin.Failure.validation("--plan must be one of \(Plan.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw Admin.Failure.validation(
+                        "--plan must be one of \(Plan.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 let email = try Admin.validEmail(self.email, option: "--email")
                 let account = try await store.createAccount(plan: plan, notificationEmail: email)
@@ -34,7 +36,8 @@ struct AccountsCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "Print every account, one JSON line each.")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "Print every account, one JSON line each.")
 
         @OptionGroup var storage: DataDirectoryOptions
 
@@ -87,7 +90,8 @@ struct MailboxesCommand: AsyncParsableCommand {
                 } catch StoreError.notFound {
                     throw Admin.Failure.unknownAccount(account)
                 } catch StoreError.duplicate {
-                    throw Admin.Failure(code: "conflict", message: "account \(account) already has mailbox \(email.lowercased())")
+                    throw Admin.Failure(
+                        code: "conflict", message: "account \(account) already has mailbox \(email.lowercased())")
                 }
             }
         }
@@ -106,15 +110,21 @@ struct MailboxesCommand: AsyncParsableCommand {
                     var fields: Admin.Fields = [("line", .int(Int64(line.number)))]
                     switch result {
                     case .added(let mailbox):
-                        fields += [("email", .string(mailbox.email)), ("status", .string("added")), ("id", .int(mailbox.id))]
+                        fields += [
+                            ("email", .string(mailbox.email)), ("status", .string("added")), ("id", .int(mailbox.id)),
+                        ]
                     case .duplicate(let email):
                         failed = true
-                        fields += [("email", .string(email)), ("status", .string("duplicate")),
-                                   ("message", .string("account \(account) already has this mailbox"))]
+                        fields += [
+                            ("email", .string(email)), ("status", .string("duplicate")),
+                            ("message", .string("account \(account) already has this mailbox")),
+                        ]
                     case .invalid(let email, let reason):
                         failed = true
-                        fields += [("email", .string(email)), ("status", .string("invalid")),
-                                   ("message", .string("the address \(reason)"))]
+                        fields += [
+                            ("email", .string(email)), ("status", .string("invalid")),
+                            ("message", .string("the address \(reason)")),
+                        ]
                     }
                     Admin.printLine(fields)
                 }
@@ -124,7 +134,8 @@ struct MailboxesCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "Print an account's mailboxes, one JSON line each.")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "Print an account's mailboxes, one JSON line each.")
 
         @Option(help: "Account id.") var account: Int64
         @OptionGroup var storage: DataDirectoryOptions
@@ -169,11 +180,14 @@ struct TokensCommand: AsyncParsableCommand {
                 }
                 let scopes = try TokensCommand.parseScopes(self.scopes)
                 let lifetime = try expires.map(TokensCommand.parseLifetime)
-                guard let owner = try await store.account(id: account) else { throw Admin.Failure.unknownAccount(account) }
+                guard let owner = try await store.account(id: account) else {
+                    throw Admin.Failure.unknownAccount(account)
+                }
                 let expiresAt = lifetime.map { Date().addingTimeInterval($0) }
                 let created: (token: String, record: APIToken)
                 do {
-                    created = try await store.createToken(accountID: account, name: name, scopes: scopes, expiresAt: expiresAt)
+                    created = try await store.createToken(
+                        accountID: account, name: name, scopes: scopes, expiresAt: expiresAt)
                 } catch StoreError.notFound {
                     throw Admin.Failure.unknownAccount(account)
                 }
@@ -182,15 +196,17 @@ struct TokensCommand: AsyncParsableCommand {
                 Admin.printLine(fields)
                 let blocked = scopes.filter { !owner.plan.allows($0) }
                 if !blocked.isEmpty {
-                    Terminal.printError("warning: the \(owner.plan.rawValue) plan does not allow \(blocked.map(\.rawValue).joined(separator: ", ")); "
-                                        + "requests needing them get 403 token_scope_blocked_by_plan")
+                    Terminal.printError(
+                        "warning: the \(owner.plan.rawValue) plan does not allow \(blocked.map(\.rawValue).joined(separator: ", ")); "
+                            + "requests needing them get 403 token_scope_blocked_by_plan")
                 }
             }
         }
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "Print an account's tokens (never their secrets), one JSON line each.")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "Print an account's tokens (never their secrets), one JSON line each.")
 
         @Option(help: "Account id.") var account: Int64
         @OptionGroup var storage: DataDirectoryOptions
@@ -204,7 +220,8 @@ struct TokensCommand: AsyncParsableCommand {
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Delete a token; prints {\"id\":…,\"revoked\":true}.")
+        static let configuration = CommandConfiguration(
+            commandName: "revoke", abstract: "Delete a token; prints {\"id\":…,\"revoked\":true}.")
 
         @Option(help: "Account id.") var account: Int64
         @Argument(help: "Token id.") var id: Int64
@@ -227,7 +244,8 @@ struct TokensCommand: AsyncParsableCommand {
             let scope = part.trimmingCharacters(in: .whitespaces)
             if scope.isEmpty { continue }
             guard let scope = Scope(rawValue: scope) else {
-                throw Admin.Failure.validation("unknown scope \(scope); valid scopes: \(knownScopes.joined(separator: ", "))")
+                throw Admin.Failure.validation(
+                    "unknown scope \(scope); valid scopes: \(knownScopes.joined(separator: ", "))")
             }
             if !scopes.contains(scope) { scopes.append(scope) }
         }
@@ -241,8 +259,11 @@ struct TokensCommand: AsyncParsableCommand {
     static func parseLifetime(_ text: String) throws(Admin.Failure) -> TimeInterval {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         let units: [Character: Int] = ["d": 86_400, "h": 3_600, "m": 60]
-        guard let unit = trimmed.last, let seconds = units[unit], let count = Int(trimmed.dropLast()), count > 0, count <= 3_650 * 86_400 / seconds else {
-            throw Admin.Failure.validation("--expires must be a positive number of days, hours or minutes, e.g. 30d, 12h or 90m")
+        guard let unit = trimmed.last, let seconds = units[unit], let count = Int(trimmed.dropLast()), count > 0,
+            count <= 3_650 * 86_400 / seconds
+        else {
+            throw Admin.Failure.validation(
+                "--expires must be a positive number of days, hours or minutes, e.g. 30d, 12h or 90m")
         }
         return TimeInterval(count * seconds)
     }
@@ -265,13 +286,16 @@ enum MailboxFile {
             throw Admin.Failure.validation("\(path) is not UTF-8 text")
         }
         var lines: [Line] = []
-        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
+        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+            .enumerated()
+        {
             let address = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if address.isEmpty || address.hasPrefix("#") { continue }
             lines.append(Line(number: index + 1, address: address))
         }
         guard lines.count <= Store.maxMailboxesPerAdd else {
-            throw Admin.Failure.validation("\(path) has \(lines.count) addresses; at most \(Store.maxMailboxesPerAdd) at a time")
+            throw Admin.Failure.validation(
+                "\(path) has \(lines.count) addresses; at most \(Store.maxMailboxesPerAdd) at a time")
         }
         return lines
     }
@@ -286,7 +310,9 @@ enum Admin {
         var description: String { "\(code): \(message)" }
 
         static func validation(_ message: String) -> Failure { Failure(code: "validation_error", message: message) }
-        static func unknownAccount(_ id: Int64) -> Failure { Failure(code: "not_found", message: "account \(id) does not exist") }
+        static func unknownAccount(_ id: Int64) -> Failure {
+            Failure(code: "not_found", message: "account \(id) does not exist")
+        }
     }
 
     /// Opens the store, runs `body`, closes the store. Any failure becomes one `error:` line and exit status 2.
@@ -309,7 +335,9 @@ enum Admin {
         switch failure {
         case let failure as Failure: Terminal.printError("error: \(failure)")
         case let failure as StoreError: Terminal.printError("error: store_error: \(failure)")
-        default: Terminal.printError("error: internal_error: \(String(describing: failure).split(separator: "\n").first ?? "")")
+        default:
+            Terminal.printError(
+                "error: internal_error: \(String(describing: failure).split(separator: "\n").first ?? "")")
         }
         throw ExitCode(2)
     }
@@ -320,8 +348,11 @@ enum Admin {
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
         let labels = parts.count == 2 ? parts[1].split(separator: ".", omittingEmptySubsequences: false) : []
         guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64, labels.count >= 2,
-              labels.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") }),
-              !email.contains(where: { $0.isWhitespace || $0.isNewline || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" }) else {
+            labels.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") }),
+            !email.contains(where: {
+                $0.isWhitespace || $0.isNewline || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">"
+            })
+        else {
             throw Failure.validation("\(option) is not a valid email address: \(email)")
         }
         return email
@@ -337,20 +368,27 @@ enum Admin {
     }
 
     static func json(_ account: Account) -> Fields {
-        [("id", .int(account.id)), ("plan", .string(account.plan.rawValue)),
-         ("notification_email", .string(account.notificationEmail)), ("created_at", date(account.createdAt))]
+        [
+            ("id", .int(account.id)), ("plan", .string(account.plan.rawValue)),
+            ("notification_email", .string(account.notificationEmail)), ("created_at", date(account.createdAt)),
+        ]
     }
 
     static func json(_ mailbox: Mailbox) -> Fields {
-        [("id", .int(mailbox.id)), ("account_id", .int(mailbox.accountID)), ("email", .string(mailbox.email)),
-         ("created_at", date(mailbox.createdAt))]
+        [
+            ("id", .int(mailbox.id)), ("account_id", .int(mailbox.accountID)), ("email", .string(mailbox.email)),
+            ("created_at", date(mailbox.createdAt)),
+        ]
     }
 
     /// A token's row; never its secret (only the display prefix).
     static func json(_ token: APIToken) -> Fields {
-        [("id", .int(token.id)), ("account_id", .int(token.accountID)), ("name", .string(token.name)),
-         ("scopes", .strings(token.scopes)), ("prefix", .string(token.prefix)), ("expires_at", date(token.expiresAt)),
-         ("last_used_at", date(token.lastUsedAt)), ("last_used_ip", token.lastUsedIP.map(Value.string) ?? .null),
-         ("created_at", date(token.createdAt))]
+        [
+            ("id", .int(token.id)), ("account_id", .int(token.accountID)), ("name", .string(token.name)),
+            ("scopes", .strings(token.scopes)), ("prefix", .string(token.prefix)),
+            ("expires_at", date(token.expiresAt)),
+            ("last_used_at", date(token.lastUsedAt)), ("last_used_ip", token.lastUsedIP.map(Value.string) ?? .null),
+            ("created_at", date(token.createdAt)),
+        ]
     }
 }

@@ -3,28 +3,34 @@ import Foundation
 import Logging
 import Store
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `--data-dir` and `--database-url`, each falling back to its environment variable.
 struct DataDirectoryOptions: ParsableArguments {
-    @Option(name: .customLong("data-dir"),
-            help: "Directory for the database and the secret key (env MAILPORTER_DATA_DIR; default ./mailporter-data).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Directory for the database and the secret key (env MAILPORTER_DATA_DIR; default ./mailporter-data).")
     var dataDir: String?
 
-    @Option(name: .customLong("database-url"),
-            help: "sqlite:PATH or a file path (env MAILPORTER_DATABASE_URL; default <data-dir>/mailporter.sqlite).")
+    @Option(
+        name: .customLong("database-url"),
+        help: "sqlite:PATH or a file path (env MAILPORTER_DATABASE_URL; default <data-dir>/mailporter.sqlite).")
     var databaseURL: String?
 
-    @Option(name: .customLong("secret-key-file"),
-            help: "File holding the base64 key that encrypts stored credentials (env MAILPORTER_SECRET_KEY holds the key itself; default <data-dir>/secret.key, generated).")
+    @Option(
+        name: .customLong("secret-key-file"),
+        help:
+            "File holding the base64 key that encrypts stored credentials (env MAILPORTER_SECRET_KEY holds the key itself; default <data-dir>/secret.key, generated)."
+    )
     var secretKeyFile: String?
 
     /// Resolves the options against the process environment.
     func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) throws(DataDirectory.Failure)
-        -> DataDirectory {
+        -> DataDirectory
+    {
         var secretKey = environment["MAILPORTER_SECRET_KEY"]
         if let secretKeyFile {
             do {
@@ -33,9 +39,10 @@ struct DataDirectoryOptions: ParsableArguments {
                 throw DataDirectory.Failure(code: "secret_key_unusable", message: "cannot read \(secretKeyFile)")
             }
         }
-        return try DataDirectory(path: dataDir ?? environment["MAILPORTER_DATA_DIR"],
-                                 databaseURL: databaseURL ?? environment["MAILPORTER_DATABASE_URL"],
-                                 secretKey: secretKey)
+        return try DataDirectory(
+            path: dataDir ?? environment["MAILPORTER_DATA_DIR"],
+            databaseURL: databaseURL ?? environment["MAILPORTER_DATABASE_URL"],
+            secretKey: secretKey)
     }
 }
 
@@ -69,7 +76,9 @@ struct DataDirectory: Sendable, Equatable {
         let chosen = path?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         self.path = chosen.isEmpty ? Self.defaultPath : chosen
         let url = databaseURL?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        database = url.isEmpty ? .sqlite(path: (self.path as NSString).appendingPathComponent(Self.databaseFileName))
+        database =
+            url.isEmpty
+            ? .sqlite(path: (self.path as NSString).appendingPathComponent(Self.databaseFileName))
             : try Self.parseDatabaseURL(url)
         self.secretKey = secretKey
     }
@@ -79,9 +88,10 @@ struct DataDirectory: Sendable, Equatable {
     static func parseDatabaseURL(_ url: String) throws(Failure) -> Database {
         let lower = url.lowercased()
         if lower.hasPrefix("postgres:") || lower.hasPrefix("postgresql:") {
-            throw Failure(code: "unsupported_database",
-                          message: "PostgreSQL is not supported yet; set MAILPORTER_DATABASE_URL to sqlite:PATH "
-                              + "or leave it unset to use <data-dir>/\(databaseFileName)")
+            throw Failure(
+                code: "unsupported_database",
+                message: "PostgreSQL is not supported yet; set MAILPORTER_DATABASE_URL to sqlite:PATH "
+                    + "or leave it unset to use <data-dir>/\(databaseFileName)")
         }
         for scheme in ["sqlite:", "file:"] where lower.hasPrefix(scheme) {
             var rest = String(url.dropFirst(scheme.count))
@@ -89,14 +99,18 @@ struct DataDirectory: Sendable, Equatable {
             if let query = rest.firstIndex(of: "?") { rest = String(rest[..<query]) }
             let path = rest.removingPercentEncoding ?? rest
             guard !path.isEmpty, path != ":memory:" else {
-                throw Failure(code: "invalid_database_url", message: "\(scheme) needs a file path, e.g. \(scheme)./data/mailporter.sqlite")
+                throw Failure(
+                    code: "invalid_database_url",
+                    message: "\(scheme) needs a file path, e.g. \(scheme)./data/mailporter.sqlite")
             }
             return .sqlite(path: path)
         }
         if let colon = url.firstIndex(of: ":"), url[..<colon].allSatisfy({ $0.isLetter || $0 == "+" }),
-           url[colon...].hasPrefix("://") {
-            throw Failure(code: "invalid_database_url",
-                          message: "unsupported database URL scheme \(url[..<colon]); use sqlite:PATH")
+            url[colon...].hasPrefix("://")
+        {
+            throw Failure(
+                code: "invalid_database_url",
+                message: "unsupported database URL scheme \(url[..<colon]); use sqlite:PATH")
         }
         return .sqlite(path: url)
     }
@@ -111,8 +125,9 @@ struct DataDirectory: Sendable, Equatable {
             return
         }
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: path, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         } catch {
             throw Failure(code: "data_dir_unusable", message: "cannot create \(path): \(error.localizedDescription)")
         }
@@ -140,7 +155,8 @@ struct DataDirectory: Sendable, Equatable {
             do {
                 return try await Store.openSQLite(path: databasePath, secrets: secrets, logger: logger)
             } catch {
-                throw Failure(code: "database_unavailable", message: "cannot open SQLite database \(databasePath): \(error)")
+                throw Failure(
+                    code: "database_unavailable", message: "cannot open SQLite database \(databasePath): \(error)")
             }
         }
     }
@@ -151,8 +167,9 @@ struct DataDirectory: Sendable, Equatable {
     private static func createPrivateFile(_ path: String) {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                     attributes: [.posixPermissions: 0o700])
+            try? FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         }
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         if descriptor >= 0 {

@@ -1,6 +1,6 @@
 import HTTPAPI
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The one-line JSON objects the commands print (events, admin objects, folder counts), in the

@@ -11,12 +11,12 @@ struct MigrateCommand: AsyncParsableCommand {
         commandName: "migrate",
         abstract: "Copy a mailbox from one IMAP server to another: every message once, with flags, date and folder.",
         discussion: """
-        Passwords come from MAILPORTER_SOURCE_PASSWORD and MAILPORTER_DEST_PASSWORD, or prompts; never from the
-        command line. Checkpoints are kept in a state file (by default one per source and destination under
-        $XDG_STATE_HOME/mailporter, else ~/.local/state/mailporter): a rerun, after an interruption or later, copies
-        only what is new. Exit status: 0 when every
-        selected message was copied or skipped as a duplicate, 1 when some messages failed, 2 on a classified error.
-        """
+            Passwords come from MAILPORTER_SOURCE_PASSWORD and MAILPORTER_DEST_PASSWORD, or prompts; never from the
+            command line. Checkpoints are kept in a state file (by default one per source and destination under
+            $XDG_STATE_HOME/mailporter, else ~/.local/state/mailporter): a rerun, after an interruption or later, copies
+            only what is new. Exit status: 0 when every
+            selected message was copied or skipped as a duplicate, 1 when some messages failed, 2 on a classified error.
+            """
     )
 
     @Option(help: "Source IMAP host (default: the provider's).") var sourceHost: String?
@@ -27,14 +27,19 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "Destination port.") var destPort: Int?
     @Option(help: "ssl, tls (STARTTLS) or none.") var destSecurity: ConnectionSecurity = .ssl
     @Option(help: "Destination mailbox (login name, or the user a master user logs in as).") var destUser: String
-    @Option(help: "Log in to the destination as --dest-user through this master user (password: MAILPORTER_DEST_PASSWORD).")
+    @Option(
+        help: "Log in to the destination as --dest-user through this master user (password: MAILPORTER_DEST_PASSWORD).")
     var destMasterUser: String?
     @Option(help: "gmail, outlook, yahoo, icloud or generic_imap.") var provider: String = "generic_imap"
     @Option(help: "Comma-separated source folders to copy (default: by --folder-strategy).") var folders: String?
-    @Option(help: "all, standard (INBOX and special-use folders) or inbox_only.") var folderStrategy: FolderStrategy = .all
+    @Option(help: "all, standard (INBOX and special-use folders) or inbox_only.") var folderStrategy: FolderStrategy =
+        .all
     @Option(help: "Only messages received on or after this day (YYYY-MM-DD).") var since: String?
     @Flag(help: "Copy messages even when the destination folder already has them.") var noSkipDuplicates = false
-    @Option(help: "Checkpoint file: a rerun resumes from it (default: one per source and destination under $XDG_STATE_HOME/mailporter or ~/.local/state/mailporter).")
+    @Option(
+        help:
+            "Checkpoint file: a rerun resumes from it (default: one per source and destination under $XDG_STATE_HOME/mailporter or ~/.local/state/mailporter)."
+    )
     var stateFile: String?
     @Flag(help: "Keep no checkpoints: a rerun looks at every message again.") var noState = false
     @Option(help: "Folders copied at once (capped by the provider's connection limit).") var parallel: Int = 4
@@ -50,7 +55,8 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let provider = Provider(rawValue: provider) else {
-            throw ValidationError("--provider must be one of \(Provider.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "--provider must be one of \(Provider.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         var sourceServer: ServerConfiguration
         do {
@@ -63,20 +69,25 @@ struct MigrateCommand: AsyncParsableCommand {
             guard let day = CalendarDay(since) else { throw ValidationError("--since \(CalendarDay.rule)") }
             sinceDate = day.start
         }
-        let sourcePassword = try Terminal.secret(fromEnvironment: "MAILPORTER_SOURCE_PASSWORD", prompt: "Source password for \(sourceUser): ")
-        let destPassword = try Terminal.secret(fromEnvironment: "MAILPORTER_DEST_PASSWORD",
-                                               prompt: "Destination password for \(destMasterUser ?? destUser): ")
+        let sourcePassword = try Terminal.secret(
+            fromEnvironment: "MAILPORTER_SOURCE_PASSWORD", prompt: "Source password for \(sourceUser): ")
+        let destPassword = try Terminal.secret(
+            fromEnvironment: "MAILPORTER_DEST_PASSWORD",
+            prompt: "Destination password for \(destMasterUser ?? destUser): ")
 
         sourceServer.verifyCertificates = !insecureSkipVerify
         if let sourceCaFile { sourceServer.additionalTrustRootsPEM = [try readTextFile(sourceCaFile)] }
-        var destServer = ServerConfiguration(host: destHost, port: destPort ?? destSecurity.defaultPort,
-                                             security: destSecurity, verifyCertificates: !insecureSkipVerify)
+        var destServer = ServerConfiguration(
+            host: destHost, port: destPort ?? destSecurity.defaultPort,
+            security: destSecurity, verifyCertificates: !insecureSkipVerify)
         if let destCaFile { destServer.additionalTrustRootsPEM = [try readTextFile(destCaFile)] }
-        let destCredentials: Credentials = destMasterUser.map { .master(user: destUser, masterUsername: $0, masterPassword: destPassword) }
+        let destCredentials: Credentials =
+            destMasterUser.map { .master(user: destUser, masterUsername: $0, masterPassword: destPassword) }
             ?? .password(username: destUser, password: destPassword)
 
         let request = MigrationRequest(
-            source: MailAccount(server: sourceServer, credentials: .password(username: sourceUser, password: sourcePassword)),
+            source: MailAccount(
+                server: sourceServer, credentials: .password(username: sourceUser, password: sourcePassword)),
             destination: MailAccount(server: destServer, credentials: destCredentials),
             provider: provider,
             selectedFolders: folders.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
@@ -104,12 +115,15 @@ struct MigrateCommand: AsyncParsableCommand {
                 if !json { Self.printPlan(plans, notices: tracker.snapshot.notices) }
                 return
             }
-            let renderer = json || !Terminal.isErrorInteractive ? nil : Task {
-                while !Task.isCancelled {
-                    Terminal.writeError("\r\u{1B}[K" + tracker.line())
-                    try? await Task.sleep(for: .milliseconds(250))
+            let renderer =
+                json || !Terminal.isErrorInteractive
+                ? nil
+                : Task {
+                    while !Task.isCancelled {
+                        Terminal.writeError("\r\u{1B}[K" + tracker.line())
+                        try? await Task.sleep(for: .milliseconds(250))
+                    }
                 }
-            }
             let summary: MigrationSummary
             do {
                 summary = try await migration.run(emit: emit)
@@ -122,18 +136,24 @@ struct MigrateCommand: AsyncParsableCommand {
             if renderer != nil { Terminal.writeError("\r\u{1B}[K" + tracker.line() + "\n") }
             let totals = summary.totals
             if json {
-                EventPrinter.line(["event": .string("finished"), "expected": .int(totals.expected), "copied": .int(totals.copied),
-                                   "skipped": .int(totals.skipped), "failed": .int(totals.failed), "bytes": .int(totals.bytes),
-                                   "state_file": statePath.map(JSONValue.string) ?? .null])
+                EventPrinter.line([
+                    "event": .string("finished"), "expected": .int(totals.expected), "copied": .int(totals.copied),
+                    "skipped": .int(totals.skipped), "failed": .int(totals.failed), "bytes": .int(totals.bytes),
+                    "state_file": statePath.map(JSONValue.string) ?? .null,
+                ])
             } else {
                 Self.printSummary(summary, failures: tracker.snapshot.failures, notices: tracker.snapshot.notices)
-                print(statePath.map { "state: \($0) (a rerun copies only what is new)" } ?? "state: none kept (--no-state)")
+                print(
+                    statePath.map { "state: \($0) (a rerun copies only what is new)" }
+                        ?? "state: none kept (--no-state)")
             }
             if totals.failed > 0 { throw ExitCode(1) }
         } catch let failure as ImportFailure {
             if json {
-                EventPrinter.line(["event": .string("error"), "code": .string(failure.code.rawValue),
-                                   "message": .string(failure.message), "hint": .string(failure.hint)])
+                EventPrinter.line([
+                    "event": .string("error"), "code": .string(failure.code.rawValue),
+                    "message": .string(failure.message), "hint": .string(failure.hint),
+                ])
             }
             Terminal.printError("error: \(failure.code.rawValue): \(failure.message) Hint: \(failure.hint)")
             if let statePath { Terminal.printError("state: \(statePath) (a rerun resumes from it)") }
@@ -146,7 +166,8 @@ struct MigrateCommand: AsyncParsableCommand {
         if noState { return nil }
         if let stateFile { return stateFile }
         let directory = try StateLocation.directory(environment: ProcessInfo.processInfo.environment)
-        return directory + "/" + StateLocation.fileName(source: (sourceUser, source), destination: (destUser, destination))
+        return directory + "/"
+            + StateLocation.fileName(source: (sourceUser, source), destination: (destUser, destination))
     }
 
     static func printPlan(_ plans: [FolderPlan], notices: [String]) {
@@ -162,11 +183,14 @@ struct MigrateCommand: AsyncParsableCommand {
     static func printSummary(_ summary: MigrationSummary, failures: [String], notices: [String]) {
         print("folder -> destination: copied / skipped / failed of expected")
         for (plan, counts) in summary.folders {
-            print("  \(plan.sourceName) -> \(plan.destinationName): \(counts.copied) / \(counts.skipped) / \(counts.failed) of \(counts.expected)")
+            print(
+                "  \(plan.sourceName) -> \(plan.destinationName): \(counts.copied) / \(counts.skipped) / \(counts.failed) of \(counts.expected)"
+            )
         }
         let totals = summary.totals
-        print("total: \(totals.copied) copied, \(totals.skipped) duplicates skipped, \(totals.failed) failed, "
-              + "\(ProgressTracker.format(Double(totals.bytes) / 1_000_000)) MB")
+        print(
+            "total: \(totals.copied) copied, \(totals.skipped) duplicates skipped, \(totals.failed) failed, "
+                + "\(ProgressTracker.format(Double(totals.bytes) / 1_000_000)) MB")
         for failure in failures { print("failed: \(failure)") }
         for notice in notices { print("note: \(notice)") }
     }
@@ -186,31 +210,44 @@ enum EventPrinter {
             line(["event": .string("validated")])
         case .planned(let plans):
             for plan in plans {
-                line(["event": .string("folder_planned"), "folder": .string(plan.sourceName),
-                      "destination": .string(plan.destinationName), "expected": .int(plan.expected)])
+                line([
+                    "event": .string("folder_planned"), "folder": .string(plan.sourceName),
+                    "destination": .string(plan.destinationName), "expected": .int(plan.expected),
+                ])
             }
         case .folderStarted(let source, let destination):
             line(["event": .string("folder_started"), "folder": .string(source), "destination": .string(destination)])
         case .folderBaseline(let source, let counts):
-            line(["event": .string("folder_baseline"), "folder": .string(source), "expected": .int(counts.expected),
-                  "copied": .int(counts.copied), "skipped": .int(counts.skipped), "failed": .int(counts.failed)])
+            line([
+                "event": .string("folder_baseline"), "folder": .string(source), "expected": .int(counts.expected),
+                "copied": .int(counts.copied), "skipped": .int(counts.skipped), "failed": .int(counts.failed),
+            ])
         case .messageCopied(let folder, let bytes):
             line(["event": .string("message_copied"), "folder": .string(folder), "bytes": .int(bytes)])
         case .messageSkipped(let folder):
             line(["event": .string("message_skipped"), "folder": .string(folder)])
         case .messageFailed(let folder, let uid, let reason):
-            line(["event": .string("message_failed"), "folder": .string(folder), "uid": .int(Int(uid)), "reason": .string(reason)])
+            line([
+                "event": .string("message_failed"), "folder": .string(folder), "uid": .int(Int(uid)),
+                "reason": .string(reason),
+            ])
         case .notice(let folder, let message):
             line(["event": .string("notice"), "folder": .string(folder), "message": .string(message)])
         case .retrying(let folder, let attempt, let delay, let reason):
-            line(["event": .string("retrying"), "folder": .string(folder), "attempt": .int(attempt),
-                  "delay_seconds": .double(delay), "reason": .string(reason)])
+            line([
+                "event": .string("retrying"), "folder": .string(folder), "attempt": .int(attempt),
+                "delay_seconds": .double(delay), "reason": .string(reason),
+            ])
         case .folderFinished(let source, let summary):
-            line(["event": .string("folder_done"), "folder": .string(source), "expected": .int(summary.expected),
-                  "copied": .int(summary.copied), "skipped": .int(summary.skipped), "failed": .int(summary.failed)])
+            line([
+                "event": .string("folder_done"), "folder": .string(source), "expected": .int(summary.expected),
+                "copied": .int(summary.copied), "skipped": .int(summary.skipped), "failed": .int(summary.failed),
+            ])
         case .folderFailed(let source, let failure):
-            line(["event": .string("folder_failed"), "folder": .string(source), "code": .string(failure.code.rawValue),
-                  "message": .string(failure.message)])
+            line([
+                "event": .string("folder_failed"), "folder": .string(source), "code": .string(failure.code.rawValue),
+                "message": .string(failure.message),
+            ])
         }
     }
 }

@@ -23,49 +23,72 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "host:port to listen on (env MAILPORTER_LISTEN; default 127.0.0.1:8080).")
     var listen: String?
 
-    @Option(name: .customLong("dest-host"), help: "Destination IMAP host (env MAILPORTER_DEST_HOST; default 127.0.0.1).")
+    @Option(
+        name: .customLong("dest-host"), help: "Destination IMAP host (env MAILPORTER_DEST_HOST; default 127.0.0.1).")
     var destHost: String?
 
-    @Option(name: .customLong("dest-port"), help: "Destination IMAP port (env MAILPORTER_DEST_PORT; default 143, or 993 with ssl).")
+    @Option(
+        name: .customLong("dest-port"),
+        help: "Destination IMAP port (env MAILPORTER_DEST_PORT; default 143, or 993 with ssl).")
     var destPort: Int?
 
     @Option(name: .customLong("dest-security"), help: "ssl, tls or none (env MAILPORTER_DEST_SECURITY; default none).")
     var destSecurity: String?
 
-    @Option(name: .customLong("dest-master-user"), help: "Master user for destination logins (env MAILPORTER_DEST_MASTER_USER).")
+    @Option(
+        name: .customLong("dest-master-user"),
+        help: "Master user for destination logins (env MAILPORTER_DEST_MASTER_USER).")
     var destMasterUser: String?
 
-    @Option(name: .customLong("dest-master-password-file"),
-            help: "File holding the master password (env MAILPORTER_DEST_MASTER_PASSWORD holds the password itself).")
+    @Option(
+        name: .customLong("dest-master-password-file"),
+        help: "File holding the master password (env MAILPORTER_DEST_MASTER_PASSWORD holds the password itself).")
     var destMasterPasswordFile: String?
 
-    @Option(name: .customLong("dest-ca-file"), help: "Extra PEM CA to trust for the destination (env MAILPORTER_DEST_CA_FILE).")
+    @Option(
+        name: .customLong("dest-ca-file"),
+        help: "Extra PEM CA to trust for the destination (env MAILPORTER_DEST_CA_FILE).")
     var destCAFile: String?
 
-    @Option(name: .customLong("source-ca-file"), help: "Extra PEM CA to trust for sources (env MAILPORTER_SOURCE_CA_FILE).")
+    @Option(
+        name: .customLong("source-ca-file"), help: "Extra PEM CA to trust for sources (env MAILPORTER_SOURCE_CA_FILE).")
     var sourceCAFile: String?
 
-    @Option(name: .customLong("max-concurrent-migrations"),
-            help: "Migrations running at once, all nodes (env MAILPORTER_MAX_CONCURRENT_MIGRATIONS; default 20).")
+    @Option(
+        name: .customLong("max-concurrent-migrations"),
+        help: "Migrations running at once, all nodes (env MAILPORTER_MAX_CONCURRENT_MIGRATIONS; default 20).")
     var maxConcurrentMigrations: Int?
 
-    @Option(name: .customLong("rate-limit-requests"), help: "Requests per token per minute (env MAILPORTER_RATE_LIMIT_REQUESTS; default 120).")
+    @Option(
+        name: .customLong("rate-limit-requests"),
+        help: "Requests per token per minute (env MAILPORTER_RATE_LIMIT_REQUESTS; default 120).")
     var rateLimitRequests: Int?
 
-    @Option(name: .customLong("rate-limit-writes"), help: "Migration writes per token per minute (env MAILPORTER_RATE_LIMIT_WRITES; default 10).")
+    @Option(
+        name: .customLong("rate-limit-writes"),
+        help: "Migration writes per token per minute (env MAILPORTER_RATE_LIMIT_WRITES; default 10).")
     var rateLimitWrites: Int?
 
-    @Option(name: .customLong("allow-private-hosts"),
-            help: "true lets sources be private, loopback or link-local addresses (env MAILPORTER_ALLOW_PRIVATE_HOSTS; default false).")
+    @Option(
+        name: .customLong("allow-private-hosts"),
+        help:
+            "true lets sources be private, loopback or link-local addresses (env MAILPORTER_ALLOW_PRIVATE_HOSTS; default false)."
+    )
     var allowPrivateHosts: String?
 
-    @Option(name: .customLong("node-id"), help: "Name this node holds job leases under (env MAILPORTER_NODE_ID; default the host name).")
+    @Option(
+        name: .customLong("node-id"),
+        help: "Name this node holds job leases under (env MAILPORTER_NODE_ID; default the host name).")
     var nodeID: String?
 
-    @Option(name: .customLong("lease-seconds"), help: "How long a dead node's jobs wait before another takes them (env MAILPORTER_LEASE_SECONDS; default 30).")
+    @Option(
+        name: .customLong("lease-seconds"),
+        help: "How long a dead node's jobs wait before another takes them (env MAILPORTER_LEASE_SECONDS; default 30).")
     var leaseSeconds: Int?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (env MAILPORTER_LOG_LEVEL; default info).")
+    @Option(
+        name: .customLong("log-level"),
+        help: "trace, debug, info, notice, warning, error (env MAILPORTER_LOG_LEVEL; default info).")
     var logLevel: String?
 
     func run() async throws {
@@ -99,7 +122,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let runner = JobRunner(store: store, configuration: settings.runner, logger: logger)
         let environment = APIEnvironment(
-            store: store, limits: settings.limits, hasMasterCredentials: settings.runner.destination.hasMasterCredentials,
+            store: store, limits: settings.limits,
+            hasMasterCredentials: settings.runner.destination.hasMasterCredentials,
             allowPrivateHosts: settings.allowPrivateHosts, sourceTrustRootsPEM: settings.sourceTrustRootsPEM,
             migrationQueued: { runner.wake() }, metrics: registry, logger: logger)
         let listen = settings.listen
@@ -109,8 +133,12 @@ struct ServeCommand: AsyncParsableCommand {
             services: [runner],
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? listen.host):\($0.port ?? listen.port)" }
-                logger.info("mailporter listening", metadata: ["address": "\(address ?? "\(listen.host):\(listen.port)")",
-                                                               "node_id": "\(settings.runner.nodeID)"])
+                logger.info(
+                    "mailporter listening",
+                    metadata: [
+                        "address": "\(address ?? "\(listen.host):\(listen.port)")",
+                        "node_id": "\(settings.runner.nodeID)",
+                    ])
             },
             logger: logger)
         do {
@@ -149,7 +177,9 @@ struct ServeSettings {
             if let option {
                 number = option
             } else if let text = value(nil, name) {
-                guard let parsed = Int(text) else { throw Failure(description: "\(name) must be a number, not \(text)") }
+                guard let parsed = Int(text) else {
+                    throw Failure(description: "\(name) must be a number, not \(text)")
+                }
                 number = parsed
             } else {
                 number = fallback
@@ -164,29 +194,35 @@ struct ServeSettings {
 
         let listenText = value(command.listen, "MAILPORTER_LISTEN") ?? "127.0.0.1:8080"
         guard let colon = listenText.lastIndex(of: ":"), let port = Int(listenText[listenText.index(after: colon)...]),
-              (0...65535).contains(port), colon != listenText.startIndex else {
+            (0...65535).contains(port), colon != listenText.startIndex
+        else {
             throw Failure(description: "MAILPORTER_LISTEN must be host:port, e.g. 127.0.0.1:8080 (got \(listenText))")
         }
         var host = String(listenText[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         listen = (host, port)
 
-        let maxConcurrent = try number(command.maxConcurrentMigrations, "MAILPORTER_MAX_CONCURRENT_MIGRATIONS",
-                                       default: 20, range: 1...10_000)
+        let maxConcurrent = try number(
+            command.maxConcurrentMigrations, "MAILPORTER_MAX_CONCURRENT_MIGRATIONS",
+            default: 20, range: 1...10_000)
         limits = APILimits(
-            requestsPerMinute: try number(command.rateLimitRequests, "MAILPORTER_RATE_LIMIT_REQUESTS", default: 120, range: 1...10_000_000),
-            writesPerMinute: try number(command.rateLimitWrites, "MAILPORTER_RATE_LIMIT_WRITES", default: 10, range: 1...10_000_000),
+            requestsPerMinute: try number(
+                command.rateLimitRequests, "MAILPORTER_RATE_LIMIT_REQUESTS", default: 120, range: 1...10_000_000),
+            writesPerMinute: try number(
+                command.rateLimitWrites, "MAILPORTER_RATE_LIMIT_WRITES", default: 10, range: 1...10_000_000),
             maxConcurrentMigrations: maxConcurrent)
 
         switch value(command.allowPrivateHosts, "MAILPORTER_ALLOW_PRIVATE_HOSTS")?.lowercased() {
         case nil, "false", "0", "no": allowPrivateHosts = false
         case "true", "1", "yes": allowPrivateHosts = true
-        case let other?: throw Failure(description: "MAILPORTER_ALLOW_PRIVATE_HOSTS must be true or false, not \(other)")
+        case let other?:
+            throw Failure(description: "MAILPORTER_ALLOW_PRIVATE_HOSTS must be true or false, not \(other)")
         }
 
         let levelName = value(command.logLevel, "MAILPORTER_LOG_LEVEL")?.lowercased() ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
-            throw Failure(description: "MAILPORTER_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+            throw Failure(
+                description: "MAILPORTER_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
         }
         logLevel = level
 
@@ -201,7 +237,8 @@ struct ServeSettings {
         if let path = value(command.destCAFile, "MAILPORTER_DEST_CA_FILE") {
             destination.additionalTrustRootsPEM = [try readTextFile(path)]
         }
-        sourceTrustRootsPEM = try value(command.sourceCAFile, "MAILPORTER_SOURCE_CA_FILE").map { [try readTextFile($0)] } ?? []
+        sourceTrustRootsPEM =
+            try value(command.sourceCAFile, "MAILPORTER_SOURCE_CA_FILE").map { [try readTextFile($0)] } ?? []
 
         let masterUser = value(command.destMasterUser, "MAILPORTER_DEST_MASTER_USER")
         var masterPassword = environment["MAILPORTER_DEST_MASTER_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
@@ -209,7 +246,9 @@ struct ServeSettings {
             masterPassword = try readTextFile(path).trimmingCharacters(in: .newlines)
         }
         if (masterUser == nil) != (masterPassword == nil) {
-            throw Failure(description: "MAILPORTER_DEST_MASTER_USER and MAILPORTER_DEST_MASTER_PASSWORD go together; set both or neither")
+            throw Failure(
+                description:
+                    "MAILPORTER_DEST_MASTER_USER and MAILPORTER_DEST_MASTER_PASSWORD go together; set both or neither")
         }
 
         let nodeID = value(command.nodeID, "MAILPORTER_NODE_ID") ?? ProcessInfo.processInfo.hostName

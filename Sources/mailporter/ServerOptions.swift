@@ -2,7 +2,7 @@ import ArgumentParser
 import IMAPClient
 import MigrationEngine
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension ConnectionSecurity: ExpressibleByArgument {}

@@ -20,8 +20,9 @@ actor StateFileCheckpointStore: CheckpointStore {
         do {
             folders = try JSONDecoder().decode(StateFile.self, from: data).folders
         } catch {
-            throw StateFileFailure(code: "state_file_unreadable", message: "\(path) is not a mailporter state file.",
-                                   hint: "Pass another --state-file, or move this one away to start over.")
+            throw StateFileFailure(
+                code: "state_file_unreadable", message: "\(path) is not a mailporter state file.",
+                hint: "Pass another --state-file, or move this one away to start over.")
         }
     }
 
@@ -32,7 +33,8 @@ actor StateFileCheckpointStore: CheckpointStore {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(StateFile(version: 1, folders: folders))
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(
+            ".\(url.lastPathComponent).\(getpid()).tmp")
         do {
             try data.write(to: temporary)
         } catch {
@@ -62,10 +64,14 @@ final class StateLock: Sendable {
             var bytes = [UInt8](repeating: 0, count: 32)
             let count = read(descriptor, &bytes, bytes.count)
             close(descriptor)
-            let pid = count > 0 ? String(decoding: bytes[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : nil
+            let pid =
+                count > 0
+                ? String(decoding: bytes[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                : nil
             let owner = pid?.isEmpty == false ? pid.map { " (pid \($0))" } ?? "" : ""
-            throw StateFileFailure(code: "state_in_use", message: "Another mailporter run\(owner) is using the state file \(statePath).",
-                                   hint: "Wait for it to finish or stop it; two runs of one migration at once would copy messages twice.")
+            throw StateFileFailure(
+                code: "state_in_use", message: "Another mailporter run\(owner) is using the state file \(statePath).",
+                hint: "Wait for it to finish or stop it; two runs of one migration at once would copy messages twice.")
         }
         let text = Array("\(getpid())\n".utf8)
         _ = ftruncate(descriptor, 0)
@@ -85,8 +91,9 @@ struct StateFileFailure: Error, CustomStringConvertible {
     var description: String { "\(code): \(message) Hint: \(hint)" }
 
     static func cannotWrite(_ path: String, errno number: Int32) -> StateFileFailure {
-        StateFileFailure(code: "state_file_unusable", message: "Cannot write \(path): \(String(cString: strerror(number))).",
-                         hint: "Check the directory's permissions and free space, pass another --state-file, or --no-state.")
+        StateFileFailure(
+            code: "state_file_unusable", message: "Cannot write \(path): \(String(cString: strerror(number))).",
+            hint: "Check the directory's permissions and free space, pass another --state-file, or --no-state.")
     }
 }
 
@@ -101,13 +108,15 @@ enum StateLocation {
         } else if let home = environment["HOME"].flatMap({ $0.isEmpty ? nil : $0 }) ?? passwordDatabaseHome() {
             base = home + "/.local/state"
         } else {
-            throw StateFileFailure(code: "state_file_unusable", message: "There is no home directory to keep the state in.",
-                                   hint: "Set XDG_STATE_HOME or HOME, pass --state-file, or --no-state.")
+            throw StateFileFailure(
+                code: "state_file_unusable", message: "There is no home directory to keep the state in.",
+                hint: "Set XDG_STATE_HOME or HOME, pass --state-file, or --no-state.")
         }
         let directory = base + "/mailporter"
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         } catch {
             throw StateFileFailure.cannotWrite(directory, errno: errno)
         }
@@ -116,15 +125,19 @@ enum StateLocation {
 
     /// `SOURCE--DESTINATION.json`, each `user@host` (`:port` when not the default), with every
     /// character a file name should not hold replaced.
-    static func fileName(source: (user: String, server: ServerConfiguration),
-                         destination: (user: String, server: ServerConfiguration)) -> String {
+    static func fileName(
+        source: (user: String, server: ServerConfiguration),
+        destination: (user: String, server: ServerConfiguration)
+    ) -> String {
         func part(_ user: String, _ server: ServerConfiguration) -> String {
             let port = server.port == server.security.defaultPort ? "" : ":\(server.port)"
             let text = "\(user)@\(server.host)\(port)".lowercased()
-            return String(text.unicodeScalars.map { scalar -> Character in
-                let allowed = CharacterSet.alphanumerics.contains(scalar) || "@.:_+-".unicodeScalars.contains(scalar)
-                return allowed && scalar.isASCII ? Character(scalar) : "_"
-            }.prefix(120))
+            return String(
+                text.unicodeScalars.map { scalar -> Character in
+                    let allowed =
+                        CharacterSet.alphanumerics.contains(scalar) || "@.:_+-".unicodeScalars.contains(scalar)
+                    return allowed && scalar.isASCII ? Character(scalar) : "_"
+                }.prefix(120))
         }
         return "\(part(source.user, source.server))--\(part(destination.user, destination.server)).json"
     }

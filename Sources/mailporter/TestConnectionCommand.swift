@@ -12,9 +12,11 @@ struct TestConnectionCommand: AsyncParsableCommand {
 
     @Option(help: "IMAP server host name (default: the provider's).") var host: String?
     @Option(help: "IMAP server port (default 993 for ssl, 143 otherwise).") var port: Int?
-    @Option(help: "ssl (implicit TLS), tls (STARTTLS) or none (default: the provider's, else ssl).") var security: ConnectionSecurity?
+    @Option(help: "ssl (implicit TLS), tls (STARTTLS) or none (default: the provider's, else ssl).") var security:
+        ConnectionSecurity?
     @Option(help: "Login name.") var user: String
-    @Option(help: "Log in as --user through this master user (SASL PLAIN authorization identity).") var masterUser: String?
+    @Option(help: "Log in as --user through this master user (SASL PLAIN authorization identity).") var masterUser:
+        String?
     @Option(help: "gmail, outlook, yahoo, icloud or generic_imap: fills host, port and security, and tailors hints.")
     var provider: Provider = .genericIMAP
     @Flag(help: "Print JSON instead of a table.") var json = false
@@ -29,13 +31,17 @@ struct TestConnectionCommand: AsyncParsableCommand {
         }
         try tls.apply(to: &server)
         let password = try Terminal.secret(fromEnvironment: "MAILPORTER_PASSWORD", prompt: "Password for \(user): ")
-        let credentials: Credentials = masterUser.map { .master(user: user, masterUsername: $0, masterPassword: password) }
+        let credentials: Credentials =
+            masterUser.map { .master(user: user, masterUsername: $0, masterPassword: password) }
             ?? .password(username: user, password: password)
         do {
-            let folders = try await ConnectionCheck.run(MailAccount(server: server, credentials: credentials), provider: provider)
+            let folders = try await ConnectionCheck.run(
+                MailAccount(server: server, credentials: credentials), provider: provider)
             if json {
-                JSONLine.print([("success", .bool(true)),
-                                ("folders", .object(folders.map { ($0.name, .int($0.messages)) }))])
+                JSONLine.print([
+                    ("success", .bool(true)),
+                    ("folders", .object(folders.map { ($0.name, .int($0.messages)) })),
+                ])
             } else {
                 let width = min(60, folders.map(\.name.count).max() ?? 0)
                 for folder in folders {

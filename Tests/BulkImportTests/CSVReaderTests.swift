@@ -25,31 +25,47 @@ import Testing
 
     static let cases: [Case] = [
         // RFC 4180 §2, examples 1–7.
-        Case(name: "CRLF records", input: "aaa,bbb,ccc\r\nzzz,yyy,xxx\r\n", expected: [["aaa", "bbb", "ccc"], ["zzz", "yyy", "xxx"]]),
-        Case(name: "no final line break", input: "aaa,bbb,ccc\r\nzzz,yyy,xxx", expected: [["aaa", "bbb", "ccc"], ["zzz", "yyy", "xxx"]]),
-        Case(name: "quoted fields", input: "\"aaa\",\"bbb\",\"ccc\"\r\nzzz,yyy,xxx", expected: [["aaa", "bbb", "ccc"], ["zzz", "yyy", "xxx"]]),
-        Case(name: "line break in quotes", input: "\"aaa\",\"b\r\nbb\",\"ccc\"\r\nzzz,yyy,xxx",
-             expected: [["aaa", "b\r\nbb", "ccc"], ["zzz", "yyy", "xxx"]]),
+        Case(
+            name: "CRLF records", input: "aaa,bbb,ccc\r\nzzz,yyy,xxx\r\n",
+            expected: [["aaa", "bbb", "ccc"], ["zzz", "yyy", "xxx"]]),
+        Case(
+            name: "no final line break", input: "aaa,bbb,ccc\r\nzzz,yyy,xxx",
+            expected: [["aaa", "bbb", "ccc"], ["zzz", "yyy", "xxx"]]),
+        Case(
+            name: "quoted fields", input: "\"aaa\",\"bbb\",\"ccc\"\r\nzzz,yyy,xxx",
+            expected: [["aaa", "bbb", "ccc"], ["zzz", "yyy", "xxx"]]),
+        Case(
+            name: "line break in quotes", input: "\"aaa\",\"b\r\nbb\",\"ccc\"\r\nzzz,yyy,xxx",
+            expected: [["aaa", "b\r\nbb", "ccc"], ["zzz", "yyy", "xxx"]]),
         Case(name: "doubled quote", input: "\"aaa\",\"b\"\"bb\",\"ccc\"", expected: [["aaa", "b\"bb", "ccc"]]),
         Case(name: "empty fields", input: "a,,c\r\n,,\r\n", expected: [["a", "", "c"], ["", "", ""]]),
         Case(name: "LF only", input: "a,b\nc,d\n", expected: [["a", "b"], ["c", "d"]]),
         Case(name: "lone CR", input: "a,b\rc,d", expected: [["a", "b"], ["c", "d"]]),
-        Case(name: "password with comma and quote",
-             input: "jane@example.net,\"pa,ss\"\"word\",jane@acme.example\n",
-             expected: [["jane@example.net", "pa,ss\"word", "jane@acme.example"]]),
-        Case(name: "only quotes in a password", input: "a@b.c,\"\"\"\"\"\",d@e.f", expected: [["a@b.c", "\"\"", "d@e.f"]]),
-        Case(name: "trimmed outside quotes, kept inside",
-             input: "  jane@example.net \t, \"  spaced pw \" ,\tjane@acme.example  ",
-             expected: [["jane@example.net", "  spaced pw ", "jane@acme.example"]]),
+        Case(
+            name: "password with comma and quote",
+            input: "jane@example.net,\"pa,ss\"\"word\",jane@acme.example\n",
+            expected: [["jane@example.net", "pa,ss\"word", "jane@acme.example"]]),
+        Case(
+            name: "only quotes in a password", input: "a@b.c,\"\"\"\"\"\",d@e.f",
+            expected: [["a@b.c", "\"\"", "d@e.f"]]),
+        Case(
+            name: "trimmed outside quotes, kept inside",
+            input: "  jane@example.net \t, \"  spaced pw \" ,\tjane@acme.example  ",
+            expected: [["jane@example.net", "  spaced pw ", "jane@acme.example"]]),
         Case(name: "BOM dropped", input: "\u{FEFF}a,b,c\n", expected: [["a", "b", "c"]]),
-        Case(name: "blank and comment lines skipped",
-             input: "# exported 2026-01-01\n\n   \r\na,b,c\n#x,y,z\n\t\nd,e,f\n",
-             expected: [["a", "b", "c"], ["d", "e", "f"]]),
-        Case(name: "a # inside a field is data", input: "a,#b,c\n\"#d\",e,f", expected: [["a", "#b", "c"], ["#d", "e", "f"]]),
-        Case(name: "a # line inside quotes is data", input: "a,\"x\n# not a comment\",c",
-             expected: [["a", "x\n# not a comment", "c"]]),
-        Case(name: "unicode kept", input: "jürgen@bücher.example,pässwörd🔑,ök@acme.example",
-             expected: [["jürgen@bücher.example", "pässwörd🔑", "ök@acme.example"]]),
+        Case(
+            name: "blank and comment lines skipped",
+            input: "# exported 2026-01-01\n\n   \r\na,b,c\n#x,y,z\n\t\nd,e,f\n",
+            expected: [["a", "b", "c"], ["d", "e", "f"]]),
+        Case(
+            name: "a # inside a field is data", input: "a,#b,c\n\"#d\",e,f",
+            expected: [["a", "#b", "c"], ["#d", "e", "f"]]),
+        Case(
+            name: "a # line inside quotes is data", input: "a,\"x\n# not a comment\",c",
+            expected: [["a", "x\n# not a comment", "c"]]),
+        Case(
+            name: "unicode kept", input: "jürgen@bücher.example,pässwörd🔑,ök@acme.example",
+            expected: [["jürgen@bücher.example", "pässwörd🔑", "ök@acme.example"]]),
         Case(name: "empty input", input: "", expected: []),
         Case(name: "only a BOM and comments", input: "\u{FEFF}# nothing\n", expected: []),
     ]
@@ -108,7 +124,9 @@ import Testing
         var bytes = Array("a,b,c\nd,".utf8)
         bytes += [0xC3, 0x28]
         bytes += Array(",f\n".utf8)
-        #expect(throws: CSVError(line: nil, message: "The CSV is not valid UTF-8 text; save it as UTF-8 and send it again.")) {
+        #expect(
+            throws: CSVError(line: nil, message: "The CSV is not valid UTF-8 text; save it as UTF-8 and send it again.")
+        ) {
             try CSVReader.read(bytes: bytes)
         }
         #expect(try CSVReader.read(bytes: Array("\u{FEFF}a,é\r\n".utf8)).map(\.fields) == [["a", "é"]])
@@ -129,7 +147,9 @@ import Testing
         }
     }
 
-    static let pieces: [String] = ["a", "Z", "0", "@", ".", " ", "\t", ",", "\"", "\r\n", "\n", "#", "é", "🔑", "x y", "''", ";"]
+    static let pieces: [String] = [
+        "a", "Z", "0", "@", ".", " ", "\t", ",", "\"", "\r\n", "\n", "#", "é", "🔑", "x y", "''", ";",
+    ]
 
     static func randomField(_ random: inout Generator) -> String {
         let length = Int.random(in: 0...8, using: &random)
@@ -140,7 +160,9 @@ import Testing
     /// quoted ones with spaces the reader must trim.
     static func write(_ field: String, first: Bool, _ random: inout Generator) -> String {
         // Scalars, not Characters: "\r\n" is one Character, and a lone "\n" is not it.
-        let mustQuote = field.unicodeScalars.contains(where: { ",\"\r\n".unicodeScalars.contains($0) }) || field.first == " " || field.first == "\t"
+        let mustQuote =
+            field.unicodeScalars.contains(where: { ",\"\r\n".unicodeScalars.contains($0) }) || field.first == " "
+            || field.first == "\t"
             || field.last == " " || field.last == "\t" || (first && field.hasPrefix("#")) || field.isEmpty && first
         let pad = Bool.random(using: &random) ? " " : ""
         if mustQuote || Bool.random(using: &random) {
@@ -172,7 +194,9 @@ import Testing
             var text = Bool.random(using: &random) ? "\u{FEFF}" : ""
             var lines: [Int] = []
             for _ in 0..<rowCount {
-                if Int.random(in: 0..<5, using: &random) == 0 { text += Bool.random(using: &random) ? "# note, \"x\"\n" : "\r\n" }
+                if Int.random(in: 0..<5, using: &random) == 0 {
+                    text += Bool.random(using: &random) ? "# note, \"x\"\n" : "\r\n"
+                }
                 let fields = (0..<Int.random(in: 1...6, using: &random)).map { _ in Self.randomField(&random) }
                 rows.append(fields)
                 lines.append(Self.lineBreaks(in: text) + 1)

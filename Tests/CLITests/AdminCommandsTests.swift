@@ -11,7 +11,9 @@ struct AdminCommandsTests {
     }
 
     /// Runs `mailporter` with only the data directory configured (no inherited MAILPORTER_* settings).
-    func run(_ arguments: [String], dataDir: String, environment extra: [String: String] = [:]) async throws -> ProcessResult {
+    func run(_ arguments: [String], dataDir: String, environment extra: [String: String] = [:]) async throws
+        -> ProcessResult
+    {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAILPORTER_") }
         environment["MAILPORTER_DATA_DIR"] = dataDir
         environment.merge(extra) { $1 }
@@ -42,7 +44,8 @@ struct AdminCommandsTests {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }
 
-        let account = try object(try await run(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"], dataDir: dataDir))
+        let account = try object(
+            try await run(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"], dataDir: dataDir))
         let accountID = try #require(number(account["id"]))
         #expect(account["plan"] as? String == "pro")
         #expect(account["notification_email"] as? String == "ops@example.com")
@@ -57,13 +60,17 @@ struct AdminCommandsTests {
         let databasePath = (dataDir as NSString).appendingPathComponent("mailporter.sqlite")
         #expect(try posixMode(databasePath) == 0o600)
 
-        let mailbox = try object(try await run(["mailboxes", "add", "--account", "\(accountID)", "Alice@Example.com"], dataDir: dataDir))
+        let mailbox = try object(
+            try await run(["mailboxes", "add", "--account", "\(accountID)", "Alice@Example.com"], dataDir: dataDir))
         #expect(number(mailbox["id"]) != nil)
         #expect(number(mailbox["account_id"]) == accountID)
         #expect(mailbox["email"] as? String == "alice@example.com")
 
-        let tokenResult = try await run(["tokens", "create", "--account", "\(accountID)", "--name", "ci",
-                                   "--scopes", "migrations:read,migrations:write"], dataDir: dataDir)
+        let tokenResult = try await run(
+            [
+                "tokens", "create", "--account", "\(accountID)", "--name", "ci",
+                "--scopes", "migrations:read,migrations:write",
+            ], dataDir: dataDir)
         let token = try object(tokenResult)
         let secret = try #require(token["token"] as? String)
         #expect(secret.hasPrefix("mp_live_"))
@@ -84,7 +91,9 @@ struct AdminCommandsTests {
         for suffix in ["", "-wal", "-shm"] {
             guard let bytes = FileManager.default.contents(atPath: databasePath + suffix) else { continue }
             #expect(bytes.range(of: Data(secret.utf8)) == nil, "token found in mailporter.sqlite\(suffix)")
-            #expect(bytes.range(of: Data(secret.dropFirst(8).utf8)) == nil, "token body found in mailporter.sqlite\(suffix)")
+            #expect(
+                bytes.range(of: Data(secret.dropFirst(8).utf8)) == nil, "token body found in mailporter.sqlite\(suffix)"
+            )
         }
 
         // The same database, opened through the store with the generated key, accepts the printed token.
@@ -107,15 +116,22 @@ struct AdminCommandsTests {
     @Test func failuresAreOneErrorLine() async throws {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }
-        let account = try object(try await run(["accounts", "create", "--plan", "starter", "--email", "ops@example.com"], dataDir: dataDir))
+        let account = try object(
+            try await run(["accounts", "create", "--plan", "starter", "--email", "ops@example.com"], dataDir: dataDir))
         let accountID = try #require(number(account["id"]))
 
         let failures: [[String]] = [
             ["mailboxes", "add", "--account", "9999", "bob@example.com"],
             ["tokens", "create", "--account", "9999", "--name", "x", "--scopes", "migrations:read"],
-            ["tokens", "create", "--account", "\(accountID)", "--name", "x", "--scopes", "migrations:read,migrations:admin"],
+            [
+                "tokens", "create", "--account", "\(accountID)", "--name", "x", "--scopes",
+                "migrations:read,migrations:admin",
+            ],
             ["tokens", "create", "--account", "\(accountID)", "--name", "x", "--scopes", ","],
-            ["tokens", "create", "--account", "\(accountID)", "--name", "x", "--scopes", "audit:read", "--expires", "soon"],
+            [
+                "tokens", "create", "--account", "\(accountID)", "--name", "x", "--scopes", "audit:read", "--expires",
+                "soon",
+            ],
             ["mailboxes", "add", "--account", "\(accountID)", "not-an-address"],
             ["accounts", "create", "--plan", "mega", "--email", "ops@example.com"],
             ["accounts", "create", "--plan", "pro", "--email", "ops@"],
@@ -140,24 +156,33 @@ struct AdminCommandsTests {
     @Test func mailboxesFromAFileAreReportedLineByLine() async throws {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }
-        let account = try object(try await run(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"], dataDir: dataDir))
+        let account = try object(
+            try await run(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"], dataDir: dataDir))
         let accountID = try #require(number(account["id"]))
-        _ = try object(try await run(["mailboxes", "add", "--account", "\(accountID)", "kept@acme.example"], dataDir: dataDir))
+        _ = try object(
+            try await run(["mailboxes", "add", "--account", "\(accountID)", "kept@acme.example"], dataDir: dataDir))
 
         let file = (dataDir as NSString).deletingLastPathComponent + "/addresses.txt"
-        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let text = "# the acme team\nAnna@Acme.example\n\n  ben@acme.example  \r\nkept@acme.example\nnot an address\nanna@acme.example\n"
+        try FileManager.default.createDirectory(
+            atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let text =
+            "# the acme team\nAnna@Acme.example\n\n  ben@acme.example  \r\nkept@acme.example\nnot an address\nanna@acme.example\n"
         try text.write(toFile: file, atomically: true, encoding: .utf8)
 
-        let result = try await run(["mailboxes", "add", "--account", "\(accountID)", "--from-file", file], dataDir: dataDir)
+        let result = try await run(
+            ["mailboxes", "add", "--account", "\(accountID)", "--from-file", file], dataDir: dataDir)
         #expect(result.status == 1, "\(result.stderr)")
         let lines = try result.stdout.split(separator: "\n").map {
             try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
         }
         #expect(lines.compactMap { number($0["line"]) } == [2, 4, 5, 6, 7])
-        #expect(lines.compactMap { $0["status"] as? String } == ["added", "added", "duplicate", "invalid", "duplicate"])
-        #expect(lines.compactMap { $0["email"] as? String }
-            == ["anna@acme.example", "ben@acme.example", "kept@acme.example", "not an address", "anna@acme.example"])
+        #expect(
+            lines.compactMap { $0["status"] as? String } == ["added", "added", "duplicate", "invalid", "duplicate"])
+        #expect(
+            lines.compactMap { $0["email"] as? String }
+                == [
+                    "anna@acme.example", "ben@acme.example", "kept@acme.example", "not an address", "anna@acme.example",
+                ])
         #expect((lines[3]["message"] as? String)?.contains("local@domain.tld") == true)
         #expect(number(lines[0]["id"]) != nil && lines[2]["id"] == nil)
 
@@ -166,9 +191,11 @@ struct AdminCommandsTests {
 
         // Everything new: exit status 0. An unreadable file or an unknown account: one error line, status 2.
         try "# nothing but\ncleo@acme.example\n".write(toFile: file, atomically: true, encoding: .utf8)
-        let clean = try await run(["mailboxes", "add", "--account", "\(accountID)", "--from-file", file], dataDir: dataDir)
+        let clean = try await run(
+            ["mailboxes", "add", "--account", "\(accountID)", "--from-file", file], dataDir: dataDir)
         #expect(clean.status == 0 && clean.stdout.contains("\"line\":2"), "\(clean.stdout) \(clean.stderr)")
-        let missing = try await run(["mailboxes", "add", "--account", "\(accountID)", "--from-file", file + ".none"], dataDir: dataDir)
+        let missing = try await run(
+            ["mailboxes", "add", "--account", "\(accountID)", "--from-file", file + ".none"], dataDir: dataDir)
         #expect(missing.status == 2 && missing.stderr.hasPrefix("error: ") && missing.stdout.isEmpty)
         let unknown = try await run(["mailboxes", "add", "--account", "9999", "--from-file", file], dataDir: dataDir)
         #expect(unknown.status == 2 && unknown.stderr.contains("account 9999"))
@@ -177,10 +204,15 @@ struct AdminCommandsTests {
     @Test func expiryIsAboutADayAhead() async throws {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }
-        let account = try object(try await run(["accounts", "create", "--plan", "agency", "--email", "ops@example.com"], dataDir: dataDir))
+        let account = try object(
+            try await run(["accounts", "create", "--plan", "agency", "--email", "ops@example.com"], dataDir: dataDir))
         let accountID = try #require(number(account["id"]))
-        let token = try object(try await run(["tokens", "create", "--account", "\(accountID)", "--name", "short",
-                                        "--scopes", "migrations:read, audit:read,migrations:read", "--expires", "1d"], dataDir: dataDir))
+        let token = try object(
+            try await run(
+                [
+                    "tokens", "create", "--account", "\(accountID)", "--name", "short",
+                    "--scopes", "migrations:read, audit:read,migrations:read", "--expires", "1d",
+                ], dataDir: dataDir))
         #expect(token["scopes"] as? [String] == ["migrations:read", "audit:read"])
         let expires = try #require(token["expires_at"] as? String)
         let date = try Date(expires, strategy: .iso8601)
@@ -190,8 +222,9 @@ struct AdminCommandsTests {
     @Test func databaseURLAndSecretKeyFromEnvironment() async throws {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }
-        let postgres = try await run(["accounts", "list"], dataDir: dataDir,
-                               environment: ["MAILPORTER_DATABASE_URL": "postgres://user:pw@localhost/mailporter"])
+        let postgres = try await run(
+            ["accounts", "list"], dataDir: dataDir,
+            environment: ["MAILPORTER_DATABASE_URL": "postgres://user:pw@localhost/mailporter"])
         #expect(postgres.status == 2)
         #expect(postgres.stderr.hasPrefix("error: ") && postgres.stderr.contains("PostgreSQL is not supported yet"))
         #expect(postgres.stderr.split(separator: "\n").count == 1)
@@ -199,21 +232,28 @@ struct AdminCommandsTests {
         let parent = (dataDir as NSString).deletingLastPathComponent
         let custom = (parent as NSString).appendingPathComponent("elsewhere/custom.sqlite")
         let key = Data((0..<32).map { UInt8($0) }).base64EncodedString()
-        let created = try await run(["accounts", "create", "--plan", "nano", "--email", "n@example.com"], dataDir: dataDir,
-                              environment: ["MAILPORTER_DATABASE_URL": "sqlite://\(custom)", "MAILPORTER_SECRET_KEY": key])
+        let created = try await run(
+            ["accounts", "create", "--plan", "nano", "--email", "n@example.com"], dataDir: dataDir,
+            environment: ["MAILPORTER_DATABASE_URL": "sqlite://\(custom)", "MAILPORTER_SECRET_KEY": key])
         #expect(created.status == 0, "\(created.stderr)")
         #expect(FileManager.default.fileExists(atPath: custom))
-        #expect(!FileManager.default.fileExists(atPath: (dataDir as NSString).appendingPathComponent("mailporter.sqlite")))
-        #expect(!FileManager.default.fileExists(atPath: (dataDir as NSString).appendingPathComponent(SecretBox.keyFileName)))
+        #expect(
+            !FileManager.default.fileExists(atPath: (dataDir as NSString).appendingPathComponent("mailporter.sqlite")))
+        #expect(
+            !FileManager.default.fileExists(atPath: (dataDir as NSString).appendingPathComponent(SecretBox.keyFileName))
+        )
 
         // --secret-key-file gives the key from a file; a wrong key cannot read what the first one sealed.
         let keyFile = (parent as NSString).appendingPathComponent("key.b64")
         try (key + "\n").write(toFile: keyFile, atomically: true, encoding: .utf8)
         let keyDir = (parent as NSString).appendingPathComponent("key-dir")
-        let withKeyFile = try await run(["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile], dataDir: dataDir)
+        let withKeyFile = try await run(
+            ["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile], dataDir: dataDir)
         #expect(withKeyFile.status == 0, "\(withKeyFile.stderr)")
-        #expect(!FileManager.default.fileExists(atPath: (keyDir as NSString).appendingPathComponent(SecretBox.keyFileName)))
-        let missingKeyFile = try await run(["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile + ".nope"], dataDir: dataDir)
+        #expect(
+            !FileManager.default.fileExists(atPath: (keyDir as NSString).appendingPathComponent(SecretBox.keyFileName)))
+        let missingKeyFile = try await run(
+            ["accounts", "list", "--data-dir", keyDir, "--secret-key-file", keyFile + ".nope"], dataDir: dataDir)
         #expect(missingKeyFile.status == 2)
         #expect(missingKeyFile.stderr.contains("secret_key_unusable"))
 
@@ -221,6 +261,7 @@ struct AdminCommandsTests {
         let flagDir = (parent as NSString).appendingPathComponent("flag-dir")
         let viaFlag = try await run(["accounts", "list", "--data-dir", flagDir], dataDir: dataDir)
         #expect(viaFlag.status == 0, "\(viaFlag.stderr)")
-        #expect(FileManager.default.fileExists(atPath: (flagDir as NSString).appendingPathComponent("mailporter.sqlite")))
+        #expect(
+            FileManager.default.fileExists(atPath: (flagDir as NSString).appendingPathComponent("mailporter.sqlite")))
     }
 }

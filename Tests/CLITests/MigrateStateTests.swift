@@ -14,14 +14,22 @@ struct MigrateStateTests {
         var destinationUser: String
 
         func arguments(_ extra: [String] = []) -> [String] {
-            ["migrate", "--source-host", "127.0.0.1", "--source-port", "\(source.imapPort)", "--source-security", "none",
-             "--source-user", sourceUser, "--dest-host", "127.0.0.1", "--dest-port", "\(destination.imapPort)",
-             "--dest-security", "none", "--dest-user", destinationUser, "--no-skip-duplicates"] + extra
+            [
+                "migrate", "--source-host", "127.0.0.1", "--source-port", "\(source.imapPort)", "--source-security",
+                "none",
+                "--source-user", sourceUser, "--dest-host", "127.0.0.1", "--dest-port", "\(destination.imapPort)",
+                "--dest-security", "none", "--dest-user", destinationUser, "--no-skip-duplicates",
+            ] + extra
         }
 
         func migrate(_ extra: [String] = [], environment: [String: String]) async throws -> ProcessResult {
-            try await spawnProcess(mailporterExecutable, arguments(extra), environment: environment.merging(
-                ["MAILPORTER_SOURCE_PASSWORD": DovecotServer.password, "MAILPORTER_DEST_PASSWORD": DovecotServer.password]) { $1 })
+            try await spawnProcess(
+                mailporterExecutable, arguments(extra),
+                environment: environment.merging(
+                    [
+                        "MAILPORTER_SOURCE_PASSWORD": DovecotServer.password,
+                        "MAILPORTER_DEST_PASSWORD": DovecotServer.password,
+                    ]) { $1 })
         }
     }
 
@@ -35,9 +43,13 @@ struct MigrateStateTests {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = uniqueUser("src")
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(scale: 1, largeAttachment: false, bodyBytes: 300...1500))
-        return (Run(source: source, destination: destination, sourceUser: sourceUser,
-                    destinationUser: try await destination.freshUser("dst")), corpus)
+        let corpus = try await Corpus.fill(
+            source, user: sourceUser, options: .init(scale: 1, largeAttachment: false, bodyBytes: 300...1500))
+        return (
+            Run(
+                source: source, destination: destination, sourceUser: sourceUser,
+                destinationUser: try await destination.freshUser("dst")), corpus
+        )
     }
 
     @Test func aPlainRerunResumesFromTheDefaultStateAndSaysWhereItIs() async throws {
@@ -51,8 +63,10 @@ struct MigrateStateTests {
             let destinationUser = try await run.destination.freshUser("dst")
             var again = run
             again.destinationUser = destinationUser
-            let directory = environment["XDG_STATE_HOME"].map { $0 + "/mailporter" } ?? home + "/.local/state/mailporter"
-            let statePath = "\(directory)/\(run.sourceUser)@127.0.0.1:\(run.source.imapPort)--\(destinationUser)@127.0.0.1:\(run.destination.imapPort).json"
+            let directory =
+                environment["XDG_STATE_HOME"].map { $0 + "/mailporter" } ?? home + "/.local/state/mailporter"
+            let statePath =
+                "\(directory)/\(run.sourceUser)@127.0.0.1:\(run.source.imapPort)--\(destinationUser)@127.0.0.1:\(run.destination.imapPort).json"
 
             let first = try await again.migrate(environment: environment)
             #expect(first.status == 0, "\(first.stderr)")
@@ -63,7 +77,8 @@ struct MigrateStateTests {
             #expect(second.status == 0, "\(second.stderr)")
             #expect(!second.stdout.contains("\"event\":\"message_copied\""), "the rerun copied again: \(second.stdout)")
             #expect(second.stdout.contains("\"state_file\":\"\(statePath)\""), "\(second.stdout)")
-            let problems = try await AccountSnapshot.take(run.destination, user: destinationUser).differences(from: expected)
+            let problems = try await AccountSnapshot.take(run.destination, user: destinationUser).differences(
+                from: expected)
             #expect(problems.isEmpty, "\(problems)")
         }
     }
@@ -94,18 +109,25 @@ struct MigrateStateTests {
         try Data("{ not json".utf8).write(to: URL(fileURLWithPath: state))
         let result = try await run.migrate(["--state-file", state], environment: [:])
         #expect(result.status == 2)
-        #expect(result.stderr.contains("error: state_file_unreadable: \(state) is not a mailporter state file."), "\(result.stderr)")
-        #expect(!result.stderr.contains("DecodingError") && !result.stderr.contains("NSCocoaErrorDomain"), "\(result.stderr)")
+        #expect(
+            result.stderr.contains("error: state_file_unreadable: \(state) is not a mailporter state file."),
+            "\(result.stderr)")
+        #expect(
+            !result.stderr.contains("DecodingError") && !result.stderr.contains("NSCocoaErrorDomain"),
+            "\(result.stderr)")
     }
 
     /// The CLI refuses an impossible day with the engine's one message, the same the API gives
     /// (HTTPAPITests check that side).
     @Test(arguments: ["2025-02-30", "2024-04-31", "2024-4-31", "1969-12-31"])
     func anImpossibleDayIsRefusedWithTheEnginesMessage(day: String) async throws {
-        let result = try await spawnProcess(mailporterExecutable, [
-            "migrate", "--source-host", "127.0.0.1", "--source-port", "9", "--source-user", "a", "--dest-host", "127.0.0.1",
-            "--dest-port", "9", "--dest-user", "b", "--no-state", "--since", day,
-        ], environment: ["MAILPORTER_SOURCE_PASSWORD": "x", "MAILPORTER_DEST_PASSWORD": "x"])
+        let result = try await spawnProcess(
+            mailporterExecutable,
+            [
+                "migrate", "--source-host", "127.0.0.1", "--source-port", "9", "--source-user", "a", "--dest-host",
+                "127.0.0.1",
+                "--dest-port", "9", "--dest-user", "b", "--no-state", "--since", day,
+            ], environment: ["MAILPORTER_SOURCE_PASSWORD": "x", "MAILPORTER_DEST_PASSWORD": "x"])
         #expect(result.status == 64, "\(result.stderr)")
         #expect(result.stderr.contains("--since \(CalendarDay.rule)"), "\(result.stderr)")
     }

@@ -22,7 +22,9 @@ struct ServeBulkTests {
         var destinations: [String] = []
     }
 
-    static func accounts(_ count: Int, source: DovecotServer, destination: DovecotServer, prefix: String) async throws -> Accounts {
+    static func accounts(_ count: Int, source: DovecotServer, destination: DovecotServer, prefix: String) async throws
+        -> Accounts
+    {
         var accounts = Accounts()
         for _ in 0..<count {
             let sourceUser = "\(uniqueUser("\(prefix)s"))@old.example"
@@ -39,10 +41,11 @@ struct ServeBulkTests {
     func provision(_ service: Service, mailboxes: [String]) async throws -> String {
         let account = try await service.admin(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"])
         let accountID = try #require(number(account["id"]))
-        let token = try #require(try await service.admin([
-            "tokens", "create", "--account", "\(accountID)", "--name", "bulk",
-            "--scopes", "migrations:read,migrations:write,mailboxes:read,mailboxes:write",
-        ])["token"] as? String)
+        let token = try #require(
+            try await service.admin([
+                "tokens", "create", "--account", "\(accountID)", "--name", "bulk",
+                "--scopes", "migrations:read,migrations:write,mailboxes:read,mailboxes:write",
+            ])["token"] as? String)
         let emails = mailboxes.map { "\"\($0)\"" }.joined(separator: ",")
         let added = try await service.curl("POST", "/api/v1/mailboxes", token: token, json: #"{"emails":[\#(emails)]}"#)
         #expect(added.status == 201, "\(added.body)")
@@ -53,14 +56,19 @@ struct ServeBulkTests {
 
     /// The body of a preview or a start: the CSV, the batch's source server and `extra` fields.
     func body(csv: String, sourcePort: Int, extra: [String: Any] = [:]) throws -> String {
-        let fields: [String: Any] = ["data": csv, "source_host": "127.0.0.1", "source_port": sourcePort,
-                                     "source_security": "none"].merging(extra) { $1 }
-        return String(decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]), as: UTF8.self)
+        let fields: [String: Any] = [
+            "data": csv, "source_host": "127.0.0.1", "source_port": sourcePort,
+            "source_security": "none",
+        ].merging(extra) { $1 }
+        return String(
+            decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]), as: UTF8.self)
     }
 
     /// Polls the batch until `done` says so; returns the last batch read.
-    func pollBatch(_ service: Service, id: Int, token: String, timeout: Duration = .seconds(150),
-                   until done: ([String: Any]) -> Bool) async throws -> [String: Any] {
+    func pollBatch(
+        _ service: Service, id: Int, token: String, timeout: Duration = .seconds(150),
+        until done: ([String: Any]) -> Bool
+    ) async throws -> [String: Any] {
         let deadline = ContinuousClock.now + timeout
         var last: [String: Any] = [:]
         while ContinuousClock.now < deadline {
@@ -115,8 +123,9 @@ struct ServeBulkTests {
         lines.append("\(accounts.sources[0]),\(DovecotServer.password),\(accounts.destinations[0])")
         let csv = lines.joined(separator: "\n") + "\n"
 
-        let preview = try await service.curl("POST", "/api/v1/migrations/bulk/preview", token: token,
-                                       json: try body(csv: csv, sourcePort: source.imapPort, extra: ["check_logins": true]))
+        let preview = try await service.curl(
+            "POST", "/api/v1/migrations/bulk/preview", token: token,
+            json: try body(csv: csv, sourcePort: source.imapPort, extra: ["check_logins": true]))
         #expect(preview.status == 200, "\(preview.body)")
         let previewData = try #require(try object(preview.body)["data"] as? [String: Any])
         let counts = try #require(previewData["counts"] as? [String: Any])
@@ -126,11 +135,14 @@ struct ServeBulkTests {
         #expect(rows.compactMap { number($0["line"]) } == Array(2...11))
         let wrong = rows[7]["login_check"] as? [String: Any]
         #expect(wrong?["error_code"] as? String == "authentication_failed", "\(rows[7])")
-        #expect(rows.prefix(7).allSatisfy { ($0["login_check"] as? [String: Any])?["status"] as? String == "ok" }, "\(rows)")
+        #expect(
+            rows.prefix(7).allSatisfy { ($0["login_check"] as? [String: Any])?["status"] as? String == "ok" }, "\(rows)"
+        )
         #expect(!preview.body.contains(DovecotServer.password))
 
-        let started = try await service.curl("POST", "/api/v1/migrations/bulk", token: token,
-                                       json: try body(csv: csv, sourcePort: source.imapPort, extra: ["name": "acme move"]))
+        let started = try await service.curl(
+            "POST", "/api/v1/migrations/bulk", token: token,
+            json: try body(csv: csv, sourcePort: source.imapPort, extra: ["name": "acme move"]))
         #expect(started.status == 201, "\(started.body)")
         let startedData = try #require(try object(started.body)["data"] as? [String: Any])
         let id = try #require(number(startedData["id"]))
@@ -144,8 +156,9 @@ struct ServeBulkTests {
         #expect(failed.first?["error_code"] as? String == "authentication_failed")
         let failedID = try #require(number(failed.first?["id"]))
 
-        let fixed = try await service.curl("PATCH", "/api/v1/migrations/bulk/\(id)/jobs/\(failedID)/password", token: token,
-                                     json: #"{"source_password":"\#(DovecotServer.password)"}"#)
+        let fixed = try await service.curl(
+            "PATCH", "/api/v1/migrations/bulk/\(id)/jobs/\(failedID)/password", token: token,
+            json: #"{"source_password":"\#(DovecotServer.password)"}"#)
         #expect(fixed.status == 200, "\(fixed.body)")
         let retried = try await service.curl("POST", "/api/v1/migrations/bulk/\(id):retry", token: token)
         #expect(retried.status == 200, "\(retried.body)")
@@ -155,7 +168,8 @@ struct ServeBulkTests {
 
         for index in 0..<8 {
             let snapshot = try await AccountSnapshot.take(destination, user: accounts.destinations[index])
-            for problem in snapshot.differences(from: accounts.corpora[index].expectedDestination(skipDuplicates: true)) {
+            for problem in snapshot.differences(from: accounts.corpora[index].expectedDestination(skipDuplicates: true))
+            {
                 Issue.record("\(accounts.destinations[index]): \(problem)")
             }
         }
@@ -182,8 +196,9 @@ struct ServeBulkTests {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         // A slow link in front of the source, so the kill and the cancel land mid-copy.
-        let slowLink = try await FaultInjectingProxy.start(upstreamPort: source.imapPort,
-                                                           faults: Array(repeating: .throttle(bytesPerSecond: 15_000), count: 400))
+        let slowLink = try await FaultInjectingProxy.start(
+            upstreamPort: source.imapPort,
+            faults: Array(repeating: .throttle(bytesPerSecond: 15_000), count: 400))
         defer { Task { await slowLink.stop() } }
         let killed = try await Self.accounts(3, source: source, destination: destination, prefix: "bkl")
         let cancelled = try await Self.accounts(3, source: source, destination: destination, prefix: "bcn")
@@ -193,15 +208,19 @@ struct ServeBulkTests {
         var service = try await Self.launch(destination, dataDir: dataDir, port: port)
         let token = try await provision(service, mailboxes: killed.destinations + cancelled.destinations)
         func csv(_ accounts: Accounts) -> String {
-            zip(accounts.sources, accounts.destinations).map { "\($0),\(DovecotServer.password),\($1)" }.joined(separator: "\n")
+            zip(accounts.sources, accounts.destinations).map { "\($0),\(DovecotServer.password),\($1)" }.joined(
+                separator: "\n")
         }
 
         // Without duplicate skipping, only the checkpoints keep the copy exact across the kill.
-        let started = try await service.curl("POST", "/api/v1/migrations/bulk", token: token,
-                                       json: try body(csv: csv(killed), sourcePort: slowLink.port, extra: ["skip_duplicates": false]))
+        let started = try await service.curl(
+            "POST", "/api/v1/migrations/bulk", token: token,
+            json: try body(csv: csv(killed), sourcePort: slowLink.port, extra: ["skip_duplicates": false]))
         #expect(started.status == 201, "\(started.body)")
         let id = try #require(number((try object(started.body)["data"] as? [String: Any])?["id"]))
-        let midway = try await pollBatch(service, id: id, token: token) { (self.number($0["imported_messages"]) ?? 0) > 0 }
+        let midway = try await pollBatch(service, id: id, token: token) {
+            (self.number($0["imported_messages"]) ?? 0) > 0
+        }
         #expect(midway["status"] as? String == "processing", "\(midway)")
         service.process.kill()
         #expect(await service.process.wait(timeout: .seconds(10)) == 137)
@@ -218,14 +237,16 @@ struct ServeBulkTests {
         #expect(afterKill["status"] as? String == "completed", "\(afterKill)")
         for index in 0..<3 {
             let snapshot = try await AccountSnapshot.take(destination, user: killed.destinations[index])
-            for problem in snapshot.differences(from: killed.corpora[index].expectedDestination(skipDuplicates: false)) {
+            for problem in snapshot.differences(from: killed.corpora[index].expectedDestination(skipDuplicates: false))
+            {
                 Issue.record("after the kill, \(killed.destinations[index]): \(problem)")
             }
         }
 
         // A second batch, cancelled while it copies.
-        let second = try await service.curl("POST", "/api/v1/migrations/bulk", token: token,
-                                      json: try body(csv: csv(cancelled), sourcePort: slowLink.port))
+        let second = try await service.curl(
+            "POST", "/api/v1/migrations/bulk", token: token,
+            json: try body(csv: csv(cancelled), sourcePort: slowLink.port))
         #expect(second.status == 201, "\(second.body)")
         let secondID = try #require(number((try object(second.body)["data"] as? [String: Any])?["id"]))
         _ = try await pollBatch(service, id: secondID, token: token) { (self.number($0["imported_messages"]) ?? 0) > 0 }
@@ -253,7 +274,8 @@ struct ServeBulkTests {
             still = now == previous
             previous = now
         }
-        #expect(still, "the cancelled batch's mailboxes were still receiving messages 15 s after the cancel: \(previous)")
+        #expect(
+            still, "the cancelled batch's mailboxes were still receiving messages 15 s after the cancel: \(previous)")
         var kept = 0
         for (index, job) in jobs(stopped).enumerated() {
             let mailbox = try #require(job["mailbox_email"] as? String)
@@ -264,8 +286,10 @@ struct ServeBulkTests {
             }
             // The job's count is the last progress written before the cancel was seen, so the
             // mailbox may hold more than it says, never less.
-            #expect(snapshot.messageCount >= number(job["imported_messages"]) ?? 0,
-                    "\(mailbox) holds \(snapshot.messageCount), the job says \(String(describing: job["imported_messages"]))")
+            #expect(
+                snapshot.messageCount >= number(job["imported_messages"]) ?? 0,
+                "\(mailbox) holds \(snapshot.messageCount), the job says \(String(describing: job["imported_messages"]))"
+            )
             kept += snapshot.messageCount
         }
         let cancelledTotal = cancelled.corpora.reduce(0) { $0 + $1.selectedCount - $1.duplicateCount }

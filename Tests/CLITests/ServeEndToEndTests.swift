@@ -19,8 +19,10 @@ struct ServeEndToEndTests {
             self.dataDir = dataDir
             self.port = port
             self.destination = destination
-            process = try BackgroundProcess.start(mailporterExecutable, ["serve"], environment: Self.environment(
-                dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort))
+            process = try BackgroundProcess.start(
+                mailporterExecutable, ["serve"],
+                environment: Self.environment(
+                    dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort))
         }
 
         static func environment(dataDir: String, port: Int, destinationPort: Int) -> [String: String] {
@@ -54,22 +56,26 @@ struct ServeEndToEndTests {
             throw Failure("serve did not answer /healthz within 30 s: \(process.stderr)")
         }
 
-        func curl(_ method: String, _ path: String, token: String? = nil, json: String? = nil) async throws -> (status: Int, body: String) {
+        func curl(_ method: String, _ path: String, token: String? = nil, json: String? = nil) async throws -> (
+            status: Int, body: String
+        ) {
             var arguments = ["-sS", "--max-time", "60", "-X", method, "-w", "\n%{http_code}"]
             if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
             if json != nil { arguments += ["-H", "Content-Type: application/json", "--data-binary", "@-"] }
             arguments.append("http://127.0.0.1:\(port)\(path)")
             let result = try await spawnProcess("/usr/bin/curl", arguments, input: json.map { Data($0.utf8) })
             guard result.status == 0, let newline = result.stdout.lastIndex(of: "\n"),
-                  let status = Int(result.stdout[result.stdout.index(after: newline)...]) else {
+                let status = Int(result.stdout[result.stdout.index(after: newline)...])
+            else {
                 throw Failure("curl \(method) \(path) failed: \(result.stderr)")
             }
             return (status, String(result.stdout[..<newline]))
         }
 
         func admin(_ arguments: [String]) async throws -> [String: Any] {
-            let result = try await spawnProcess(mailporterExecutable, arguments + ["--data-dir", dataDir],
-                                          environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"])
+            let result = try await spawnProcess(
+                mailporterExecutable, arguments + ["--data-dir", dataDir],
+                environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"])
             guard result.status == 0 else { throw Failure("mailporter \(arguments) failed: \(result.stderr)") }
             return try object(result.stdout)
         }
@@ -96,8 +102,10 @@ struct ServeEndToEndTests {
         let account = try await service.admin(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"])
         let accountID = try #require(number(account["id"]))
         let created = try await service.admin(["mailboxes", "add", "--account", "\(accountID)", mailbox])
-        let token = try await service.admin(["tokens", "create", "--account", "\(accountID)", "--name", "e2e",
-                                       "--scopes", "migrations:read,migrations:write"])
+        let token = try await service.admin([
+            "tokens", "create", "--account", "\(accountID)", "--name", "e2e",
+            "--scopes", "migrations:read,migrations:write",
+        ])
         return (try #require(number(created["id"])), try #require(token["token"] as? String))
     }
 
@@ -110,8 +118,11 @@ struct ServeEndToEndTests {
     }
 
     /// Polls the migration until `done` says so; returns the last record.
-    func poll(_ service: Service, id: Int, token: String, timeout: Duration = .seconds(180), interval: Duration = .milliseconds(200),
-              until done: ([String: Any]) -> Bool) async throws -> [String: Any] {
+    func poll(
+        _ service: Service, id: Int, token: String, timeout: Duration = .seconds(180),
+        interval: Duration = .milliseconds(200),
+        until done: ([String: Any]) -> Bool
+    ) async throws -> [String: Any] {
         let deadline = ContinuousClock.now + timeout
         var last: [String: Any] = [:]
         while ContinuousClock.now < deadline {
@@ -132,7 +143,8 @@ struct ServeEndToEndTests {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = try await source.freshUser("e2esrc")
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(scale: 1, largeAttachmentBytes: 2 << 20))
+        let corpus = try await Corpus.fill(
+            source, user: sourceUser, options: .init(scale: 1, largeAttachmentBytes: 2 << 20))
         let mailbox = "\(uniqueUser("e2edst"))@example.org"
         try await destination.prepare(user: mailbox)
 
@@ -147,20 +159,25 @@ struct ServeEndToEndTests {
         try await service.waitUntilReady()
         let (mailboxID, token) = try await provision(service, mailbox: mailbox)
 
-        let check = try await service.curl("POST", "/api/v1/migrations/test-connection", token: token, json: """
-            {"source_host":"127.0.0.1","source_port":\(source.imapPort),"source_security":"none",\
-            "source_email":"\(sourceUser)@example.org","source_username":"\(sourceUser)","source_password":"\(DovecotServer.password)"}
-            """)
+        let check = try await service.curl(
+            "POST", "/api/v1/migrations/test-connection", token: token,
+            json: """
+                {"source_host":"127.0.0.1","source_port":\(source.imapPort),"source_security":"none",\
+                "source_email":"\(sourceUser)@example.org","source_username":"\(sourceUser)","source_password":"\(DovecotServer.password)"}
+                """)
         #expect(check.status == 200, "\(check.body)")
         let folders = try #require(try object(check.body)["folders"] as? [String: Any])
         #expect(number(folders["INBOX"]) == corpus.folders["INBOX"]?.count)
 
-        let started = try await service.curl("POST", "/api/v1/migrations", token: token,
-                                       json: startBody(sourcePort: source.imapPort, user: sourceUser, mailboxID: mailboxID, skipDuplicates: true))
+        let started = try await service.curl(
+            "POST", "/api/v1/migrations", token: token,
+            json: startBody(sourcePort: source.imapPort, user: sourceUser, mailboxID: mailboxID, skipDuplicates: true))
         #expect(started.status == 201, "\(started.body)")
         let id = try #require(number((try object(started.body)["data"] as? [String: Any])?["id"]))
 
-        let record = try await poll(service, id: id, token: token) { ["completed", "failed", "cancelled"].contains($0["status"] as? String) }
+        let record = try await poll(service, id: id, token: token) {
+            ["completed", "failed", "cancelled"].contains($0["status"] as? String)
+        }
         #expect(record["status"] as? String == "completed", "\(record)")
         #expect(number(record["progress"]) == 100)
         #expect(number(record["total_messages"]) == corpus.selectedCount)
@@ -188,10 +205,12 @@ struct ServeEndToEndTests {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = try await source.freshUser("e2ekill")
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(scale: 2, largeAttachmentBytes: 1 << 20))
+        let corpus = try await Corpus.fill(
+            source, user: sourceUser, options: .init(scale: 2, largeAttachmentBytes: 1 << 20))
         // A slow link in front of the source, so the kill lands mid-copy however fast the machine.
-        let slowLink = try await FaultInjectingProxy.start(upstreamPort: source.imapPort,
-                                                           faults: Array(repeating: .throttle(bytesPerSecond: 150_000), count: 100))
+        let slowLink = try await FaultInjectingProxy.start(
+            upstreamPort: source.imapPort,
+            faults: Array(repeating: .throttle(bytesPerSecond: 150_000), count: 100))
         defer { Task { await slowLink.stop() } }
         let mailbox = "\(uniqueUser("e2ekdst"))@example.org"
         try await destination.prepare(user: mailbox)
@@ -203,8 +222,9 @@ struct ServeEndToEndTests {
         try await first.waitUntilReady()
         let (mailboxID, token) = try await provision(first, mailbox: mailbox)
         // Without duplicate skipping, only the checkpoint and the in-flight reconciliation keep the copy exact.
-        let started = try await first.curl("POST", "/api/v1/migrations", token: token,
-                                     json: startBody(sourcePort: slowLink.port, user: sourceUser, mailboxID: mailboxID, skipDuplicates: false))
+        let started = try await first.curl(
+            "POST", "/api/v1/migrations", token: token,
+            json: startBody(sourcePort: slowLink.port, user: sourceUser, mailboxID: mailboxID, skipDuplicates: false))
         #expect(started.status == 201, "\(started.body)")
         let id = try #require(number((try object(started.body)["data"] as? [String: Any])?["id"]))
 
@@ -214,7 +234,9 @@ struct ServeEndToEndTests {
         #expect(midway["status"] as? String == "processing", "\(midway)")
         first.kill()
         let partial = try await AccountSnapshot.take(destination, user: mailbox).messageCount
-        #expect(partial > 0 && partial < corpus.selectedCount, "the kill should land mid-copy: \(partial) of \(corpus.selectedCount)")
+        #expect(
+            partial > 0 && partial < corpus.selectedCount,
+            "the kill should land mid-copy: \(partial) of \(corpus.selectedCount)")
         #expect(await first.process.wait(timeout: .seconds(10)) == 137)
         first.process.cleanUp()
 
@@ -227,10 +249,13 @@ struct ServeEndToEndTests {
             record["status"] as? String == "processing" && (self.number(record["imported_messages"]) ?? 0) > killedAt
         }
         second.process.kill(SIGTERM)
-        #expect(await second.process.wait(timeout: .seconds(20)) == 0, "serve should exit cleanly on SIGTERM: \(second.process.stderr.suffix(2000))")
+        #expect(
+            await second.process.wait(timeout: .seconds(20)) == 0,
+            "serve should exit cleanly on SIGTERM: \(second.process.stderr.suffix(2000))")
         second.process.cleanUp()
-        let store = try await Store.openSQLite(path: dataDir + "/mailporter.sqlite",
-                                               secrets: SecretBox.loadOrCreate(dataDirectory: dataDir, environmentKey: nil))
+        let store = try await Store.openSQLite(
+            path: dataDir + "/mailporter.sqlite",
+            secrets: SecretBox.loadOrCreate(dataDirectory: dataDir, environmentKey: nil))
         let requeued = try await store.migration(id: Int64(id))
         try await store.close()
         #expect(requeued?.status == .pending, "after SIGTERM: \(String(describing: requeued?.status))")
@@ -243,9 +268,13 @@ struct ServeEndToEndTests {
             third.process.cleanUp()
         }
         try await third.waitUntilReady()
-        let record = try await poll(third, id: id, token: token) { ["completed", "failed", "cancelled"].contains($0["status"] as? String) }
+        let record = try await poll(third, id: id, token: token) {
+            ["completed", "failed", "cancelled"].contains($0["status"] as? String)
+        }
         #expect(record["status"] as? String == "completed", "\(record)")
-        #expect((number(record["imported_messages"]) ?? 0) + (number(record["skipped_duplicates"]) ?? 0) == corpus.selectedCount)
+        #expect(
+            (number(record["imported_messages"]) ?? 0) + (number(record["skipped_duplicates"]) ?? 0)
+                == corpus.selectedCount)
         #expect(number(record["failed_messages"]) == 0)
 
         let snapshot = try await AccountSnapshot.take(destination, user: mailbox)

@@ -10,7 +10,8 @@ import TestSupport
 extension ServeEndToEndTests {
     /// Messages the destination mailbox holds, all folders.
     func stored(in server: DovecotServer, user: String) async throws -> Int {
-        let session = try await IMAPSession.open(server.configuration(), credentials: .password(username: user, password: DovecotServer.password))
+        let session = try await IMAPSession.open(
+            server.configuration(), credentials: .password(username: user, password: DovecotServer.password))
         defer { Task { await session.logout() } }
         return try await session.listAll(statusItems: [.messages]).reduce(0) { $0 + ($1.status?.messages ?? 0) }
     }
@@ -23,12 +24,15 @@ extension ServeEndToEndTests {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = try await source.freshUser("srvrace")
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(scale: 8, largeAttachment: false, bodyBytes: 300...2500))
+        let corpus = try await Corpus.fill(
+            source, user: sourceUser, options: .init(scale: 8, largeAttachment: false, bodyBytes: 300...2500))
         let expected = corpus.expectedDestination(skipDuplicates: skipDuplicates)
         var coin = SystemRandomNumberGenerator()
-        let slowOrFast = try await FaultInjectingProxy.start(upstreamPort: destination.imapPort, faults: (0..<2000).map { _ in
-            Bool.random(using: &coin) ? .delayUpstream(.milliseconds(2500)) : nil
-        })
+        let slowOrFast = try await FaultInjectingProxy.start(
+            upstreamPort: destination.imapPort,
+            faults: (0..<2000).map { _ in
+                Bool.random(using: &coin) ? .delayUpstream(.milliseconds(2500)) : nil
+            })
         defer { Task { await slowOrFast.stop() } }
         var generator = SystemRandomNumberGenerator()
 
@@ -38,12 +42,15 @@ extension ServeEndToEndTests {
             let dataDir = Self.temporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: dataDir) }
             let port = try DovecotServer.freePorts(1)[0]
-            var service = try Service(dataDir: dataDir, port: port, destination: destination, destinationPort: slowOrFast.port)
+            var service = try Service(
+                dataDir: dataDir, port: port, destination: destination, destinationPort: slowOrFast.port)
             try await service.waitUntilReady()
             let (mailboxID, token) = try await provision(service, mailbox: mailbox)
-            let started = try await service.curl("POST", "/api/v1/migrations", token: token,
-                                           json: startBody(sourcePort: source.imapPort, user: sourceUser, mailboxID: mailboxID,
-                                                           skipDuplicates: skipDuplicates))
+            let started = try await service.curl(
+                "POST", "/api/v1/migrations", token: token,
+                json: startBody(
+                    sourcePort: source.imapPort, user: sourceUser, mailboxID: mailboxID,
+                    skipDuplicates: skipDuplicates))
             #expect(started.status == 201, "\(started.body)")
             let id = try #require(number((try object(started.body)["data"] as? [String: Any])?["id"]))
 
@@ -60,21 +67,27 @@ extension ServeEndToEndTests {
                 let moment = Int.random(in: 0...1200, using: &generator)
                 moments.append(moment)
                 try await Task.sleep(for: .milliseconds(moment))
-                let seen = try? object(await service.curl("GET", "/api/v1/migrations/\(id)", token: token).body)["data"] as? [String: Any]
+                let seen =
+                    try? object(await service.curl("GET", "/api/v1/migrations/\(id)", token: token).body)["data"]
+                    as? [String: Any]
                 service.kill()
                 let storedAtKill = try await stored(in: destination, user: mailbox)
                 statusesAtKill.append("\(seen?["status"] as? String ?? "?") with \(storedAtKill) stored")
                 _ = await service.process.wait(timeout: .seconds(10))
                 service.process.cleanUp()
                 // No pause: the same node comes back at once and takes its migration back.
-                service = try Service(dataDir: dataDir, port: port, destination: destination, destinationPort: slowOrFast.port)
+                service = try Service(
+                    dataDir: dataDir, port: port, destination: destination, destinationPort: slowOrFast.port)
                 try await service.waitUntilReady()
             }
-            let context = "trial \(trial) (skip duplicates \(skipDuplicates)), kills \(moments) ms into processing, when \(statusesAtKill)"
+            let context =
+                "trial \(trial) (skip duplicates \(skipDuplicates)), kills \(moments) ms into processing, when \(statusesAtKill)"
             print("serve race: \(context)")
             // A kill after the end proves nothing: the first lands mid-copy.
             #expect(statusesAtKill.first.map { !$0.hasPrefix("completed") } ?? false, "\(context)")
-            let record = try await poll(service, id: id, token: token) { ["completed", "failed", "cancelled"].contains($0["status"] as? String) }
+            let record = try await poll(service, id: id, token: token) {
+                ["completed", "failed", "cancelled"].contains($0["status"] as? String)
+            }
             service.kill()
             _ = await service.process.wait(timeout: .seconds(10))
             service.process.cleanUp()

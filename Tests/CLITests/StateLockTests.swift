@@ -12,9 +12,11 @@ struct StateLockTests {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let state = scratch + "/state.json"
         // Nothing listens on port 9 of loopback: a run that gets past the lock fails to connect.
-        let arguments = ["migrate", "--source-host", "127.0.0.1", "--source-port", "9", "--source-security", "none",
-                         "--source-user", "a", "--dest-host", "127.0.0.1", "--dest-port", "9", "--dest-security", "none",
-                         "--dest-user", "b", "--state-file", state]
+        let arguments = [
+            "migrate", "--source-host", "127.0.0.1", "--source-port", "9", "--source-security", "none",
+            "--source-user", "a", "--dest-host", "127.0.0.1", "--dest-port", "9", "--dest-security", "none",
+            "--dest-user", "b", "--state-file", state,
+        ]
         let environment = ["MAILPORTER_SOURCE_PASSWORD": "x", "MAILPORTER_DEST_PASSWORD": "x"]
 
         // Hold the lock as a running mailporter does: flock on STATE.lock, our pid inside.

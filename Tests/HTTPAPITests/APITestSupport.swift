@@ -20,9 +20,11 @@ struct APIFixture: Sendable {
     let nanoToken: String
     let otherToken: String
 
-    static func make(limits: APILimits = APILimits(requestsPerMinute: 1000, writesPerMinute: 1000),
-                     hasMasterCredentials: Bool = false, allowPrivateHosts: Bool = true,
-                     trustRootsPEM: [String] = []) async throws -> APIFixture {
+    static func make(
+        limits: APILimits = APILimits(requestsPerMinute: 1000, writesPerMinute: 1000),
+        hasMasterCredentials: Bool = false, allowPrivateHosts: Bool = true,
+        trustRootsPEM: [String] = []
+    ) async throws -> APIFixture {
         let store = try await Store.openInMemorySQLite()
         let pro = try await store.createAccount(plan: .pro, notificationEmail: "ops@example.com")
         let nano = try await store.createAccount(plan: .nano, notificationEmail: "nano@example.com")
@@ -34,19 +36,24 @@ struct APIFixture: Sendable {
         let readOnly = try await store.createToken(accountID: pro.id, name: "ro", scopes: [.migrationsRead]).token
         let nanoToken = try await store.createToken(accountID: nano.id, name: "n", scopes: both).token
         let otherToken = try await store.createToken(accountID: other.id, name: "o", scopes: both).token
-        let environment = APIEnvironment(store: store, limits: limits, hasMasterCredentials: hasMasterCredentials,
-                                         allowPrivateHosts: allowPrivateHosts, sourceTrustRootsPEM: trustRootsPEM)
-        return APIFixture(store: store, environment: environment, pro: pro, nano: nano, other: other,
-                          mailbox: mailbox, otherMailbox: otherMailbox, token: token, readOnlyToken: readOnly,
-                          nanoToken: nanoToken, otherToken: otherToken)
+        let environment = APIEnvironment(
+            store: store, limits: limits, hasMasterCredentials: hasMasterCredentials,
+            allowPrivateHosts: allowPrivateHosts, sourceTrustRootsPEM: trustRootsPEM)
+        return APIFixture(
+            store: store, environment: environment, pro: pro, nano: nano, other: other,
+            mailbox: mailbox, otherMailbox: otherMailbox, token: token, readOnlyToken: readOnly,
+            nanoToken: nanoToken, otherToken: otherToken)
     }
 
     /// A fixture for `body`, its store closed afterwards whatever happens.
-    static func with<Value>(limits: APILimits = APILimits(requestsPerMinute: 1000, writesPerMinute: 1000),
-                            hasMasterCredentials: Bool = false, allowPrivateHosts: Bool = true,
-                            trustRootsPEM: [String] = [], _ body: (APIFixture) async throws -> Value) async throws -> Value {
-        let fixture = try await make(limits: limits, hasMasterCredentials: hasMasterCredentials,
-                                     allowPrivateHosts: allowPrivateHosts, trustRootsPEM: trustRootsPEM)
+    static func with<Value>(
+        limits: APILimits = APILimits(requestsPerMinute: 1000, writesPerMinute: 1000),
+        hasMasterCredentials: Bool = false, allowPrivateHosts: Bool = true,
+        trustRootsPEM: [String] = [], _ body: (APIFixture) async throws -> Value
+    ) async throws -> Value {
+        let fixture = try await make(
+            limits: limits, hasMasterCredentials: hasMasterCredentials,
+            allowPrivateHosts: allowPrivateHosts, trustRootsPEM: trustRootsPEM)
         do {
             let value = try await body(fixture)
             try await fixture.store.close()
@@ -112,8 +119,10 @@ func array(_ value: JSONValue?) -> [JSONValue]? {
 }
 
 extension TestClientProtocol {
-    func call(_ method: HTTPRequest.Method, _ uri: String, token: String? = nil, json: JSONValue? = nil,
-              rawBody: String? = nil, headers extra: [(String, String)] = []) async throws -> Reply {
+    func call(
+        _ method: HTTPRequest.Method, _ uri: String, token: String? = nil, json: JSONValue? = nil,
+        rawBody: String? = nil, headers extra: [(String, String)] = []
+    ) async throws -> Reply {
         var headers = HTTPFields()
         if let token { headers[.authorization] = "Bearer \(token)" }
         if json != nil || rawBody != nil { headers[.contentType] = "application/json" }

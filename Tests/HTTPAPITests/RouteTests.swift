@@ -26,14 +26,14 @@ struct RouteTests {
                 #expect(hostile.headers[HTTPField.Name("X-Request-Id")!]?.hasPrefix("req_") == true)
 
                 let wrongMethod = try await client.call(.put, "/api/v1/migrations/7", token: fixture.token)
-            #expect(wrongMethod.status == .methodNotAllowed)
-            #expect(wrongMethod.errorCode == "method_not_allowed")
-            #expect(wrongMethod.headers[.allow] == "GET, DELETE")
-            let wrongOnAction = try await client.call(.get, "/api/v1/migrations/7:cancel")
-            #expect(wrongOnAction.headers[.allow] == "POST")
-            #expect(try await client.call(.delete, "/healthz").status == .methodNotAllowed)
+                #expect(wrongMethod.status == .methodNotAllowed)
+                #expect(wrongMethod.errorCode == "method_not_allowed")
+                #expect(wrongMethod.headers[.allow] == "GET, DELETE")
+                let wrongOnAction = try await client.call(.get, "/api/v1/migrations/7:cancel")
+                #expect(wrongOnAction.headers[.allow] == "POST")
+                #expect(try await client.call(.delete, "/healthz").status == .methodNotAllowed)
 
-            let missing = try await client.call(.get, "/api/v2/nothing", headers: [("X-Request-Id", "rid-1")])
+                let missing = try await client.call(.get, "/api/v2/nothing", headers: [("X-Request-Id", "rid-1")])
                 #expect(missing.status == .notFound)
                 let error = try #require(missing.json?["error"])
                 #expect(string(error["code"]) == "not_found")
@@ -67,13 +67,17 @@ struct RouteTests {
                     let documented = Set(methods.map(\.0))
                     for method in ["get", "post", "delete"] where !documented.contains(method) {
                         let reply = try await client.call(HTTPRequest.Method(method.uppercased())!, concrete)
-                        #expect(reply.status == .methodNotAllowed, "\(method.uppercased()) \(path) is not documented: expected 405")
+                        #expect(
+                            reply.status == .methodNotAllowed,
+                            "\(method.uppercased()) \(path) is not documented: expected 405")
                     }
                     for (method, _) in methods where ["get", "post", "delete", "patch", "put"].contains(method) {
-                        let reply = try await client.call(HTTPRequest.Method(method.uppercased())!, concrete,
-                                                          token: nil, json: method == "get" || method == "delete" ? nil : .object([]))
+                        let reply = try await client.call(
+                            HTTPRequest.Method(method.uppercased())!, concrete,
+                            token: nil, json: method == "get" || method == "delete" ? nil : .object([]))
                         // Unauthenticated: a routed /api/v1 path answers 401, open ones 200; never "no such route".
-                        #expect(reply.status != .notFound, "\(method.uppercased()) \(path) is documented but not routed")
+                        #expect(
+                            reply.status != .notFound, "\(method.uppercased()) \(path) is documented but not routed")
                     }
                 }
             }
@@ -82,9 +86,11 @@ struct RouteTests {
 
     @Test func metricsAreExposedForPrometheus() async throws {
         try await APIFixture.with { fixture in
-            _ = try await fixture.store.createMigration(NewMigration(
-                accountID: fixture.pro.id, mailboxID: fixture.mailbox.id, provider: "generic_imap", sourceHost: "h.example",
-                sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "a@b.example", sourcePassword: "pw"))
+            _ = try await fixture.store.createMigration(
+                NewMigration(
+                    accountID: fixture.pro.id, mailboxID: fixture.mailbox.id, provider: "generic_imap",
+                    sourceHost: "h.example",
+                    sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "a@b.example", sourcePassword: "pw"))
             try await fixture.test { client in
                 let reply = try await client.call(.get, "/metrics")
                 #expect(reply.status == .ok)
@@ -99,18 +105,25 @@ struct RouteTests {
 
     @Test func missingUnknownExpiredAndRevokedTokensAre401() async throws {
         try await APIFixture.with { fixture in
-            let expired = try await fixture.store.createToken(accountID: fixture.pro.id, name: "old", scopes: [.migrationsRead],
-                                                              expiresAt: Date().addingTimeInterval(-60)).token
-            let revoked = try await fixture.store.createToken(accountID: fixture.pro.id, name: "gone", scopes: [.migrationsRead])
+            let expired = try await fixture.store.createToken(
+                accountID: fixture.pro.id, name: "old", scopes: [.migrationsRead],
+                expiresAt: Date().addingTimeInterval(-60)
+            ).token
+            let revoked = try await fixture.store.createToken(
+                accountID: fixture.pro.id, name: "gone", scopes: [.migrationsRead])
             _ = try await fixture.store.revokeToken(id: revoked.record.id, accountID: fixture.pro.id)
             try await fixture.test { client in
-                for token in [nil, "mp_live_" + String(repeating: "0", count: 64), "not-a-token", expired, revoked.token] {
+                for token in [
+                    nil, "mp_live_" + String(repeating: "0", count: 64), "not-a-token", expired, revoked.token,
+                ] {
                     let reply = try await client.call(.get, "/api/v1/migrations", token: token)
                     #expect(reply.status == .unauthorized)
                     #expect(reply.errorCode == "unauthenticated")
                 }
-                let basic = try await client.execute(uri: "/api/v1/me", method: .get,
-                                                     headers: [.authorization: "Basic \(fixture.token)"]) { $0.status }
+                let basic = try await client.execute(
+                    uri: "/api/v1/me", method: .get,
+                    headers: [.authorization: "Basic \(fixture.token)"]
+                ) { $0.status }
                 #expect(basic == .unauthorized)
             }
         }
@@ -119,7 +132,8 @@ struct RouteTests {
     @Test func scopesAndPlansAreEnforced() async throws {
         try await APIFixture.with { fixture in
             try await fixture.test { client in
-                let readOnly = try await client.call(.post, "/api/v1/migrations", token: fixture.readOnlyToken, json: fixture.startBody())
+                let readOnly = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.readOnlyToken, json: fixture.startBody())
                 #expect(readOnly.status == .forbidden)
                 #expect(readOnly.errorCode == "insufficient_scope")
                 #expect(try await client.call(.get, "/api/v1/migrations", token: fixture.readOnlyToken).status == .ok)
@@ -127,7 +141,8 @@ struct RouteTests {
                 let nanoList = try await client.call(.get, "/api/v1/migrations", token: fixture.nanoToken)
                 #expect(nanoList.status == .forbidden)
                 #expect(nanoList.errorCode == "token_scope_blocked_by_plan")
-                let nanoStart = try await client.call(.post, "/api/v1/migrations", token: fixture.nanoToken, json: fixture.startBody())
+                let nanoStart = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.nanoToken, json: fixture.startBody())
                 #expect(nanoStart.errorCode == "token_scope_blocked_by_plan")
 
                 let nanoMe = try await client.call(.get, "/api/v1/me", token: fixture.nanoToken)
@@ -148,7 +163,10 @@ struct RouteTests {
                 #expect(string(me["account"]?["plan"]) == "pro")
                 #expect(string(me["account"]?["notification_email"]) == "ops@example.com")
                 #expect(int(me["plan"]?["bulk_rows_per_batch"]) == 300)
-                #expect(array(me["capabilities"]?["effective_scopes"]) == [.string("migrations:read"), .string("migrations:write")])
+                #expect(
+                    array(me["capabilities"]?["effective_scopes"]) == [
+                        .string("migrations:read"), .string("migrations:write"),
+                    ])
                 #expect(string(me["token"]?["prefix"]).map { fixture.token.hasPrefix($0) } == true)
                 #expect(!reply.text.contains(fixture.token))
                 #expect(reply.headers[HTTPField.Name("X-RateLimit-Limit")!] == "1000")
@@ -161,7 +179,8 @@ struct RouteTests {
     @Test func startReturnsTheMaskedRecordWithoutPasswords() async throws {
         try await APIFixture.with { fixture in
             try await fixture.test { client in
-                let reply = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody())
+                let reply = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody())
                 #expect(reply.status == .created)
                 let record = try #require(reply.data)
                 #expect(string(record["status"]) == "pending")
@@ -189,11 +208,13 @@ struct RouteTests {
                 let foreign = try await client.call(.get, "/api/v1/migrations/\(id)", token: fixture.otherToken)
                 #expect(foreign.status == .notFound)
                 #expect(foreign.errorCode == "not_found")
-                let foreignCancel = try await client.call(.post, "/api/v1/migrations/\(id):cancel", token: fixture.otherToken)
+                let foreignCancel = try await client.call(
+                    .post, "/api/v1/migrations/\(id):cancel", token: fixture.otherToken)
                 #expect(foreignCancel.status == .notFound)
 
                 // One active single migration per account.
-                let second = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody())
+                let second = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody())
                 #expect(second.status == .conflict)
                 #expect(second.errorCode == "conflict")
 
@@ -211,7 +232,8 @@ struct RouteTests {
     }
 
     @Test func aTooLargeBodyOutsideTheBodyReaderNamesTheConfiguredLimit() async throws {
-        try await APIFixture.with(limits: APILimits(requestsPerMinute: 1000, writesPerMinute: 1000, maxBodyBytes: 64)) { fixture in
+        try await APIFixture.with(limits: APILimits(requestsPerMinute: 1000, writesPerMinute: 1000, maxBodyBytes: 64)) {
+            fixture in
             let router = APIRouter.make(fixture.environment)
             // A handler that reads its body with Hummingbird and answers its 413 with HTTPError,
             // leaving the message to the envelope.
@@ -229,64 +251,83 @@ struct RouteTests {
                 #expect(reply.status == .contentTooLarge)
                 #expect(reply.errorCode == "payload_too_large")
                 #expect(string(reply.json?["error"]?["message"]) == "The request body is larger than 64 bytes.")
-                #expect(try await client.call(.post, "/upload", rawBody: String(repeating: "x", count: 64)).status == .noContent)
+                #expect(
+                    try await client.call(.post, "/upload", rawBody: String(repeating: "x", count: 64)).status
+                        == .noContent)
             }
         }
     }
 
     @Test func badBodiesGetClassifiedErrorsNamingEachField() async throws {
-        try await APIFixture.with(limits: APILimits(requestsPerMinute: 1000, writesPerMinute: 1000, maxBodyBytes: 4096)) { fixture in
+        try await APIFixture.with(limits: APILimits(requestsPerMinute: 1000, writesPerMinute: 1000, maxBodyBytes: 4096))
+        { fixture in
             try await fixture.test { client in
-                let invalid = try await client.call(.post, "/api/v1/migrations", token: fixture.token, rawBody: "{\"mailbox_id\": 1,")
+                let invalid = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, rawBody: "{\"mailbox_id\": 1,")
                 #expect(invalid.status == .badRequest)
                 #expect(invalid.errorCode == "invalid_json")
-                let notObject = try await client.call(.post, "/api/v1/migrations", token: fixture.token, rawBody: "[1,2]")
+                let notObject = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, rawBody: "[1,2]")
                 #expect(notObject.errorCode == "invalid_json")
 
-                let huge = try await client.call(.post, "/api/v1/migrations", token: fixture.token,
-                                                 json: fixture.startBody([("source_password", .string(String(repeating: "x", count: 5000)))]))
+                let huge = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token,
+                    json: fixture.startBody([("source_password", .string(String(repeating: "x", count: 5000)))]))
                 #expect(huge.status == .contentTooLarge)
                 #expect(huge.errorCode == "payload_too_large")
 
-                let bad = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody([
-                    ("source_port", .int(70000)), ("source_security", .string("starttls")), ("import_since", .string("2025-02-30")),
-                    ("source_email", .string("no-at-sign")), ("skip_duplicates", .string("yes")),
-                    ("source_host", .string(String(repeating: "h", count: 256))),
-                ], without: ["source_password"]))
+                let bad = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token,
+                    json: fixture.startBody(
+                        [
+                            ("source_port", .int(70000)), ("source_security", .string("starttls")),
+                            ("import_since", .string("2025-02-30")),
+                            ("source_email", .string("no-at-sign")), ("skip_duplicates", .string("yes")),
+                            ("source_host", .string(String(repeating: "h", count: 256))),
+                        ], without: ["source_password"]))
                 #expect(bad.status == .unprocessableContent)
                 #expect(bad.errorCode == "validation_error")
                 let fields = try #require(bad.json?["error"]?["fields"])
-                for name in ["source_port", "source_security", "import_since", "source_email", "skip_duplicates",
-                             "source_host", "source_password"] {
+                for name in [
+                    "source_port", "source_security", "import_since", "source_email", "skip_duplicates",
+                    "source_host", "source_password",
+                ] {
                     #expect(string(fields[name]) != nil, "no message for \(name)")
                 }
 
                 // One rule for a day, in the engine: the API says what the CLI says (CLITests check its side).
                 for day in ["2025-02-30", "2024-04-31", "2024-4-31", "1969-12-31", "2025-1-1x"] {
-                    let refused = try await client.call(.post, "/api/v1/migrations", token: fixture.token,
-                                                        json: fixture.startBody([("import_since", .string(day))]))
+                    let refused = try await client.call(
+                        .post, "/api/v1/migrations", token: fixture.token,
+                        json: fixture.startBody([("import_since", .string(day))]))
                     #expect(refused.status == .unprocessableContent, "\(day)")
                     #expect(string(refused.json?["error"]?["fields"]?["import_since"]) == CalendarDay.rule, "\(day)")
                 }
 
-                let wrongTypes = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody([
-                    ("mailbox_id", .string("1")), ("selected_folders", .string("INBOX")), ("provider", .string("aol")),
-                ]))
+                let wrongTypes = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token,
+                    json: fixture.startBody([
+                        ("mailbox_id", .string("1")), ("selected_folders", .string("INBOX")),
+                        ("provider", .string("aol")),
+                    ]))
                 let typeFields = try #require(wrongTypes.json?["error"]?["fields"])
                 #expect(string(typeFields["mailbox_id"]) != nil)
                 #expect(string(typeFields["selected_folders"]) != nil)
                 #expect(string(typeFields["provider"]) != nil)
 
-                let noTarget = try await client.call(.post, "/api/v1/migrations", token: fixture.token,
-                                                     json: fixture.startBody(without: ["target_password"]))
+                let noTarget = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token,
+                    json: fixture.startBody(without: ["target_password"]))
                 #expect(string(noTarget.json?["error"]?["fields"]?["target_password"]) == "is required")
 
-                let foreignMailbox = try await client.call(.post, "/api/v1/migrations", token: fixture.token,
-                                                           json: fixture.startBody([("mailbox_id", .int(fixture.otherMailbox.id))]))
+                let foreignMailbox = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token,
+                    json: fixture.startBody([("mailbox_id", .int(fixture.otherMailbox.id))]))
                 #expect(foreignMailbox.errorCode == "validation_error")
                 #expect(string(foreignMailbox.json?["error"]?["fields"]?["mailbox_id"]) != nil)
 
-                let badQuery = try await client.call(.get, "/api/v1/migrations?status=running&per_page=500", token: fixture.token)
+                let badQuery = try await client.call(
+                    .get, "/api/v1/migrations?status=running&per_page=500", token: fixture.token)
                 #expect(badQuery.status == .unprocessableContent)
                 #expect(string(badQuery.json?["error"]?["fields"]?["status"]) != nil)
                 #expect(string(badQuery.json?["error"]?["fields"]?["per_page"]) != nil)
@@ -301,9 +342,11 @@ struct RouteTests {
     @Test func providerPresetsFillTheServerAndMasterCredentialsMakeTargetPasswordOptional() async throws {
         try await APIFixture.with(hasMasterCredentials: true) { fixture in
             try await fixture.test { client in
-                let reply = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(
-                    [("provider", .string("gmail")), ("source_email", .string("jo@gmail.com"))],
-                    without: ["source_host", "source_port", "source_security", "target_password"]))
+                let reply = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token,
+                    json: fixture.startBody(
+                        [("provider", .string("gmail")), ("source_email", .string("jo@gmail.com"))],
+                        without: ["source_host", "source_port", "source_security", "target_password"]))
                 #expect(reply.status == .created)
                 #expect(string(reply.data?["source_host"]) == "imap.gmail.com")
                 #expect(int(reply.data?["source_port"]) == 993)
@@ -314,14 +357,19 @@ struct RouteTests {
     }
 
     @Test func atTheGlobalLimitAStartIs503AndRetryable() async throws {
-        try await APIFixture.with(limits: APILimits(requestsPerMinute: 1000, writesPerMinute: 1000, maxConcurrentMigrations: 1)) { fixture in
+        try await APIFixture.with(
+            limits: APILimits(requestsPerMinute: 1000, writesPerMinute: 1000, maxConcurrentMigrations: 1)
+        ) { fixture in
             // Another account's migration holds the only slot.
-            _ = try await fixture.store.createMigration(NewMigration(
-                accountID: fixture.other.id, mailboxID: fixture.otherMailbox.id, provider: "generic_imap", sourceHost: "h.example",
-                sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "a@b.example", sourcePassword: "pw"))
+            _ = try await fixture.store.createMigration(
+                NewMigration(
+                    accountID: fixture.other.id, mailboxID: fixture.otherMailbox.id, provider: "generic_imap",
+                    sourceHost: "h.example",
+                    sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "a@b.example", sourcePassword: "pw"))
             #expect(try await fixture.store.claimPendingMigration(owner: "node-a", leaseSeconds: 60) != nil)
             try await fixture.test { client in
-                let reply = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody())
+                let reply = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody())
                 #expect(reply.status == .serviceUnavailable)
                 #expect(reply.errorCode == "migration_capacity_reached")
                 #expect(bool(reply.json?["error"]?["retryable"]) == true)
@@ -334,17 +382,20 @@ struct RouteTests {
     @Test func cancelRetryAndDeleteFollowTheStatusRules() async throws {
         try await APIFixture.with { fixture in
             try await fixture.test { client in
-                let started = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody())
+                let started = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody())
                 let id = try #require(int(started.data?["id"]))
                 let base = "/api/v1/migrations/\(id)"
 
                 let retryActive = try await client.call(.post, "\(base):retry", token: fixture.token)
                 #expect(retryActive.status == .conflict)
-                #expect(string(retryActive.json?["error"]?["message"])
+                #expect(
+                    string(retryActive.json?["error"]?["message"])
                         == "The migration is pending; only a failed or cancelled migration can be retried.")
                 let deleteActive = try await client.call(.delete, base, token: fixture.token)
                 #expect(deleteActive.status == .conflict)
-                #expect(string(deleteActive.json?["error"]?["message"])
+                #expect(
+                    string(deleteActive.json?["error"]?["message"])
                         == "The migration is pending; cancel it before deleting it.")
 
                 let cancelled = try await client.call(.post, "\(base):cancel", token: fixture.token)
@@ -355,7 +406,8 @@ struct RouteTests {
                 let again = try await client.call(.post, "\(base):cancel", token: fixture.token)
                 #expect(again.status == .conflict)
                 #expect(again.errorCode == "conflict")
-                #expect(string(again.json?["error"]?["message"])
+                #expect(
+                    string(again.json?["error"]?["message"])
                         == "The migration is cancelled; only an active migration can be cancelled.")
 
                 let retried = try await client.call(.post, "\(base):retry", token: fixture.token)
@@ -371,8 +423,11 @@ struct RouteTests {
 
                 let audit = try await client.call(.get, "/api/v1/audit-events?per_page=10", token: fixture.token)
                 let actions = array(audit.data)?.compactMap { string($0["action"]) }
-                #expect(actions == ["migration_deleted", "migration_cancelled", "migration_retried", "migration_cancelled",
-                                    "migration_started"])
+                #expect(
+                    actions == [
+                        "migration_deleted", "migration_cancelled", "migration_retried", "migration_cancelled",
+                        "migration_started",
+                    ])
             }
             #expect(try await fixture.store.credentials(forMigration: 1) == nil)
         }
@@ -382,10 +437,13 @@ struct RouteTests {
         try await APIFixture.with { fixture in
             let second = try await fixture.store.addMailbox(accountID: fixture.pro.id, email: "sales@acme.example")
             for index in 0..<5 {
-                let record = try await fixture.store.createMigration(NewMigration(
-                    accountID: fixture.pro.id, mailboxID: index == 4 ? second.id : fixture.mailbox.id, provider: "generic_imap",
-                    sourceHost: "h.example", sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "u\(index)@b.example",
-                    sourcePassword: "pw"))
+                let record = try await fixture.store.createMigration(
+                    NewMigration(
+                        accountID: fixture.pro.id, mailboxID: index == 4 ? second.id : fixture.mailbox.id,
+                        provider: "generic_imap",
+                        sourceHost: "h.example", sourcePort: 993, sourceSecurity: "ssl",
+                        sourceEmail: "u\(index)@b.example",
+                        sourcePassword: "pw"))
                 if index < 4 { _ = try await fixture.store.cancelMigration(id: record.id, accountID: fixture.pro.id) }
             }
             try await fixture.test { client in
@@ -402,8 +460,10 @@ struct RouteTests {
 
                 let pending = try await client.call(.get, "/api/v1/migrations?status=pending", token: fixture.token)
                 #expect(int(pending.json?["meta"]?["total"]) == 1)
-                #expect(string(pending.json?["links"]?["first"]) == "/api/v1/migrations?status=pending&page=1&per_page=20")
-                let byMailbox = try await client.call(.get, "/api/v1/migrations?mailbox_id=\(second.id)", token: fixture.token)
+                #expect(
+                    string(pending.json?["links"]?["first"]) == "/api/v1/migrations?status=pending&page=1&per_page=20")
+                let byMailbox = try await client.call(
+                    .get, "/api/v1/migrations?mailbox_id=\(second.id)", token: fixture.token)
                 #expect(array(byMailbox.data)?.count == 1)
 
                 let empty = try await client.call(.get, "/api/v1/migrations", token: fixture.otherToken)
@@ -446,41 +506,51 @@ struct RouteTests {
         try await APIFixture.with { fixture in
             try await fixture.test { client in
                 let key = [("Idempotency-Key", "start-1")]
-                let first = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(), headers: key)
+                let first = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(), headers: key)
                 #expect(first.status == .created)
-                let replay = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(), headers: key)
+                let replay = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(), headers: key)
                 #expect(replay.status == .created)
                 #expect(replay.text == first.text)
                 #expect(replay.headers[HTTPField.Name("Idempotent-Replayed")!] == "true")
 
-                let reused = try await client.call(.post, "/api/v1/migrations", token: fixture.token,
-                                                   json: fixture.startBody([("import_since", .null)]), headers: key)
+                let reused = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token,
+                    json: fixture.startBody([("import_since", .null)]), headers: key)
                 #expect(reused.status == .unprocessableContent)
                 #expect(reused.errorCode == "idempotency_key_reused")
 
                 // A refusal is replayed too: the key now stands for "already active".
                 let conflictKey = [("Idempotency-Key", "start-2")]
-                let conflict = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(), headers: conflictKey)
+                let conflict = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(), headers: conflictKey)
                 #expect(conflict.status == .conflict)
-                let conflictAgain = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(), headers: conflictKey)
+                let conflictAgain = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(), headers: conflictKey)
                 #expect(conflictAgain.status == .conflict)
 
                 // Same key and body while the first request is still being handled.
                 let body = fixture.startBody().serialized
                 let hash = Store.requestHash(method: "POST", path: "/api/v1/migrations", body: Array(body.utf8))
-                #expect(try await fixture.store.beginIdempotency(accountID: fixture.pro.id, key: "busy", requestHash: hash) == .proceed)
-                let busy = try await client.call(.post, "/api/v1/migrations", token: fixture.token, rawBody: body,
-                                                 headers: [("Idempotency-Key", "busy")])
+                #expect(
+                    try await fixture.store.beginIdempotency(accountID: fixture.pro.id, key: "busy", requestHash: hash)
+                        == .proceed)
+                let busy = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, rawBody: body,
+                    headers: [("Idempotency-Key", "busy")])
                 #expect(busy.status == .conflict)
                 #expect(busy.errorCode == "idempotency_key_in_use")
 
-                let badKey = try await client.call(.post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(),
-                                                   headers: [("Idempotency-Key", String(repeating: "k", count: 300))])
+                let badKey = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.token, json: fixture.startBody(),
+                    headers: [("Idempotency-Key", String(repeating: "k", count: 300))])
                 #expect(badKey.errorCode == "validation_error")
 
                 // Keys belong to the account that used them.
                 let otherBody = fixture.startBody([("mailbox_id", .int(fixture.otherMailbox.id))])
-                let otherAccount = try await client.call(.post, "/api/v1/migrations", token: fixture.otherToken, json: otherBody, headers: key)
+                let otherAccount = try await client.call(
+                    .post, "/api/v1/migrations", token: fixture.otherToken, json: otherBody, headers: key)
                 #expect(otherAccount.status == .created)
             }
             #expect(try await fixture.store.listMigrations(accountID: fixture.pro.id).total == 1)

@@ -8,8 +8,10 @@ import TestSupport
 /// `POST /api/v1/migrations/test-connection` against a real Dovecot.
 @Suite("test-connection route")
 struct TestConnectionRouteTests {
-    func body(_ server: DovecotServer, user: String, password: String = DovecotServer.password,
-              security: String = "none") -> JSONValue {
+    func body(
+        _ server: DovecotServer, user: String, password: String = DovecotServer.password,
+        security: String = "none"
+    ) -> JSONValue {
         .object([
             ("source_host", .string("127.0.0.1")),
             ("source_port", .int(security == "ssl" ? server.imapsPort : server.imapPort)),
@@ -26,8 +28,9 @@ struct TestConnectionRouteTests {
         let corpus = try await Corpus.fill(server, user: user, options: .init(scale: 1, largeAttachment: false))
         try await APIFixture.with(trustRootsPEM: [server.certificatePEM]) { fixture in
             try await fixture.test { client in
-                let reply = try await client.call(.post, "/api/v1/migrations/test-connection", token: fixture.token,
-                                                  json: body(server, user: user, security: "ssl"))
+                let reply = try await client.call(
+                    .post, "/api/v1/migrations/test-connection", token: fixture.token,
+                    json: body(server, user: user, security: "ssl"))
                 #expect(reply.status == .ok)
                 #expect(bool(reply.json?["success"]) == true)
                 guard case .object(let folders)? = reply.json?["folders"] else {
@@ -46,8 +49,9 @@ struct TestConnectionRouteTests {
         let server = try await SharedServers.shared.server(.slash)
         try await APIFixture.with { fixture in
             try await fixture.test { client in
-                let reply = try await client.call(.post, "/api/v1/migrations/test-connection", token: fixture.token,
-                                                  json: body(server, user: uniqueUser("api"), password: "wrong-password"))
+                let reply = try await client.call(
+                    .post, "/api/v1/migrations/test-connection", token: fixture.token,
+                    json: body(server, user: uniqueUser("api"), password: "wrong-password"))
                 #expect(reply.status == .unprocessableContent)
                 #expect(reply.errorCode == "connection_failed")
                 let error = try #require(reply.json?["error"])
@@ -69,7 +73,8 @@ struct TestConnectionRouteTests {
                         fields.append(("source_host", .string(host)))
                         request = .object(fields)
                     }
-                    let reply = try await client.call(.post, "/api/v1/migrations/test-connection", token: fixture.token, json: request)
+                    let reply = try await client.call(
+                        .post, "/api/v1/migrations/test-connection", token: fixture.token, json: request)
                     #expect(reply.status == .unprocessableContent, "\(host)")
                     #expect(string(reply.json?["error"]?["reason"]) == "private_host_blocked", "\(host): \(reply.text)")
                     #expect(string(reply.json?["error"]?["hint"])?.contains("MAILPORTER_ALLOW_PRIVATE_HOSTS") == true)

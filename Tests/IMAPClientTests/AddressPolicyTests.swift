@@ -17,8 +17,10 @@ struct AddressPolicyTests {
         #expect(AddressPolicy.filter(allowPrivateHosts: true)(socketAddress))
     }
 
-    @Test(arguments: ["8.8.8.8", "142.250.185.109", "172.32.0.1", "100.128.0.1", "2a00:1450:4001:80b::200e",
-                      "::ffff:8.8.8.8"])
+    @Test(arguments: [
+        "8.8.8.8", "142.250.185.109", "172.32.0.1", "100.128.0.1", "2a00:1450:4001:80b::200e",
+        "::ffff:8.8.8.8",
+    ])
     func allowsPublicAddresses(_ address: String) throws {
         let socketAddress = try SocketAddress(ipAddress: address, port: 993)
         #expect(AddressPolicy.isPublic(socketAddress))

@@ -9,8 +9,9 @@ func fetchAll(_ session: IMAPSession, _ uids: UIDSet) async throws -> [FetchedMe
 }
 
 func login(_ server: DovecotServer, _ user: String, security: ConnectionSecurity = .none) async throws -> IMAPSession {
-    try await IMAPSession.open(server.configuration(security: security),
-                               credentials: .password(username: user, password: DovecotServer.password))
+    try await IMAPSession.open(
+        server.configuration(security: security),
+        credentials: .password(username: user, password: DovecotServer.password))
 }
 
 @Suite("IMAP client against a real Dovecot", .serialized)
@@ -23,8 +24,9 @@ struct DovecotIntegrationTests {
         await session.logout()
 
         do {
-            _ = try await IMAPSession.open(server.configuration(),
-                                           credentials: .password(username: uniqueUser(), password: "wrong"))
+            _ = try await IMAPSession.open(
+                server.configuration(),
+                credentials: .password(username: uniqueUser(), password: "wrong"))
             Issue.record("a wrong password logged in")
         } catch let error as IMAPError {
             guard case .authenticationFailed(let text) = error else {
@@ -45,14 +47,16 @@ struct DovecotIntegrationTests {
         var untrusted = server.configuration(security: .ssl)
         untrusted.additionalTrustRootsPEM = []
         do {
-            _ = try await IMAPSession.open(untrusted, credentials: .password(username: user, password: DovecotServer.password))
+            _ = try await IMAPSession.open(
+                untrusted, credentials: .password(username: user, password: DovecotServer.password))
             Issue.record("a self-signed certificate was accepted without being trusted")
         } catch let error as IMAPError {
             guard case .tls = error else { Issue.record("expected a TLS error, got \(error)"); return }
         }
 
         untrusted.verifyCertificates = false
-        let optedOut = try await IMAPSession.open(untrusted, credentials: .password(username: user, password: DovecotServer.password))
+        let optedOut = try await IMAPSession.open(
+            untrusted, credentials: .password(username: user, password: DovecotServer.password))
         await optedOut.logout()
     }
 
@@ -91,7 +95,8 @@ struct DovecotIntegrationTests {
         let nested = MailboxName(decoded: server.folder("Projekte/Übung 台北 & 📧"))
         #expect(try await session.create(nested))
         #expect(try await session.create(nested) == false, "creating it again reports that it exists")
-        _ = try await session.append(to: nested, flags: [], internalDate: nil, message: ByteBuffer(string: "Subject: x\r\n\r\nhi\r\n"))
+        _ = try await session.append(
+            to: nested, flags: [], internalDate: nil, message: ByteBuffer(string: "Subject: x\r\n\r\nhi\r\n"))
 
         let namespaces = try #require(try await session.namespace())
         #expect(namespaces.personal.first?.prefix == (layout == .dot ? "INBOX." : ""))
@@ -123,7 +128,8 @@ struct DovecotIntegrationTests {
         }
         let date = try #require(InternalDate(parsing: "07-Feb-2014 21:52:25 -0800"))
         let flags = ["\\Seen", "\\Flagged", "\\Answered", "$Forwarded", "project-x"]
-        let result = try await session.append(to: MailboxName(encoded: "INBOX"), flags: flags, internalDate: date, message: message)
+        let result = try await session.append(
+            to: MailboxName(encoded: "INBOX"), flags: flags, internalDate: date, message: message)
         let uid = try #require(result.uid)
 
         let selected = try await session.select(MailboxName(encoded: "INBOX"))
@@ -148,8 +154,10 @@ struct DovecotIntegrationTests {
         for index in 0..<200 {
             let body = ByteBuffer(string: "Subject: \(index)\r\nMessage-ID: <\(index)@p>\r\n\r\nbody \(index)\r\n")
             let date = InternalDate(secondsSince1970: 1_500_000_000 + Int64(index) * 86_400)
-            tags.append(try await session.beginAppend(to: inbox, flags: index % 2 == 0 ? ["\\Seen"] : [], internalDate: date,
-                                                      size: body.readableBytes))
+            tags.append(
+                try await session.beginAppend(
+                    to: inbox, flags: index % 2 == 0 ? ["\\Seen"] : [], internalDate: date,
+                    size: body.readableBytes))
             try await session.appendBytes(body)
             try await session.endAppend()
         }
@@ -164,10 +172,12 @@ struct DovecotIntegrationTests {
         let status = try await session.status(inbox, items: [.messages, .uidNext])
         #expect(status.messages == 200)
         #expect(await session.canStreamMultiAppend)
-        let multi = try await session.appendAll(to: inbox, messages: [
-            ([], nil, ByteBuffer(string: "Subject: m1\r\n\r\n1\r\n")),
-            (["\\Draft"], nil, ByteBuffer(string: "Subject: m2\r\n\r\n2\r\n")),
-        ])
+        let multi = try await session.appendAll(
+            to: inbox,
+            messages: [
+                ([], nil, ByteBuffer(string: "Subject: m1\r\n\r\n1\r\n")),
+                (["\\Draft"], nil, ByteBuffer(string: "Subject: m2\r\n\r\n2\r\n")),
+            ])
         #expect(multi.count == 2)
         await session.logout()
     }
@@ -175,10 +185,13 @@ struct DovecotIntegrationTests {
     @Test func masterUserLogsInAsTheUser() async throws {
         let server = try await SharedServers.shared.server(.slash)
         let user = uniqueUser()
-        let master = try await IMAPSession.open(server.configuration(), credentials: .master(
-            user: user, masterUsername: DovecotServer.masterUser, masterPassword: DovecotServer.masterPassword))
-        _ = try await master.append(to: MailboxName(encoded: "INBOX"), flags: [], internalDate: nil,
-                                    message: ByteBuffer(string: "Subject: via master\r\n\r\nx\r\n"))
+        let master = try await IMAPSession.open(
+            server.configuration(),
+            credentials: .master(
+                user: user, masterUsername: DovecotServer.masterUser, masterPassword: DovecotServer.masterPassword))
+        _ = try await master.append(
+            to: MailboxName(encoded: "INBOX"), flags: [], internalDate: nil,
+            message: ByteBuffer(string: "Subject: via master\r\n\r\nx\r\n"))
         await master.logout()
 
         let own = try await login(server, user)
@@ -186,8 +199,10 @@ struct DovecotIntegrationTests {
         await own.logout()
 
         await #expect(throws: IMAPError.self) {
-            _ = try await IMAPSession.open(server.configuration(), credentials: .master(
-                user: user, masterUsername: DovecotServer.masterUser, masterPassword: "wrong"))
+            _ = try await IMAPSession.open(
+                server.configuration(),
+                credentials: .master(
+                    user: user, masterUsername: DovecotServer.masterUser, masterPassword: "wrong"))
         }
     }
 
@@ -198,9 +213,11 @@ struct DovecotIntegrationTests {
         let inbox = MailboxName(encoded: "INBOX")
         let resources = try await session.quotaRoot(inbox)
         #expect(resources.first { $0.name == "STORAGE" }?.limit == 64)
-        _ = try await session.append(to: inbox, flags: [], internalDate: nil, message: ByteBuffer(repeating: 0x41, count: 40_000))
+        _ = try await session.append(
+            to: inbox, flags: [], internalDate: nil, message: ByteBuffer(repeating: 0x41, count: 40_000))
         do {
-            _ = try await session.append(to: inbox, flags: [], internalDate: nil, message: ByteBuffer(repeating: 0x42, count: 40_000))
+            _ = try await session.append(
+                to: inbox, flags: [], internalDate: nil, message: ByteBuffer(repeating: 0x42, count: 40_000))
             Issue.record("append beyond the quota succeeded")
         } catch let error as IMAPError {
             #expect(error.responseCode == .overQuota)

@@ -7,9 +7,9 @@ import Testing
 @testable import IMAPClient
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// What the socket layer, NIO and NIOSSL throw, and what a person reads for it. No sockets.
@@ -22,33 +22,58 @@ struct ErrorClassificationTests {
     }
 
     static let table: [(error: any Error & Sendable, phase: ErrorClassifier.Phase, expected: IMAPError)] = [
-        (IOError(errnoCode: ECONNREFUSED, reason: "connect"), .connecting,
-         .connectionRefused(host: "imap.example.net", port: 993)),
-        (IOError(errnoCode: EHOSTUNREACH, reason: "connect"), .connecting,
-         .hostUnreachable(host: "imap.example.net", detail: "no route to host")),
-        (IOError(errnoCode: ENETUNREACH, reason: "connect"), .connecting,
-         .hostUnreachable(host: "imap.example.net", detail: "the network cannot reach it from here")),
-        (IOError(errnoCode: EADDRNOTAVAIL, reason: "connect"), .connecting,
-         .hostUnreachable(host: "imap.example.net", detail: "the network cannot reach it from here")),
-        (IOError(errnoCode: ETIMEDOUT, reason: "connect"), .connecting,
-         .timedOut(phase: "the connection to imap.example.net:993")),
-        (IOError(errnoCode: EACCES, reason: "connect"), .connecting,
-         .hostUnreachable(host: "imap.example.net", detail: "permission denied")),
+        (
+            IOError(errnoCode: ECONNREFUSED, reason: "connect"), .connecting,
+            .connectionRefused(host: "imap.example.net", port: 993)
+        ),
+        (
+            IOError(errnoCode: EHOSTUNREACH, reason: "connect"), .connecting,
+            .hostUnreachable(host: "imap.example.net", detail: "no route to host")
+        ),
+        (
+            IOError(errnoCode: ENETUNREACH, reason: "connect"), .connecting,
+            .hostUnreachable(host: "imap.example.net", detail: "the network cannot reach it from here")
+        ),
+        (
+            IOError(errnoCode: EADDRNOTAVAIL, reason: "connect"), .connecting,
+            .hostUnreachable(host: "imap.example.net", detail: "the network cannot reach it from here")
+        ),
+        (
+            IOError(errnoCode: ETIMEDOUT, reason: "connect"), .connecting,
+            .timedOut(phase: "the connection to imap.example.net:993")
+        ),
+        (
+            IOError(errnoCode: EACCES, reason: "connect"), .connecting,
+            .hostUnreachable(host: "imap.example.net", detail: "permission denied")
+        ),
         (IOError(errnoCode: ECONNRESET, reason: "read"), .session, .connectionClosed(nil)),
         (IOError(errnoCode: EPIPE, reason: "write"), .session, .connectionClosed(nil)),
         (IOError(errnoCode: EACCES, reason: "read"), .session, .connectionClosed(nil)),
-        (ChannelError.connectTimeout(.seconds(15)), .connecting, .timedOut(phase: "the connection to imap.example.net:993")),
+        (
+            ChannelError.connectTimeout(.seconds(15)), .connecting,
+            .timedOut(phase: "the connection to imap.example.net:993")
+        ),
         (ChannelError.ioOnClosedChannel, .session, .connectionClosed(nil)),
         (ChannelError.eof, .session, .connectionClosed(nil)),
-        (SocketAddressError.failedToParseIPString("imap.example.net"), .connecting,
-         .hostUnreachable(host: "imap.example.net", detail: "the name could not be resolved")),
+        (
+            SocketAddressError.failedToParseIPString("imap.example.net"), .connecting,
+            .hostUnreachable(host: "imap.example.net", detail: "the name could not be resolved")
+        ),
         (NIOSSLError.uncleanShutdown, .session, .connectionClosed(nil)),
-        (NIOSSLError.handshakeFailed(.sslError([.eofDuringHandshake])), .session,
-         .tls(.handshakeFailed(host: "imap.example.net", reason: "the server closed the connection during the handshake"))),
+        (
+            NIOSSLError.handshakeFailed(.sslError([.eofDuringHandshake])), .session,
+            .tls(
+                .handshakeFailed(
+                    host: "imap.example.net", reason: "the server closed the connection during the handshake"))
+        ),
         (NIOSSLError.failedToLoadCertificate, .connecting, .tls(.invalidTrustRoots)),
         (NIOSSLExtraError.failedToValidateHostname, .session, .tls(.certificateNameMismatch(host: "imap.example.net"))),
-        (NIOSSLExtraError.cannotUseIPAddressInSNI, .session,
-         .tls(.handshakeFailed(host: "imap.example.net", reason: "imap.example.net cannot be used as a TLS server name"))),
+        (
+            NIOSSLExtraError.cannotUseIPAddressInSNI, .session,
+            .tls(
+                .handshakeFailed(
+                    host: "imap.example.net", reason: "imap.example.net cannot be used as a TLS server name"))
+        ),
         (IMAPError.tls(.startTLSNotOffered), .session, .tls(.startTLSNotOffered)),
         (SomethingElse(), .session, .connectionClosed(nil)),
     ]
@@ -65,13 +90,18 @@ struct ErrorClassificationTests {
 
     /// BoringSSL's errors can only be made by a handshake; their description is what is parsed.
     @Test func readsTheReasonOutOfABoringSSLErrorLine() {
-        let verify = "Error: 268435581 error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at "
+        let verify =
+            "Error: 268435581 error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at "
             + "/work/x/.build/checkouts/swift-nio-ssl/Sources/CNIOBoringSSL/ssl/handshake.cc:298"
         #expect(ErrorClassifier.reason(in: verify) == "CERTIFICATE_VERIFY_FAILED")
-        #expect(classifier.tlsFailure(forReason: "CERTIFICATE_VERIFY_FAILED") == .certificateNotTrusted(host: "imap.example.net"))
+        #expect(
+            classifier.tlsFailure(forReason: "CERTIFICATE_VERIFY_FAILED")
+                == .certificateNotTrusted(host: "imap.example.net"))
         let version = "Error: 268435710 error:100000fe:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER at /a/b.cc:12"
         #expect(ErrorClassifier.reason(in: version) == "WRONG_VERSION_NUMBER")
-        #expect(classifier.tlsFailure(forReason: "WRONG_VERSION_NUMBER") == .portSpeaksPlaintext(host: "imap.example.net", port: 993))
+        #expect(
+            classifier.tlsFailure(forReason: "WRONG_VERSION_NUMBER")
+                == .portSpeaksPlaintext(host: "imap.example.net", port: 993))
         #expect(ErrorClassifier.reason(in: "Error:  EOF during handshake") == nil)
         #expect(classifier.tlsFailure(forReason: "BAD_ECC_CERT") == nil)
         #expect(ErrorClassifier.plainWords("BAD_ECC_CERT") == "the connection could not be secured (bad ecc cert)")

@@ -9,10 +9,13 @@ import TestSupport
 @Suite("IMAP client through a fault-injecting proxy", .serialized, .timeLimit(.minutes(2)))
 struct FaultInjectingProxyTests {
     /// Through the proxy, with timeouts short enough that a hang shows up as a failure, not a stall.
-    func configuration(_ proxy: FaultInjectingProxy, greetingTimeout: TimeAmount = .seconds(10),
-                       idleTimeout: TimeAmount = .seconds(10)) -> ServerConfiguration {
-        ServerConfiguration(host: "127.0.0.1", port: proxy.port, security: .none, connectTimeout: .seconds(5),
-                            greetingTimeout: greetingTimeout, idleTimeout: idleTimeout)
+    func configuration(
+        _ proxy: FaultInjectingProxy, greetingTimeout: TimeAmount = .seconds(10),
+        idleTimeout: TimeAmount = .seconds(10)
+    ) -> ServerConfiguration {
+        ServerConfiguration(
+            host: "127.0.0.1", port: proxy.port, security: .none, connectTimeout: .seconds(5),
+            greetingTimeout: greetingTimeout, idleTimeout: idleTimeout)
     }
 
     /// A message of exactly `size` bytes: headers, then lines of varied bytes (no bare CR or LF).
@@ -31,15 +34,19 @@ struct FaultInjectingProxyTests {
     /// Appends `message` to a fresh user's INBOX directly (no proxy); returns the user and the UID.
     func userWithMessage(_ server: DovecotServer, _ message: ByteBuffer) async throws -> (String, UInt32) {
         let user = uniqueUser("proxy")
-        let direct = try await IMAPSession.open(server.configuration(),
-                                                credentials: .password(username: user, password: DovecotServer.password))
-        let result = try await direct.append(to: MailboxName(encoded: "INBOX"), flags: [], internalDate: nil, message: message)
+        let direct = try await IMAPSession.open(
+            server.configuration(),
+            credentials: .password(username: user, password: DovecotServer.password))
+        let result = try await direct.append(
+            to: MailboxName(encoded: "INBOX"), flags: [], internalDate: nil, message: message)
         await direct.logout()
         return (user, try #require(result.uid))
     }
 
-    func withProxy<T>(_ server: DovecotServer, upstreamPort: Int? = nil, faults: [FaultInjectingProxy.Fault?],
-                      _ body: (FaultInjectingProxy) async throws -> T) async throws -> T {
+    func withProxy<T>(
+        _ server: DovecotServer, upstreamPort: Int? = nil, faults: [FaultInjectingProxy.Fault?],
+        _ body: (FaultInjectingProxy) async throws -> T
+    ) async throws -> T {
         let proxy = try await FaultInjectingProxy.start(upstreamPort: upstreamPort ?? server.imapPort, faults: faults)
         do {
             let result = try await body(proxy)
@@ -83,8 +90,9 @@ struct FaultInjectingProxyTests {
             // The proxy forwarded 1000 bytes past "BODY[] {": the size, "}\r\n", and the body's start.
             let expectedBodyBytes = 1000 - "\(message.readableBytes)}\r\n".utf8.count
             #expect(received.readableBytes == expectedBodyBytes)
-            #expect(received == message.getSlice(at: message.readerIndex, length: received.readableBytes),
-                    "the bytes that did arrive are the message's first bytes")
+            #expect(
+                received == message.getSlice(at: message.readerIndex, length: received.readableBytes),
+                "the bytes that did arrive are the message's first bytes")
 
             // The dead session keeps failing with a classified error instead of hanging.
             await #expect(throws: IMAPError.self) { try await session.noop() }
@@ -112,7 +120,8 @@ struct FaultInjectingProxyTests {
             config.port = proxy.port
             config.greetingTimeout = .seconds(10)
             config.idleTimeout = .seconds(10)
-            let session = try await IMAPSession.open(config, credentials: .password(username: user, password: DovecotServer.password))
+            let session = try await IMAPSession.open(
+                config, credentials: .password(username: user, password: DovecotServer.password))
             _ = try await session.select(MailboxName(encoded: "INBOX"))
             let tag = try await session.sendUIDFetch(UIDSet([uid...uid]), items: "UID BODY.PEEK[]")
             var received = 0
@@ -143,7 +152,9 @@ struct FaultInjectingProxyTests {
                 _ = try await IMAPSession.connect(configuration(proxy))
                 Issue.record("connected although the greeting was cut")
             } catch let error as IMAPError {
-                guard case .connectionClosed = error else { Issue.record("expected connectionClosed, got \(error)"); return }
+                guard case .connectionClosed = error else {
+                    Issue.record("expected connectionClosed, got \(error)"); return
+                }
             }
             #expect(proxy.connectionCount == 1)
         }
@@ -153,8 +164,9 @@ struct FaultInjectingProxyTests {
         let server = try await SharedServers.shared.server(.slash)
         try await withProxy(server, faults: [.garbageAfter(0, Array("\u{0}\u{1}garbage\r\n".utf8))]) { proxy in
             do {
-                _ = try await IMAPSession.open(configuration(proxy),
-                                               credentials: .password(username: uniqueUser(), password: DovecotServer.password))
+                _ = try await IMAPSession.open(
+                    configuration(proxy),
+                    credentials: .password(username: uniqueUser(), password: DovecotServer.password))
                 Issue.record("logged in although the greeting was garbage")
             } catch let error as IMAPError {
                 guard case .protocolError = error else { Issue.record("expected protocolError, got \(error)"); return }
@@ -168,8 +180,9 @@ struct FaultInjectingProxyTests {
             let clock = ContinuousClock()
             let start = clock.now
             do {
-                _ = try await IMAPSession.open(configuration(proxy, greetingTimeout: .seconds(1), idleTimeout: .milliseconds(500)),
-                                               credentials: .password(username: uniqueUser(), password: DovecotServer.password))
+                _ = try await IMAPSession.open(
+                    configuration(proxy, greetingTimeout: .seconds(1), idleTimeout: .milliseconds(500)),
+                    credentials: .password(username: uniqueUser(), password: DovecotServer.password))
                 Issue.record("connected through a 1 byte/s link within the greeting timeout")
             } catch let error as IMAPError {
                 guard case .timedOut(let phase) = error else { Issue.record("expected timedOut, got \(error)"); return }
@@ -187,8 +200,9 @@ struct FaultInjectingProxyTests {
         let (user, uid) = try await userWithMessage(server, message)
         try await withProxy(server, faults: [.throttle(bytesPerSecond: 40_000)]) { proxy in
             // Silence is never longer than 0.1 s, although the body takes about 1.5 s to arrive.
-            let session = try await IMAPSession.open(configuration(proxy, greetingTimeout: .seconds(1), idleTimeout: .milliseconds(500)),
-                                                     credentials: .password(username: user, password: DovecotServer.password))
+            let session = try await IMAPSession.open(
+                configuration(proxy, greetingTimeout: .seconds(1), idleTimeout: .milliseconds(500)),
+                credentials: .password(username: user, password: DovecotServer.password))
             _ = try await session.select(MailboxName(encoded: "INBOX"))
             let clock = ContinuousClock()
             let start = clock.now

@@ -29,7 +29,9 @@ struct FuzzTests {
         for iteration in 0..<4000 {
             var bytes: [UInt8]
             if iteration % 4 == 0 {
-                bytes = (0..<Int.random(in: 1...200, using: &random)).map { _ in alphabet.randomElement(using: &random) ?? 0 }
+                bytes = (0..<Int.random(in: 1...200, using: &random)).map { _ in
+                    alphabet.randomElement(using: &random) ?? 0
+                }
             } else {
                 bytes = Array(Self.corpus.randomElement(using: &random)!.utf8)
                 for _ in 0..<Int.random(in: 1...4, using: &random) {
@@ -46,7 +48,9 @@ struct FuzzTests {
             // A final line end lets a parser that waits for one see the whole input either way.
             bytes += [ASCII.cr, ASCII.lf]
             let whole = Result { try parse(bytes: bytes, limits: limits) }
-            let split = Result { try parse(bytes: bytes, chunkSize: Int.random(in: 1...7, using: &random), limits: limits) }
+            let split = Result {
+                try parse(bytes: bytes, chunkSize: Int.random(in: 1...7, using: &random), limits: limits)
+            }
             switch (whole, split) {
             case (.success(let a), .success(let b)):
                 #expect(a == b, "seed \(seed) iteration \(iteration): chunking changed the result")
@@ -54,7 +58,8 @@ struct FuzzTests {
                 #expect(a is IMAPParseError, "seed \(seed) iteration \(iteration): \(a)")
                 #expect(b is IMAPParseError, "seed \(seed) iteration \(iteration): \(b)")
             default:
-                Issue.record("seed \(seed) iteration \(iteration): whole and split inputs disagree: \(whole) vs \(split)")
+                Issue.record(
+                    "seed \(seed) iteration \(iteration): whole and split inputs disagree: \(whole) vs \(split)")
             }
         }
     }

@@ -22,7 +22,9 @@ struct ModifiedUTF7Tests {
 
     @Test func roundTripsRandomNames() throws {
         var random = SeededRandom(state: 42)
-        let pool: [Unicode.Scalar] = ["a", "Z", "&", "-", " ", ".", "/", "é", "ü", "中", "文", "😀", "🇩", "\u{7F}", "\u{1}", "+", ","]
+        let pool: [Unicode.Scalar] = [
+            "a", "Z", "&", "-", " ", ".", "/", "é", "ü", "中", "文", "😀", "🇩", "\u{7F}", "\u{1}", "+", ",",
+        ]
         for _ in 0..<2000 {
             var name = String.UnicodeScalarView()
             for _ in 0..<Int.random(in: 0...12, using: &random) { name.append(pool.randomElement(using: &random)!) }
@@ -34,16 +36,16 @@ struct ModifiedUTF7Tests {
     }
 
     @Test(arguments: [
-        "&",            // unterminated
-        "&Jjo",         // unterminated
-        "&Jj!-",        // not base64
-        "&AGE-",        // printable ASCII hidden in a shift
-        "&Jjo-&Jjo-",   // two shifts in a row
-        "&2D0-",        // lone high surrogate
-        "&AOk=-",       // padding is not part of modified base64
-        "&AOl-",        // non-zero padding bits
-        "caf\u{E9}",    // raw 8-bit
-        "a\tb",         // control character
+        "&",  // unterminated
+        "&Jjo",  // unterminated
+        "&Jj!-",  // not base64
+        "&AGE-",  // printable ASCII hidden in a shift
+        "&Jjo-&Jjo-",  // two shifts in a row
+        "&2D0-",  // lone high surrogate
+        "&AOk=-",  // padding is not part of modified base64
+        "&AOl-",  // non-zero padding bits
+        "caf\u{E9}",  // raw 8-bit
+        "a\tb",  // control character
     ])
     func rejectsMalformed(encoded: String) {
         #expect(throws: ModifiedUTF7.DecodingError.self) { try ModifiedUTF7.decode(encoded) }

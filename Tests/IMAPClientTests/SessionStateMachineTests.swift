@@ -66,8 +66,9 @@ struct SessionStateMachineTests {
         var state = machine()
         let append = state.commandSent("APPEND")
         _ = state.awaitContinuation(of: append)
-        let refusal = TaggedResponse(tag: append.value, status: .no,
-                                     text: ResponseText(code: .overQuota, text: "Quota exceeded"))
+        let refusal = TaggedResponse(
+            tag: append.value, status: .no,
+            text: ResponseText(code: .overQuota, text: "Quota exceeded"))
         #expect(state.eventArrived(.tagged(refusal)) == .refused(refusal))
         #expect(state.takeCompletion(of: append) == nil, "a refusal is the caller's at once, not kept")
     }
@@ -91,7 +92,9 @@ struct SessionStateMachineTests {
         #expect(state.capabilities.isEmpty)
         let capability = state.commandSent("CAPABILITY")
         _ = state.awaitCompletion(of: capability)
-        #expect(state.eventArrived(.untagged(.capability(["IMAP4rev1", "AUTH=PLAIN"]))) == .deliver(.untagged(.capability(["IMAP4rev1", "AUTH=PLAIN"]))))
+        #expect(
+            state.eventArrived(.untagged(.capability(["IMAP4rev1", "AUTH=PLAIN"])))
+                == .deliver(.untagged(.capability(["IMAP4rev1", "AUTH=PLAIN"]))))
         #expect(state.hasCapability("auth=plain"))
         let login = state.commandSent("LOGIN")
         _ = state.awaitCompletion(of: login)

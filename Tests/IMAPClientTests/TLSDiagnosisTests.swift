@@ -6,7 +6,9 @@ import TestSupport
 /// what to change, in words and not in the TLS library's type names or its build paths.
 @Suite("TLS failures a person can act on", .timeLimit(.minutes(2)))
 struct TLSDiagnosisTests {
-    static let libraryWords = ["NIOSSL", "BoringSSL", "OPENSSL", ".build", "checkouts", "IOError", "ChannelError", "errno"]
+    static let libraryWords = [
+        "NIOSSL", "BoringSSL", "OPENSSL", ".build", "checkouts", "IOError", "ChannelError", "errno",
+    ]
 
     /// Connects, expecting failure; the error and how long it took to come.
     func failure(_ configuration: ServerConfiguration) async -> (IMAPError?, Duration) {

@@ -17,14 +17,17 @@ struct BatchRunTests {
         JobRunnerConfiguration(
             nodeID: uniqueUser("node"), maxConcurrentMigrations: 20, leaseSeconds: 30,
             pollInterval: .milliseconds(250), progressInterval: .milliseconds(200),
-            destination: DestinationServer(server: destination.configuration(), masterUser: DovecotServer.masterUser,
-                                           masterPassword: DovecotServer.masterPassword),
+            destination: DestinationServer(
+                server: destination.configuration(), masterUser: DovecotServer.masterUser,
+                masterPassword: DovecotServer.masterPassword),
             allowPrivateHosts: true, parallelFolders: 4, backoff: { _, _ in 0.05 }, batchSize: 25)
     }
 
     /// Polls `condition` over the batch until it holds or `timeout` passes; returns the last read.
-    static func waitFor(_ store: Store, _ id: Int64, timeout: Duration = .seconds(60),
-                        _ condition: (BatchDetail) -> Bool) async throws -> BatchDetail {
+    static func waitFor(
+        _ store: Store, _ id: Int64, timeout: Duration = .seconds(60),
+        _ condition: (BatchDetail) -> Bool
+    ) async throws -> BatchDetail {
         let deadline = ContinuousClock.now + timeout
         while true {
             let detail = try #require(try await store.batchDetail(id: id))
@@ -47,10 +50,12 @@ struct BatchRunTests {
         var jobs: [NewBatchJob] = []
         for index in 0..<2 {
             let mailbox = try await store.addMailbox(accountID: account.id, email: destinationUsers[index])
-            jobs.append(NewBatchJob(line: index + 2, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
-                                    sourcePort: source.imapPort, sourceSecurity: "none",
-                                    sourceEmail: "\(sourceUsers[index])@example.com", sourceUsername: sourceUsers[index],
-                                    sourcePassword: index == 1 ? "wrong-password" : DovecotServer.password))
+            jobs.append(
+                NewBatchJob(
+                    line: index + 2, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
+                    sourcePort: source.imapPort, sourceSecurity: "none",
+                    sourceEmail: "\(sourceUsers[index])@example.com", sourceUsername: sourceUsers[index],
+                    sourcePassword: index == 1 ? "wrong-password" : DovecotServer.password))
         }
         let batch = try await store.createBatch(NewBatch(accountID: account.id, name: "e2e"), jobs: jobs).batch
         let configuration = Self.configuration(destination)
@@ -74,8 +79,9 @@ struct BatchRunTests {
         #expect(first.jobs[1].migration.error?.code == "authentication_failed")
 
         let failedJob = first.jobs[1].migration.id
-        _ = try await store.updateBatchJobPassword(batchID: batch.id, jobID: failedJob, accountID: account.id,
-                                                   password: DovecotServer.password)
+        _ = try await store.updateBatchJobPassword(
+            batchID: batch.id, jobID: failedJob, accountID: account.id,
+            password: DovecotServer.password)
         let retried = try await store.retryBatch(id: batch.id, accountID: account.id)
         #expect(retried.batch.status == .queued)
         let second = try await runUntilEnded()
@@ -97,17 +103,22 @@ struct BatchRunTests {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = uniqueUser("ssrc")
-        let corpus = try await Corpus.fill(source, user: sourceUser,
-                                           options: Corpus.Options(scale: 1, largeAttachment: false, bodyBytes: 300...1500))
+        let corpus = try await Corpus.fill(
+            source, user: sourceUser,
+            options: Corpus.Options(scale: 1, largeAttachment: false, bodyBytes: 300...1500))
         let destinationUser = try await destination.freshUser("sdst")
         let store = try await Store.openInMemorySQLite()
         let account = try await store.createAccount(plan: .starter, notificationEmail: "ops@example.com")
         let mailbox = try await store.addMailbox(accountID: account.id, email: destinationUser)
-        let batch = try await store.createBatch(NewBatch(accountID: account.id, name: "standard", folderStrategy: .standard), jobs: [
-            NewBatchJob(line: 2, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
-                        sourcePort: source.imapPort, sourceSecurity: "none", sourceEmail: "\(sourceUser)@example.com",
-                        sourceUsername: sourceUser, sourcePassword: DovecotServer.password),
-        ]).batch
+        let batch = try await store.createBatch(
+            NewBatch(accountID: account.id, name: "standard", folderStrategy: .standard),
+            jobs: [
+                NewBatchJob(
+                    line: 2, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
+                    sourcePort: source.imapPort, sourceSecurity: "none", sourceEmail: "\(sourceUser)@example.com",
+                    sourceUsername: sourceUser, sourcePassword: DovecotServer.password)
+            ]
+        ).batch
         let runner = JobRunner(store: store, configuration: Self.configuration(destination), logger: Self.logger)
         let task = Task { try await runner.run() }
         runner.wake()
@@ -116,14 +127,17 @@ struct BatchRunTests {
         }
         task.cancel()
         try await task.value
-        #expect(ended.batch.status == .completed, "\(ended.batch.status) \(String(describing: ended.jobs[0].migration.error))")
+        #expect(
+            ended.batch.status == .completed,
+            "\(ended.batch.status) \(String(describing: ended.jobs[0].migration.error))")
 
         let standardFolders: Set<String> = ["INBOX", "Sent", "Sent Items", "Drafts"]
         let expected = corpus.expectedDestination(skipDuplicates: true, folders: standardFolders)
         let snapshot = try await AccountSnapshot.take(destination, user: destinationUser)
         for problem in snapshot.differences(from: expected) { Issue.record("standard: \(problem)") }
-        #expect(snapshot.folders["Work"] == nil && snapshot.folders["Work/Projects"] == nil,
-                "a standard batch created plain folders: \(snapshot.folders.keys.sorted())")
+        #expect(
+            snapshot.folders["Work"] == nil && snapshot.folders["Work/Projects"] == nil,
+            "a standard batch created plain folders: \(snapshot.folders.keys.sorted())")
         #expect(ended.jobs[0].migration.importedMessages == expected.values.reduce(0) { $0 + $1.count })
         try await store.close()
     }
@@ -134,20 +148,26 @@ struct BatchRunTests {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = uniqueUser("psrc")
-        let corpus = try await Corpus.fill(source, user: sourceUser,
-                                           options: Corpus.Options(scale: 3, largeAttachment: false, bodyBytes: 300...2000))
+        let corpus = try await Corpus.fill(
+            source, user: sourceUser,
+            options: Corpus.Options(scale: 3, largeAttachment: false, bodyBytes: 300...2000))
         let destinationUser = try await destination.freshUser("pdst")
         // A slow link, so the pause lands mid-copy.
-        let proxy = try await FaultInjectingProxy.start(upstreamPort: source.imapPort,
-                                                        faults: Array(repeating: .throttle(bytesPerSecond: 60_000), count: 200))
+        let proxy = try await FaultInjectingProxy.start(
+            upstreamPort: source.imapPort,
+            faults: Array(repeating: .throttle(bytesPerSecond: 60_000), count: 200))
         let store = try await Store.openInMemorySQLite()
         let account = try await store.createAccount(plan: .pro, notificationEmail: "ops@example.com")
         let mailbox = try await store.addMailbox(accountID: account.id, email: destinationUser)
-        let batch = try await store.createBatch(NewBatch(accountID: account.id, name: "pause"), jobs: [
-            NewBatchJob(line: 2, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
-                        sourcePort: proxy.port, sourceSecurity: "none", sourceEmail: "\(sourceUser)@example.com",
-                        sourceUsername: sourceUser, sourcePassword: DovecotServer.password),
-        ]).batch
+        let batch = try await store.createBatch(
+            NewBatch(accountID: account.id, name: "pause"),
+            jobs: [
+                NewBatchJob(
+                    line: 2, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
+                    sourcePort: proxy.port, sourceSecurity: "none", sourceEmail: "\(sourceUser)@example.com",
+                    sourceUsername: sourceUser, sourcePassword: DovecotServer.password)
+            ]
+        ).batch
         let runner = JobRunner(store: store, configuration: Self.configuration(destination), logger: Self.logger)
         let task = Task { try await runner.run() }
         runner.wake()
@@ -155,14 +175,19 @@ struct BatchRunTests {
         let copying = try await Self.waitFor(store, batch.id) { $0.jobs[0].migration.importedMessages >= 20 }
         #expect(copying.batch.status == .processing, "never saw copying")
         #expect(try await store.pauseBatch(id: batch.id, reason: "storage at 90% of the pool"))
-        let released = try await Self.waitFor(store, batch.id, timeout: .seconds(10)) { $0.jobs[0].migration.leaseOwner == nil }
-        #expect(released.jobs[0].migration.status == .pending && released.jobs[0].migration.leaseOwner == nil,
-                "the job did not let go after the pause")
+        let released = try await Self.waitFor(store, batch.id, timeout: .seconds(10)) {
+            $0.jobs[0].migration.leaseOwner == nil
+        }
+        #expect(
+            released.jobs[0].migration.status == .pending && released.jobs[0].migration.leaseOwner == nil,
+            "the job did not let go after the pause")
         let stopped = try await AccountSnapshot.take(destination, user: destinationUser).messageCount
         runner.wake()
         try await Task.sleep(for: .seconds(1))
         let still = try #require(try await store.batchDetail(id: batch.id))
-        #expect(still.batch.status == .paused && still.jobs[0].migration.status == .pending, "a paused batch's job was claimed")
+        #expect(
+            still.batch.status == .paused && still.jobs[0].migration.status == .pending,
+            "a paused batch's job was claimed")
         #expect(try await AccountSnapshot.take(destination, user: destinationUser).messageCount == stopped)
         #expect(stopped < corpus.selectedCount - corpus.duplicateCount, "the run ended before the pause")
 
@@ -174,7 +199,9 @@ struct BatchRunTests {
         task.cancel()
         try await task.value
         await proxy.stop()
-        #expect(ended.batch.status == .completed, "\(ended.batch.status) \(String(describing: ended.jobs[0].migration.error))")
+        #expect(
+            ended.batch.status == .completed,
+            "\(ended.batch.status) \(String(describing: ended.jobs[0].migration.error))")
         let snapshot = try await AccountSnapshot.take(destination, user: destinationUser)
         for problem in snapshot.differences(from: corpus.expectedDestination(skipDuplicates: true)) {
             Issue.record("after resume: \(problem)")

@@ -26,28 +26,35 @@ private func servers() async throws -> (source: DovecotServer, destination: Dove
 
 /// Short intervals so the tests see progress, cancels and stops quickly; small batches so a stop
 /// lands mid-folder.
-private func configuration(destination: DovecotServer, nodeID: String = uniqueUser("node"), master: Bool = true,
-                           maxConcurrent: Int = 20, allowPrivateHosts: Bool = true) -> JobRunnerConfiguration {
+private func configuration(
+    destination: DovecotServer, nodeID: String = uniqueUser("node"), master: Bool = true,
+    maxConcurrent: Int = 20, allowPrivateHosts: Bool = true
+) -> JobRunnerConfiguration {
     JobRunnerConfiguration(
         nodeID: nodeID, maxConcurrentMigrations: maxConcurrent, leaseSeconds: 30,
         pollInterval: .milliseconds(250), progressInterval: .milliseconds(200),
-        destination: DestinationServer(server: destination.configuration(),
-                                       masterUser: master ? DovecotServer.masterUser : nil,
-                                       masterPassword: master ? DovecotServer.masterPassword : nil),
+        destination: DestinationServer(
+            server: destination.configuration(),
+            masterUser: master ? DovecotServer.masterUser : nil,
+            masterPassword: master ? DovecotServer.masterPassword : nil),
         allowPrivateHosts: allowPrivateHosts, parallelFolders: 4, backoff: { _, _ in 0.05 }, batchSize: 25)
 }
 
 /// A new account with the destination mailbox, and a queued migration into it.
-private func queue(_ store: Store, sourceUser: String, sourcePort: Int, destinationUser: String,
-                   sourcePassword: String = DovecotServer.password, targetPassword: String? = nil,
-                   selectedFolders: [String]? = nil, importSince: String? = nil) async throws -> MigrationRecord {
+private func queue(
+    _ store: Store, sourceUser: String, sourcePort: Int, destinationUser: String,
+    sourcePassword: String = DovecotServer.password, targetPassword: String? = nil,
+    selectedFolders: [String]? = nil, importSince: String? = nil
+) async throws -> MigrationRecord {
     let account = try await store.createAccount(plan: .pro, notificationEmail: "ops@example.com")
     let mailbox = try await store.addMailbox(accountID: account.id, email: destinationUser)
-    return try await store.createMigration(NewMigration(
-        accountID: account.id, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
-        sourcePort: sourcePort, sourceSecurity: "none", sourceEmail: "\(sourceUser)@example.com", sourceUsername: sourceUser,
-        sourcePassword: sourcePassword, targetPassword: targetPassword, selectedFolders: selectedFolders,
-        importSince: importSince))
+    return try await store.createMigration(
+        NewMigration(
+            accountID: account.id, mailboxID: mailbox.id, provider: "generic_imap", sourceHost: "127.0.0.1",
+            sourcePort: sourcePort, sourceSecurity: "none", sourceEmail: "\(sourceUser)@example.com",
+            sourceUsername: sourceUser,
+            sourcePassword: sourcePassword, targetPassword: targetPassword, selectedFolders: selectedFolders,
+            importSince: importSince))
 }
 
 extension MigrationRecord {
@@ -60,8 +67,10 @@ private func start(_ runner: JobRunner) -> Task<Void, any Error> {
 }
 
 /// Polls the migration until `condition` holds or `timeout` passes; returns the last record read.
-private func waitFor(_ store: Store, _ id: Int64, timeout: Duration = .seconds(30),
-                     _ condition: (MigrationRecord) -> Bool) async throws -> MigrationRecord {
+private func waitFor(
+    _ store: Store, _ id: Int64, timeout: Duration = .seconds(30),
+    _ condition: (MigrationRecord) -> Bool
+) async throws -> MigrationRecord {
     let deadline = ContinuousClock.now + timeout
     while true {
         let record = try #require(try await store.migration(id: id))
@@ -78,8 +87,9 @@ private func startPrivateServer(layout: DovecotServer.Layout) throws -> DovecotS
 /// A source link slow enough (per connection) that a run of a few hundred messages takes seconds,
 /// so a cancel or a stop lands while messages are being copied.
 private func slowSource(_ source: DovecotServer, bytesPerSecond: Int = 60_000) async throws -> FaultInjectingProxy {
-    try await FaultInjectingProxy.start(upstreamPort: source.imapPort,
-                                        faults: Array(repeating: .throttle(bytesPerSecond: bytesPerSecond), count: 200))
+    try await FaultInjectingProxy.start(
+        upstreamPort: source.imapPort,
+        faults: Array(repeating: .throttle(bytesPerSecond: bytesPerSecond), count: 200))
 }
 
 private let mediumCorpus = Corpus.Options(scale: 3, largeAttachment: false, bodyBytes: 300...2000)
@@ -87,8 +97,10 @@ private let mediumCorpus = Corpus.Options(scale: 3, largeAttachment: false, body
 /// Where the engine puts a corpus folder of the dot source on the slash destination.
 /// Every expected message (duplicates skipped) is in its folder exactly once (bytes, flags, date);
 /// no other folder holds mail.
-private func expectExact(_ actual: AccountSnapshot, _ corpus: Corpus, folders: Set<String>? = nil, since: Int64 = .min,
-                         _ context: String, sourceLocation: SourceLocation = #_sourceLocation) {
+private func expectExact(
+    _ actual: AccountSnapshot, _ corpus: Corpus, folders: Set<String>? = nil, since: Int64 = .min,
+    _ context: String, sourceLocation: SourceLocation = #_sourceLocation
+) {
     let expected = corpus.expectedDestination(skipDuplicates: true, since: since, folders: folders)
     for problem in actual.differences(from: expected) {
         Issue.record("\(context): \(problem)", sourceLocation: sourceLocation)
@@ -97,8 +109,11 @@ private func expectExact(_ actual: AccountSnapshot, _ corpus: Corpus, folders: S
 
 /// Two servers, a source account filled with a corpus, a fresh destination account, an empty store.
 private func scenario(_ options: Corpus.Options) async throws
-    -> (source: DovecotServer, destination: DovecotServer, sourceUser: String, destinationUser: String,
-        corpus: Corpus, store: Store) {
+    -> (
+        source: DovecotServer, destination: DovecotServer, sourceUser: String, destinationUser: String,
+        corpus: Corpus, store: Store
+    )
+{
     let (source, destination) = try await servers()
     let sourceUser = uniqueUser("src")
     let destinationUser = try await destination.freshUser("dst")
@@ -107,7 +122,9 @@ private func scenario(_ options: Corpus.Options) async throws
 }
 
 /// Runs a runner until migration `id` is settled, then stops it; returns the record.
-private func runUntilSettled(_ store: Store, _ id: Int64, _ configuration: JobRunnerConfiguration) async throws -> MigrationRecord {
+private func runUntilSettled(_ store: Store, _ id: Int64, _ configuration: JobRunnerConfiguration) async throws
+    -> MigrationRecord
+{
     let task = start(JobRunner(store: store, configuration: configuration, logger: quietLogger))
     let record = try await waitFor(store, id) { $0.isSettled }
     task.cancel()
@@ -116,15 +133,19 @@ private func runUntilSettled(_ store: Store, _ id: Int64, _ configuration: JobRu
 }
 
 /// The stored totals and folder rows of a completed migration of `corpus`.
-private func expectFinishedRecord(_ record: MigrationRecord, _ corpus: Corpus, source: DovecotServer, _ context: String,
-                                  sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(record.status == .completed, "\(context): \(record.status) \(String(describing: record.error))",
-            sourceLocation: sourceLocation)
+private func expectFinishedRecord(
+    _ record: MigrationRecord, _ corpus: Corpus, source: DovecotServer, _ context: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(
+        record.status == .completed, "\(context): \(record.status) \(String(describing: record.error))",
+        sourceLocation: sourceLocation)
     #expect(record.error == nil, "\(context)", sourceLocation: sourceLocation)
     #expect(record.leaseOwner == nil, "\(context): the lease is released", sourceLocation: sourceLocation)
     #expect(record.totalMessages == corpus.selectedCount, "\(context): total", sourceLocation: sourceLocation)
-    #expect(record.importedMessages == corpus.selectedCount - corpus.duplicateCount, "\(context): imported",
-            sourceLocation: sourceLocation)
+    #expect(
+        record.importedMessages == corpus.selectedCount - corpus.duplicateCount, "\(context): imported",
+        sourceLocation: sourceLocation)
     #expect(record.skippedDuplicates == corpus.duplicateCount, "\(context): skipped", sourceLocation: sourceLocation)
     #expect(record.failedMessages == 0, "\(context): failed", sourceLocation: sourceLocation)
     #expect(record.progress == 100, sourceLocation: sourceLocation)
@@ -135,28 +156,37 @@ private func expectFinishedRecord(_ record: MigrationRecord, _ corpus: Corpus, s
     for folder in corpus.folderOrder {
         let name = source.folder(folder)
         guard let row = rows[name] else {
-            Issue.record("\(context): no folder row for \(name): \(record.folders.map(\.sourceName))", sourceLocation: sourceLocation)
+            Issue.record(
+                "\(context): no folder row for \(name): \(record.folders.map(\.sourceName))",
+                sourceLocation: sourceLocation)
             continue
         }
         let messages = (corpus.folders[folder] ?? []).filter { !$0.isDeleted }
-        #expect(row.destinationName == Corpus.destinationPath(folder), "\(context): \(name)", sourceLocation: sourceLocation)
+        #expect(
+            row.destinationName == Corpus.destinationPath(folder), "\(context): \(name)", sourceLocation: sourceLocation
+        )
         #expect(row.status == .completed, "\(context): \(name)", sourceLocation: sourceLocation)
         #expect(row.expected == messages.count, "\(context): \(name) expected", sourceLocation: sourceLocation)
-        #expect(row.imported == messages.filter { !$0.isDuplicate }.count, "\(context): \(name) imported",
-                sourceLocation: sourceLocation)
-        #expect(row.skipped == messages.filter(\.isDuplicate).count, "\(context): \(name) skipped",
-                sourceLocation: sourceLocation)
+        #expect(
+            row.imported == messages.filter { !$0.isDuplicate }.count, "\(context): \(name) imported",
+            sourceLocation: sourceLocation)
+        #expect(
+            row.skipped == messages.filter(\.isDuplicate).count, "\(context): \(name) skipped",
+            sourceLocation: sourceLocation)
         #expect(row.failed == 0, "\(context): \(name) failed", sourceLocation: sourceLocation)
     }
 }
 
 /// What a user checks after a migration: the record says completed with the right totals, and the
 /// destination holds the corpus exactly.
-private func expectCompletedExactly(_ record: MigrationRecord, _ corpus: Corpus, source: DovecotServer,
-                                    destination: DovecotServer, user: String, _ context: String,
-                                    sourceLocation: SourceLocation = #_sourceLocation) async throws {
+private func expectCompletedExactly(
+    _ record: MigrationRecord, _ corpus: Corpus, source: DovecotServer,
+    destination: DovecotServer, user: String, _ context: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) async throws {
     expectFinishedRecord(record, corpus, source: source, context, sourceLocation: sourceLocation)
-    expectExact(try await AccountSnapshot.take(destination, user: user), corpus, context, sourceLocation: sourceLocation)
+    expectExact(
+        try await AccountSnapshot.take(destination, user: user), corpus, context, sourceLocation: sourceLocation)
 }
 
 private func destinationCount(_ destination: DovecotServer, _ user: String) async throws -> Int {
@@ -171,10 +201,13 @@ private func destinationCount(_ destination: DovecotServer, _ user: String) asyn
 @Suite("Job runner", .timeLimit(.minutes(3)))
 struct JobRunnerTests {
     @Test func queuedMigrationRunsToCompletedAndIsExact() async throws {
-        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(.init(largeAttachment: false))
-        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(
+            .init(largeAttachment: false))
+        let queued = try await queue(
+            store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
 
-        let runner = JobRunner(store: store, configuration: configuration(destination: destination), logger: quietLogger)
+        let runner = JobRunner(
+            store: store, configuration: configuration(destination: destination), logger: quietLogger)
         let task = start(runner)
         runner.wake()
         // The status walks forward; the first look may already be past validating.
@@ -200,10 +233,12 @@ struct JobRunnerTests {
     @Test func cancelStopsTheJobAndRetryFinishesWithoutDoubles() async throws {
         let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(mediumCorpus)
         let proxy = try await slowSource(source)
-        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: destinationUser,
-                                     targetPassword: DovecotServer.password)
-        let runner = JobRunner(store: store, configuration: configuration(destination: destination, master: false),
-                               logger: quietLogger)
+        let queued = try await queue(
+            store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: destinationUser,
+            targetPassword: DovecotServer.password)
+        let runner = JobRunner(
+            store: store, configuration: configuration(destination: destination, master: false),
+            logger: quietLogger)
         let task = start(runner)
 
         let copying = try await waitFor(store, queued.id) { $0.status == .processing && $0.importedMessages >= 20 }
@@ -217,7 +252,8 @@ struct JobRunnerTests {
         #expect(stopTime < .seconds(5), "stopping took \(stopTime)")
         let stoppedCount = try await destinationCount(destination, destinationUser)
         try await Task.sleep(for: .seconds(1))
-        #expect(try await destinationCount(destination, destinationUser) == stoppedCount, "copying went on after the stop")
+        #expect(
+            try await destinationCount(destination, destinationUser) == stoppedCount, "copying went on after the stop")
         #expect(stoppedCount < corpus.selectedCount - corpus.duplicateCount, "the run ended before the cancel")
         let cancelled = try #require(try await store.migration(id: queued.id))
         #expect(cancelled.status == .cancelled)
@@ -230,8 +266,9 @@ struct JobRunnerTests {
         try await task.value
         await proxy.stop()
 
-        try await expectCompletedExactly(record, corpus, source: source, destination: destination, user: destinationUser,
-                                           "retried after cancel")
+        try await expectCompletedExactly(
+            record, corpus, source: source, destination: destination, user: destinationUser,
+            "retried after cancel")
         try await store.close()
     }
 
@@ -248,10 +285,12 @@ struct JobRunnerTests {
     func stoppedRunnerRequeuesAndANewRunnerFinishesExact(stop: StopKind) async throws {
         let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(mediumCorpus)
         let proxy = try await slowSource(source)
-        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: destinationUser)
+        let queued = try await queue(
+            store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: destinationUser)
 
-        let first = JobRunner(store: store, configuration: configuration(destination: destination, nodeID: "node-a"),
-                              logger: quietLogger)
+        let first = JobRunner(
+            store: store, configuration: configuration(destination: destination, nodeID: "node-a"),
+            logger: quietLogger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [first], logger: quietLogger))
         let task: Task<Void, any Error> = stop == .cancelTask ? start(first) : Task { try await group.run() }
         let copying = try await waitFor(store, queued.id) { $0.status == .processing && $0.importedMessages >= 20 }
@@ -272,16 +311,18 @@ struct JobRunnerTests {
         let partial = try await destinationCount(destination, destinationUser)
         #expect(partial > 0 && partial < corpus.selectedCount - corpus.duplicateCount, "stopped with \(partial) copied")
 
-        let second = JobRunner(store: store, configuration: configuration(destination: destination, nodeID: "node-b"),
-                               logger: quietLogger)
+        let second = JobRunner(
+            store: store, configuration: configuration(destination: destination, nodeID: "node-b"),
+            logger: quietLogger)
         let secondTask = start(second)
         let record = try await waitFor(store, queued.id) { $0.isSettled }
         secondTask.cancel()
         try await secondTask.value
         await proxy.stop()
 
-        try await expectCompletedExactly(record, corpus, source: source, destination: destination, user: destinationUser,
-                                           "resumed by another runner")
+        try await expectCompletedExactly(
+            record, corpus, source: source, destination: destination, user: destinationUser,
+            "resumed by another runner")
         try await store.close()
     }
 
@@ -292,9 +333,11 @@ struct JobRunnerTests {
         let source = try startPrivateServer(layout: .dot)
         defer { source.stop() }
         let store = try await Store.openInMemorySQLite()
-        let queued = try await queue(store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
-                                     destinationUser: uniqueUser("dst"), sourcePassword: "wrong")
-        let runner = JobRunner(store: store, configuration: configuration(destination: destination), logger: quietLogger)
+        let queued = try await queue(
+            store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
+            destinationUser: uniqueUser("dst"), sourcePassword: "wrong")
+        let runner = JobRunner(
+            store: store, configuration: configuration(destination: destination), logger: quietLogger)
         let task = start(runner)
         let record = try await waitFor(store, queued.id) { $0.isSettled }
         task.cancel()
@@ -314,7 +357,8 @@ struct JobRunnerTests {
         let (source, destination) = try await servers()
         let sourceUser = uniqueUser("src")
         let destinationUsers = [try await destination.freshUser("dst"), try await destination.freshUser("dst")]
-        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false, bodyBytes: 300...2000))
+        let corpus = try await Corpus.fill(
+            source, user: sourceUser, options: .init(largeAttachment: false, bodyBytes: 300...2000))
         let proxy = try await slowSource(source, bytesPerSecond: 80_000)
         let store = try await Store.openInMemorySQLite()
         var ids: [Int64] = []
@@ -322,8 +366,9 @@ struct JobRunnerTests {
             ids.append(try await queue(store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: user).id)
         }
         let runners = ["node-a", "node-b"].map {
-            JobRunner(store: store, configuration: configuration(destination: destination, nodeID: $0, maxConcurrent: 1),
-                      logger: quietLogger)
+            JobRunner(
+                store: store, configuration: configuration(destination: destination, nodeID: $0, maxConcurrent: 1),
+                logger: quietLogger)
         }
         let tasks = runners.map { start($0) }
 
@@ -352,8 +397,9 @@ struct JobRunnerTests {
         let secondStarted = try #require(second.startedAt)
         #expect(secondStarted >= firstFinished.addingTimeInterval(-0.001), "the second started before the first ended")
         for (record, user) in zip(records, destinationUsers) {
-            try await expectCompletedExactly(record, corpus, source: source, destination: destination, user: user,
-                                               "migration \(record.id)")
+            try await expectCompletedExactly(
+                record, corpus, source: source, destination: destination, user: user,
+                "migration \(record.id)")
         }
         try await store.close()
     }
@@ -361,14 +407,18 @@ struct JobRunnerTests {
     /// `selected_folders` and `import_since` reach the engine: only those folders, only mail from
     /// that day on (by INTERNALDATE, UTC). A day that does not exist fails the migration.
     @Test func selectedFoldersAndImportSinceAreApplied() async throws {
-        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(.init(largeAttachment: false, bodyBytes: 300...1500))
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(
+            .init(largeAttachment: false, bodyBytes: 300...1500))
         let day = Corpus.boundaryDay
         let dayText = "\(day.year)-\(day.month < 10 ? "0" : "")\(day.month)-\(day.day < 10 ? "0" : "")\(day.day)"
-        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser,
-                                     selectedFolders: ["INBOX", "INBOX.Work"], importSince: dayText)
-        let impossible = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort,
-                                         destinationUser: uniqueUser("dst"), importSince: "2021-02-29")
-        let runner = JobRunner(store: store, configuration: configuration(destination: destination), logger: quietLogger)
+        let queued = try await queue(
+            store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser,
+            selectedFolders: ["INBOX", "INBOX.Work"], importSince: dayText)
+        let impossible = try await queue(
+            store, sourceUser: sourceUser, sourcePort: source.imapPort,
+            destinationUser: uniqueUser("dst"), importSince: "2021-02-29")
+        let runner = JobRunner(
+            store: store, configuration: configuration(destination: destination), logger: quietLogger)
         let task = start(runner)
         let record = try await waitFor(store, queued.id) { $0.isSettled }
         let invalid = try await waitFor(store, impossible.id) { $0.isSettled }
@@ -376,15 +426,18 @@ struct JobRunnerTests {
         try await task.value
 
         let cutoff = day.secondsSince1970
-        let selected = corpus.all.filter { ["INBOX", "Work"].contains($0.folder) && !$0.message.isDeleted && $0.message.seconds >= cutoff }
+        let selected = corpus.all.filter {
+            ["INBOX", "Work"].contains($0.folder) && !$0.message.isDeleted && $0.message.seconds >= cutoff
+        }
         #expect(selected.count > 10 && selected.count < corpus.selectedCount - 10, "the corpus straddles the day")
         #expect(record.status == .completed, "\(String(describing: record.error))")
         #expect(record.totalMessages == selected.count)
         #expect(record.importedMessages == selected.filter { !$0.message.isDuplicate }.count)
         #expect(record.skippedDuplicates == selected.filter(\.message.isDuplicate).count)
         #expect(Set(record.folders.map(\.sourceName)) == ["INBOX", "INBOX.Work"])
-        expectExact(try await AccountSnapshot.take(destination, user: destinationUser), corpus, folders: ["INBOX", "Work"],
-                    since: cutoff, "selected folders since \(dayText)")
+        expectExact(
+            try await AccountSnapshot.take(destination, user: destinationUser), corpus, folders: ["INBOX", "Work"],
+            since: cutoff, "selected folders since \(dayText)")
 
         #expect(invalid.status == .failed)
         #expect(invalid.error?.code == "validation_error", "\(String(describing: invalid.error))")
@@ -394,10 +447,12 @@ struct JobRunnerTests {
     @Test func privateSourceHostIsBlocked() async throws {
         let (source, destination) = try await servers()
         let store = try await Store.openInMemorySQLite()
-        let queued = try await queue(store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
-                                     destinationUser: uniqueUser("dst"))
-        let record = try await runUntilSettled(store, queued.id,
-                                               configuration(destination: destination, allowPrivateHosts: false))
+        let queued = try await queue(
+            store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
+            destinationUser: uniqueUser("dst"))
+        let record = try await runUntilSettled(
+            store, queued.id,
+            configuration(destination: destination, allowPrivateHosts: false))
 
         #expect(record.status == .failed)
         #expect(record.error?.code == "private_host_blocked", "\(String(describing: record.error))")
@@ -408,8 +463,9 @@ struct JobRunnerTests {
     @Test func withoutDestinationCredentialsTheMigrationFails() async throws {
         let (source, destination) = try await servers()
         let store = try await Store.openInMemorySQLite()
-        let queued = try await queue(store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
-                                     destinationUser: uniqueUser("dst"))
+        let queued = try await queue(
+            store, sourceUser: uniqueUser("src"), sourcePort: source.imapPort,
+            destinationUser: uniqueUser("dst"))
         let record = try await runUntilSettled(store, queued.id, configuration(destination: destination, master: false))
 
         #expect(record.status == .failed)
@@ -422,22 +478,26 @@ struct JobRunnerTests {
     /// A migration still leased under this node id (its process was killed) is requeued when a
     /// runner with that id starts, rather than waiting out the lease, and then finished.
     @Test func leasesLeftUnderTheNodeIDAreTakenBackAtStart() async throws {
-        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(.init(largeAttachment: false, bodyBytes: 300...1500))
-        let queued = try await queue(store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(
+            .init(largeAttachment: false, bodyBytes: 300...1500))
+        let queued = try await queue(
+            store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
         let nodeID = uniqueUser("node")
         let claimed = try await store.claimPendingMigration(owner: nodeID, leaseSeconds: 3600)
         #expect(claimed?.id == queued.id)
         #expect(try await store.migration(id: queued.id)?.status == .validating)
 
-        let runner = JobRunner(store: store, configuration: configuration(destination: destination, nodeID: nodeID),
-                               logger: quietLogger)
+        let runner = JobRunner(
+            store: store, configuration: configuration(destination: destination, nodeID: nodeID),
+            logger: quietLogger)
         let task = start(runner)
         let record = try await waitFor(store, queued.id, timeout: .seconds(20)) { $0.isSettled }
         task.cancel()
         try await task.value
 
-        try await expectCompletedExactly(record, corpus, source: source, destination: destination, user: destinationUser,
-                                           "taken back at start")
+        try await expectCompletedExactly(
+            record, corpus, source: source, destination: destination, user: destinationUser,
+            "taken back at start")
         try await store.close()
     }
 }
@@ -449,8 +509,11 @@ struct DestinationServerTests {
     @Test func masterCredentialsWinOverATargetPassword() {
         let destination = DestinationServer(server: server, masterUser: "admin", masterPassword: "secret")
         #expect(destination.hasMasterCredentials)
-        guard case .master(let user, let masterUser, let masterPassword)? = destination.credentials(mailbox: "a@example.com",
-                                                                                                   targetPassword: "t") else {
+        guard
+            case .master(let user, let masterUser, let masterPassword)? = destination.credentials(
+                mailbox: "a@example.com",
+                targetPassword: "t")
+        else {
             Issue.record("expected master credentials")
             return
         }
@@ -460,7 +523,10 @@ struct DestinationServerTests {
     @Test func targetPasswordWithoutMasterAndNeitherGivesNil() {
         let destination = DestinationServer(server: server, masterUser: "", masterPassword: "secret")
         #expect(!destination.hasMasterCredentials, "an empty master user is unset")
-        guard case .password(let user, let password)? = destination.credentials(mailbox: "a@example.com", targetPassword: "t") else {
+        guard
+            case .password(let user, let password)? = destination.credentials(
+                mailbox: "a@example.com", targetPassword: "t")
+        else {
             Issue.record("expected password credentials")
             return
         }

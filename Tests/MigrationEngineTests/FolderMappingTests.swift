@@ -8,7 +8,8 @@ struct FolderMappingTests {
     let slash = NamingScheme(separator: "/", personalPrefix: "")
 
     func listed(_ name: String, _ attributes: [String] = []) -> ListedMailbox {
-        ListedMailbox(entry: ListEntry(attributes: attributes, separator: ".", name: MailboxName(decoded: name)), status: nil)
+        ListedMailbox(
+            entry: ListEntry(attributes: attributes, separator: ".", name: MailboxName(decoded: name)), status: nil)
     }
 
     @Test func prefixesAndSeparatorsTranslate() {
@@ -37,21 +38,36 @@ struct FolderMappingTests {
     @Test func gmailFoldersAndViews() {
         let sent = listed("[Gmail]/Sent Mail")
         #expect(FolderMapping.specialUse(of: sent, components: ["[Gmail]", "Sent Mail"]) == .sent)
-        #expect(FolderMapping.view(of: listed("[Gmail]/All Mail", ["\\All"]), components: ["[Gmail]", "All Mail"], gmailNames: true) == .all)
-        #expect(FolderMapping.view(of: listed("[Gmail]/Starred"), components: ["[Gmail]", "Starred"], gmailNames: true) == .flagged)
-        #expect(FolderMapping.view(of: listed("[Gmail]/Starred"), components: ["[Gmail]", "Starred"], gmailNames: false) == nil)
+        #expect(
+            FolderMapping.view(
+                of: listed("[Gmail]/All Mail", ["\\All"]), components: ["[Gmail]", "All Mail"], gmailNames: true)
+                == .all)
+        #expect(
+            FolderMapping.view(of: listed("[Gmail]/Starred"), components: ["[Gmail]", "Starred"], gmailNames: true)
+                == .flagged)
+        #expect(
+            FolderMapping.view(of: listed("[Gmail]/Starred"), components: ["[Gmail]", "Starred"], gmailNames: false)
+                == nil)
         #expect(FolderMapping.view(of: sent, components: ["[Gmail]", "Sent Mail"], gmailNames: true) == nil)
-        #expect(FolderMapping.destinationComponents(sourceComponents: ["[Gmail]", "Foo"], specialUse: nil, destinationSpecial: [:]) == ["Foo"])
-        #expect(FolderMapping.destinationComponents(sourceComponents: ["Sent Items"], specialUse: .sent,
-                                                    destinationSpecial: [.sent: ["Gesendet"]]) == ["Gesendet"])
-        #expect(FolderMapping.destinationComponents(sourceComponents: ["Sent Items"], specialUse: .sent, destinationSpecial: [:]) == ["Sent"])
+        #expect(
+            FolderMapping.destinationComponents(
+                sourceComponents: ["[Gmail]", "Foo"], specialUse: nil, destinationSpecial: [:]) == ["Foo"])
+        #expect(
+            FolderMapping.destinationComponents(
+                sourceComponents: ["Sent Items"], specialUse: .sent,
+                destinationSpecial: [.sent: ["Gesendet"]]) == ["Gesendet"])
+        #expect(
+            FolderMapping.destinationComponents(
+                sourceComponents: ["Sent Items"], specialUse: .sent, destinationSpecial: [:]) == ["Sent"])
     }
 
     /// Any server may list views (RFC 6154 `\\All`, `\\Flagged`; RFC 8457 `\\Important`), not only Gmail.
     @Test(arguments: [("\\All", SpecialUse.all), ("\\Flagged", .flagged), ("\\Important", .important)])
     func viewsByAttributeOnAnyServer(attribute: String, view: SpecialUse) {
-        #expect(FolderMapping.view(of: listed("Virtual/Some name", [attribute]), components: ["Virtual", "Some name"],
-                                   gmailNames: false) == view)
+        #expect(
+            FolderMapping.view(
+                of: listed("Virtual/Some name", [attribute]), components: ["Virtual", "Some name"],
+                gmailNames: false) == view)
         #expect(FolderMapping.skipReason(view).contains(view.rawValue))
     }
 

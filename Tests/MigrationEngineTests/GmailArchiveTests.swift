@@ -16,19 +16,26 @@ private struct GmailMailbox {
     }
 
     static let entries: [Entry] = [
-        entry(1, "in the inbox, important", at: (2021, 3, 4, 10, 0, 60), flags: ["\\Seen"], labels: ["\\Inbox", "\\Important"],
-              destination: "INBOX"),
-        entry(2, "in the inbox, old", at: (2019, 6, 1, 8, 0, -420), flags: [], labels: ["\\Inbox"], destination: "INBOX"),
+        entry(
+            1, "in the inbox, important", at: (2021, 3, 4, 10, 0, 60), flags: ["\\Seen"],
+            labels: ["\\Inbox", "\\Important"],
+            destination: "INBOX"),
+        entry(
+            2, "in the inbox, old", at: (2019, 6, 1, 8, 0, -420), flags: [], labels: ["\\Inbox"], destination: "INBOX"),
         entry(3, "sent", at: (2020, 11, 11, 12, 0, 0), flags: ["\\Seen"], labels: ["\\Sent"], destination: "Sent"),
-        entry(4, "labelled Work", at: (2018, 2, 2, 9, 30, 120), flags: ["\\Seen", "\\Answered"], labels: ["Work"],
-              destination: "Work"),
+        entry(
+            4, "labelled Work", at: (2018, 2, 2, 9, 30, 120), flags: ["\\Seen", "\\Answered"], labels: ["Work"],
+            destination: "Work"),
         // Archived without a label: in All Mail only. Without a Message-ID, so duplicate detection
         // takes the header-hash path against the scripted server too.
-        entry(5, "archived, no label", at: (2022, 5, 5, 14, 0, 330), flags: ["\\Seen"], labels: [], destination: "Archive",
-              messageID: false),
+        entry(
+            5, "archived, no label", at: (2022, 5, 5, 14, 0, 330), flags: ["\\Seen"], labels: [],
+            destination: "Archive",
+            messageID: false),
         // Starred and important are views, not labels that put a message in a folder.
-        entry(6, "archived, starred", at: (2019, 9, 9, 23, 0, -300), flags: ["\\Seen", "\\Flagged"],
-              labels: ["\\Starred", "\\Important"], destination: "Archive"),
+        entry(
+            6, "archived, starred", at: (2019, 9, 9, 23, 0, -300), flags: ["\\Seen", "\\Flagged"],
+            labels: ["\\Starred", "\\Important"], destination: "Archive"),
     ]
 
     static var messages: [ScriptedGmailServer.Message] { entries.map(\.message) }
@@ -39,24 +46,32 @@ private struct GmailMailbox {
         if archive { result["Archive"] = [] }
         for entry in entries where result[entry.destination] != nil {
             if let since, entry.message.internalDate.isBeforeDay(of: since) { continue }
-            result[entry.destination, default: []].append(StoredMessage(body: entry.message.bytes, flags: Set(entry.message.flags),
-                                                                        internalDate: entry.message.internalDate.secondsSince1970))
+            result[entry.destination, default: []].append(
+                StoredMessage(
+                    body: entry.message.bytes, flags: Set(entry.message.flags),
+                    internalDate: entry.message.internalDate.secondsSince1970))
         }
         return result
     }
 
-    private static func entry(_ number: Int, _ subject: String, at date: (Int, Int, Int, Int, Int, Int), flags: [String],
-                              labels: [String], destination: String, messageID: Bool = true) -> Entry {
-        let internalDate = InternalDate(year: date.0, month: date.1, day: date.2, hour: date.3, minute: date.4, second: 0,
-                                        zoneMinutes: date.5)
-        var text = "From: \"Sender \(number)\" <sender\(number)@example.org>\r\nTo: jane@gmail.com\r\n"
+    private static func entry(
+        _ number: Int, _ subject: String, at date: (Int, Int, Int, Int, Int, Int), flags: [String],
+        labels: [String], destination: String, messageID: Bool = true
+    ) -> Entry {
+        let internalDate = InternalDate(
+            year: date.0, month: date.1, day: date.2, hour: date.3, minute: date.4, second: 0,
+            zoneMinutes: date.5)
+        var text =
+            "From: \"Sender \(number)\" <sender\(number)@example.org>\r\nTo: jane@gmail.com\r\n"
             + "Subject: [gmail] #\(number) \(subject)\r\nDate: \(internalDate)\r\n"
         if messageID { text += "Message-ID: <gmail-\(number)@mailporter.test>\r\n" }
         text += "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
         for line in 0..<(3 + number * 4) { text += "Line \(line) of message \(number): Grüße aus dem Archiv.\r\n" }
-        return Entry(message: ScriptedGmailServer.Message(bytes: ByteBuffer(string: text), flags: flags, internalDate: internalDate,
-                                                          labels: labels),
-                     destination: destination)
+        return Entry(
+            message: ScriptedGmailServer.Message(
+                bytes: ByteBuffer(string: text), flags: flags, internalDate: internalDate,
+                labels: labels),
+            destination: destination)
     }
 }
 
@@ -111,7 +126,9 @@ private final class GmailEventLog: Sendable {
         for case .notice(let folder, let message) in events { result[folder] = message }
         return result
     }
-    var planned: [FolderPlan] { events.lazy.compactMap { if case .planned(let plans) = $0 { plans } else { nil } }.first ?? [] }
+    var planned: [FolderPlan] {
+        events.lazy.compactMap { if case .planned(let plans) = $0 { plans } else { nil } }.first ?? []
+    }
     var finished: [String: FolderSummaryCounts] {
         var result: [String: FolderSummaryCounts] = [:]
         for case .folderFinished(let source, let summary) in events { result[source] = summary }
@@ -120,16 +137,21 @@ private final class GmailEventLog: Sendable {
 }
 
 private func gmailAccount(_ server: ScriptedGmailServer) -> MailAccount {
-    MailAccount(server: server.configuration(), credentials: .password(username: "jane@gmail.com", password: ScriptedGmailServer.password))
+    MailAccount(
+        server: server.configuration(),
+        credentials: .password(username: "jane@gmail.com", password: ScriptedGmailServer.password))
 }
 
 private func dovecotAccount(_ server: DovecotServer, _ user: String) -> MailAccount {
-    MailAccount(server: server.configuration(), credentials: .password(username: user, password: DovecotServer.password))
+    MailAccount(
+        server: server.configuration(), credentials: .password(username: user, password: DovecotServer.password))
 }
 
 /// Every command the engine sent was one the scripted Gmail serves.
 private func expectNothingRefused(_ server: ScriptedGmailServer, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(server.refusals.isEmpty, """
+    #expect(
+        server.refusals.isEmpty,
+        """
         the scripted Gmail refused: \(server.refusals.joined(separator: "; "))
         commands received:
         \(server.commands.joined(separator: "\n"))
@@ -137,14 +159,18 @@ private func expectNothingRefused(_ server: ScriptedGmailServer, sourceLocation:
 }
 
 /// The destination holds exactly `expected`; on a difference the commands the source received are shown too.
-private func expectExact(_ snapshot: AccountSnapshot, _ expected: [String: [StoredMessage]], _ context: String,
-                         source: ScriptedGmailServer, sourceLocation: SourceLocation = #_sourceLocation) {
+private func expectExact(
+    _ snapshot: AccountSnapshot, _ expected: [String: [StoredMessage]], _ context: String,
+    source: ScriptedGmailServer, sourceLocation: SourceLocation = #_sourceLocation
+) {
     let problems = snapshot.differences(from: expected)
     for problem in problems {
         Issue.record("\(context): \(problem)", sourceLocation: sourceLocation)
     }
     if !problems.isEmpty {
-        Issue.record("commands the scripted Gmail received:\n\(source.commands.joined(separator: "\n"))", sourceLocation: sourceLocation)
+        Issue.record(
+            "commands the scripted Gmail received:\n\(source.commands.joined(separator: "\n"))",
+            sourceLocation: sourceLocation)
     }
 }
 
@@ -164,7 +190,8 @@ struct GmailArchiveTests {
         defer { Task { await gmail.stop() } }
         let destination = try await SharedServers.shared.server(.slash)
         let user = try await destination.freshUser("gmail")
-        let request = MigrationRequest(source: gmailAccount(gmail), destination: dovecotAccount(destination, user), provider: .gmail)
+        let request = MigrationRequest(
+            source: gmailAccount(gmail), destination: dovecotAccount(destination, user), provider: .gmail)
         let store = MemoryCheckpointStore()
 
         // The plan: All Mail goes to Archive with the count of its unlabelled messages; the views do not appear.
@@ -176,7 +203,9 @@ struct GmailArchiveTests {
         #expect(byName["INBOX"]?.expected == 2)
         #expect(byName["[Gmail]/Sent Mail"]?.destinationName == "Sent")
         #expect(byName["Work"]?.destinationName == "Work")
-        #expect(byName["[Gmail]/Important"] == nil && byName["[Gmail]/Starred"] == nil, "views are not folders: \(byName.keys.sorted())")
+        #expect(
+            byName["[Gmail]/Important"] == nil && byName["[Gmail]/Starred"] == nil,
+            "views are not folders: \(byName.keys.sorted())")
         #expect(plans.filter(\.onlyUnlabelled).count == 1)
 
         let log = GmailEventLog()
@@ -186,15 +215,18 @@ struct GmailArchiveTests {
         expectExact(snapshot, expected, "gmail migration", source: gmail)
         #expect(snapshot.folders["Archive"]?.count == 2)
         for folder in snapshot.folders.keys {
-            #expect(!["[Gmail]", "All Mail", "Important", "Starred"].contains { folder.contains($0) },
-                    "\(folder) should not exist at the destination")
+            #expect(
+                !["[Gmail]", "All Mail", "Important", "Starred"].contains { folder.contains($0) },
+                "\(folder) should not exist at the destination")
         }
 
         // Totals: what was planned is what was copied, folder by folder.
         #expect(summary.totals == FolderSummaryCounts(expected: 6, copied: 6, bytes: totalBytes(expected)))
         #expect(log.copied == 6)
         #expect(log.planned.reduce(0) { $0 + $1.expected } == 6)
-        #expect(log.finished["[Gmail]/All Mail"] == FolderSummaryCounts(expected: 2, copied: 2, bytes: totalBytes(["": expected["Archive"] ?? []])))
+        #expect(
+            log.finished["[Gmail]/All Mail"]
+                == FolderSummaryCounts(expected: 2, copied: 2, bytes: totalBytes(["": expected["Archive"] ?? []])))
         for (source, counts) in log.finished {
             #expect(counts.isComplete && counts.copied == counts.expected, "\(source): \(counts)")
         }
@@ -210,7 +242,8 @@ struct GmailArchiveTests {
 
         // Started over without checkpoints: every message is found already there, Archive's too.
         let fresh = GmailEventLog()
-        let restarted = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(emit: fresh.emit)
+        let restarted = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(
+            emit: fresh.emit)
         #expect(fresh.copied == 0)
         #expect(restarted.totals.skipped == 6 && restarted.totals.expected == 6, "\(restarted.totals)")
         #expect(try await AccountSnapshot.take(destination, user: user) == snapshot, "the destination changed")
@@ -223,13 +256,16 @@ struct GmailArchiveTests {
         let destination = try await SharedServers.shared.server(.slash)
         let user = try await destination.freshUser("gmail")
         let since = InternalDate(year: 2020, month: 1, day: 1, hour: 0, minute: 0, second: 0, zoneMinutes: 0)
-        let request = MigrationRequest(source: gmailAccount(gmail), destination: dovecotAccount(destination, user), provider: .gmail,
-                                       since: since)
+        let request = MigrationRequest(
+            source: gmailAccount(gmail), destination: dovecotAccount(destination, user), provider: .gmail,
+            since: since)
         let log = GmailEventLog()
         let summary = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(emit: log.emit)
         let expected = GmailMailbox.expected(since: since)
         #expect(expected["Archive"]?.count == 1 && expected.values.joined().count == 3, "the fixture straddles the day")
-        expectExact(try await AccountSnapshot.take(destination, user: user), expected, "since \(since.searchDate)", source: gmail)
+        expectExact(
+            try await AccountSnapshot.take(destination, user: user), expected, "since \(since.searchDate)",
+            source: gmail)
         #expect(log.planned.first { $0.onlyUnlabelled }?.expected == 1, "All Mail's count is after the date filter")
         #expect(summary.totals == FolderSummaryCounts(expected: 3, copied: 3, bytes: totalBytes(expected)))
         expectNothingRefused(gmail)
@@ -243,8 +279,9 @@ struct GmailArchiveTests {
         defer { Task { await gmail.stop() } }
         let destination = try await SharedServers.shared.server(.slash)
         let user = try await destination.freshUser("gmail")
-        let request = MigrationRequest(source: gmailAccount(gmail), destination: dovecotAccount(destination, user), provider: .gmail,
-                                       skipDuplicates: skipDuplicates, parallelFolders: 1, batchSize: 1)
+        let request = MigrationRequest(
+            source: gmailAccount(gmail), destination: dovecotAccount(destination, user), provider: .gmail,
+            skipDuplicates: skipDuplicates, parallelFolders: 1, batchSize: 1)
         let store = MemoryCheckpointStore()
 
         // Folders go in plan order (INBOX, Work, All Mail, Sent Mail): the fourth copy is Archive's first.
@@ -271,7 +308,9 @@ struct GmailArchiveTests {
         expectExact(try await AccountSnapshot.take(destination, user: user), expected, "resumed", source: gmail)
         #expect(resumed.copied == 2, "Archive's second message and Sent's")
         #expect(summary.totals == FolderSummaryCounts(expected: 6, copied: 6, bytes: totalBytes(expected)))
-        #expect(resumed.planned.first { $0.onlyUnlabelled }?.expected == 2, "All Mail's count includes what the checkpoint covers")
+        #expect(
+            resumed.planned.first { $0.onlyUnlabelled }?.expected == 2,
+            "All Mail's count includes what the checkpoint covers")
         expectNothingRefused(gmail)
 
         // Labels are asked for only above the checkpoint: what it covers is counted from it.
@@ -281,7 +320,9 @@ struct GmailArchiveTests {
         for command in labelFetches {
             let set = command.split(separator: " ").drop { $0 != "FETCH" }.dropFirst().first ?? ""
             let lowest = set.split(separator: ",").compactMap { UInt32($0.split(separator: ":")[0]) }.min()
-            #expect(lowest.map { $0 > lastDone } == true, "\(command) asks about UIDs the checkpoint covers (up to \(lastDone))")
+            #expect(
+                lowest.map { $0 > lastDone } == true,
+                "\(command) asks about UIDs the checkpoint covers (up to \(lastDone))")
         }
     }
 
@@ -294,11 +335,14 @@ struct GmailArchiveTests {
         #expect(await session.hasCapability("X-GM-EXT-1"))
         let allMail = try await session.select(MailboxName(encoded: "[Gmail]/All Mail"), readOnly: true)
         #expect(allMail.exists == GmailMailbox.entries.count)
-        let labels = try await session.uidFetch(UIDSet([1...UInt32.max]).description, items: "UID X-GM-LABELS").flatMap { $0.attributes.compactMap(\.gmailLabels) }
+        let labels = try await session.uidFetch(UIDSet([1...UInt32.max]).description, items: "UID X-GM-LABELS").flatMap
+        { $0.attributes.compactMap(\.gmailLabels) }
         #expect(labels == GmailMailbox.entries.map(\.message.labels))
         #expect(gmail.refusals.isEmpty, "\(gmail.refusals)")
 
-        for command in [" FETCH 1:* (BODY[])", " FETCH 1:* (ENVELOPE)", " SEARCH X-GM-RAW \"has:nouserlabels\"", " EXPUNGE"] {
+        for command in [
+            " FETCH 1:* (BODY[])", " FETCH 1:* (ENVELOPE)", " SEARCH X-GM-RAW \"has:nouserlabels\"", " EXPUNGE",
+        ] {
             let refused = try await session.send(Command("UID", [.text(command)]))
             #expect(try await session.finish(refused, throwing: false).status == .bad, "UID\(command)")
         }
@@ -313,16 +357,20 @@ struct GmailArchiveTests {
         defer { Task { await server.stop() } }
         let destination = try await SharedServers.shared.server(.slash)
         let user = try await destination.freshUser("gmail")
-        let request = MigrationRequest(source: gmailAccount(server), destination: dovecotAccount(destination, user), provider: .gmail)
+        let request = MigrationRequest(
+            source: gmailAccount(server), destination: dovecotAccount(destination, user), provider: .gmail)
         let log = GmailEventLog()
         let summary = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(emit: log.emit)
 
         let sources = Set(summary.folders.map(\.plan.sourceName))
-        #expect(!sources.contains("[Gmail]/All Mail") && !sources.contains("[Gmail]/Important") && !sources.contains("[Gmail]/Starred"),
-                "\(sources.sorted())")
+        #expect(
+            !sources.contains("[Gmail]/All Mail") && !sources.contains("[Gmail]/Important")
+                && !sources.contains("[Gmail]/Starred"),
+            "\(sources.sorted())")
         #expect(!summary.folders.contains { $0.plan.onlyUnlabelled })
         let expected = GmailMailbox.expected(archive: false)
-        expectExact(try await AccountSnapshot.take(destination, user: user), expected, "without X-GM-EXT-1", source: server)
+        expectExact(
+            try await AccountSnapshot.take(destination, user: user), expected, "without X-GM-EXT-1", source: server)
         #expect(summary.totals == FolderSummaryCounts(expected: 4, copied: 4, bytes: totalBytes(expected)))
         expectNothingRefused(server)
         #expect(!server.commands.contains { $0.contains("X-GM-") }, "labels asked of a server without X-GM-EXT-1")
@@ -337,11 +385,14 @@ struct GmailArchiveTests {
         defer { Task { await gmail.stop() } }
         let destination = try await SharedServers.shared.server(.slash)
         let user = try await destination.freshUser("gmail")
-        let request = MigrationRequest(source: gmailAccount(gmail), destination: dovecotAccount(destination, user), provider: provider)
+        let request = MigrationRequest(
+            source: gmailAccount(gmail), destination: dovecotAccount(destination, user), provider: provider)
         let log = GmailEventLog()
         let summary = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(emit: log.emit)
         let expected = GmailMailbox.expected()
-        expectExact(try await AccountSnapshot.take(destination, user: user), expected, "gmail as \(provider.rawValue)", source: gmail)
+        expectExact(
+            try await AccountSnapshot.take(destination, user: user), expected, "gmail as \(provider.rawValue)",
+            source: gmail)
         #expect(summary.totals == FolderSummaryCounts(expected: 6, copied: 6, bytes: totalBytes(expected)))
         #expect(Set(log.notices.keys) == ["[Gmail]/Important", "[Gmail]/Starred"], "\(log.notices)")
         #expect(log.notices["[Gmail]/Starred"]?.contains("\\Flagged") == true)
@@ -359,9 +410,12 @@ struct GmailArchiveTests {
         let log = GmailEventLog()
         let summary = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(emit: log.emit)
         let expected = GmailMailbox.expected(archive: false)
-        expectExact(try await AccountSnapshot.take(destination, user: user), expected, "views of a generic server", source: server)
+        expectExact(
+            try await AccountSnapshot.take(destination, user: user), expected, "views of a generic server",
+            source: server)
         #expect(summary.totals == FolderSummaryCounts(expected: 4, copied: 4, bytes: totalBytes(expected)))
-        #expect(Set(log.notices.keys) == ["[Gmail]/All Mail", "[Gmail]/Important", "[Gmail]/Starred"], "\(log.notices)")
+        #expect(
+            Set(log.notices.keys) == ["[Gmail]/All Mail", "[Gmail]/Important", "[Gmail]/Starred"], "\(log.notices)")
         #expect(log.notices["[Gmail]/All Mail"]?.contains("not copied") == true)
     }
 
@@ -371,13 +425,16 @@ struct GmailArchiveTests {
         defer { Task { await gmail.stop() } }
         let destination = try await SharedServers.shared.server(.slash)
         let user = try await destination.freshUser("gmail")
-        let request = MigrationRequest(source: gmailAccount(gmail), destination: dovecotAccount(destination, user),
-                                       selectedFolders: ["INBOX", "[Gmail]/Starred"])
+        let request = MigrationRequest(
+            source: gmailAccount(gmail), destination: dovecotAccount(destination, user),
+            selectedFolders: ["INBOX", "[Gmail]/Starred"])
         let log = GmailEventLog()
         _ = try await Migration(request: request, checkpoints: MemoryCheckpointStore()).run(emit: log.emit)
         var expected = GmailMailbox.expected().filter { $0.key == "INBOX" }
         expected["Starred"] = GmailMailbox.entries.filter { $0.message.labels.contains("\\Starred") }.map {
-            StoredMessage(body: $0.message.bytes, flags: Set($0.message.flags), internalDate: $0.message.internalDate.secondsSince1970)
+            StoredMessage(
+                body: $0.message.bytes, flags: Set($0.message.flags),
+                internalDate: $0.message.internalDate.secondsSince1970)
         }
         #expect(expected["Starred"]?.count == 1)
         expectExact(try await AccountSnapshot.take(destination, user: user), expected, "a named view", source: gmail)

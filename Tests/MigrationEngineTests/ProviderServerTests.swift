@@ -11,7 +11,9 @@ struct ProviderServerTests {
         var port: Int?
         var security: ConnectionSecurity?
         var expected: String
-        var testDescription: String { "\(provider.rawValue) \(host ?? "-") \(port.map(String.init) ?? "-") \(security?.rawValue ?? "-")" }
+        var testDescription: String {
+            "\(provider.rawValue) \(host ?? "-") \(port.map(String.init) ?? "-") \(security?.rawValue ?? "-")"
+        }
     }
 
     static let rows: [Row] = [
@@ -24,8 +26,12 @@ struct ProviderServerTests {
         Row(provider: .gmail, host: "imap.example.net", expected: "imap.example.net:993 ssl"),
         Row(provider: .outlook, port: 1993, expected: "outlook.office365.com:1993 ssl"),
         Row(provider: .genericIMAP, host: "imap.example.net", expected: "imap.example.net:993 ssl"),
-        Row(provider: .genericIMAP, host: "imap.example.net", security: ConnectionSecurity.none, expected: "imap.example.net:143 none"),
-        Row(provider: .genericIMAP, host: "imap.example.net", port: 10143, security: .tls, expected: "imap.example.net:10143 tls"),
+        Row(
+            provider: .genericIMAP, host: "imap.example.net", security: ConnectionSecurity.none,
+            expected: "imap.example.net:143 none"),
+        Row(
+            provider: .genericIMAP, host: "imap.example.net", port: 10143, security: .tls,
+            expected: "imap.example.net:10143 tls"),
     ]
 
     @Test(arguments: rows)

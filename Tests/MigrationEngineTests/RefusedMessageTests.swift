@@ -14,10 +14,14 @@ struct RefusedMessageTests {
     private static let emptyIndex = 2
     private static let messages: [ScriptedGmailServer.Message] = (0..<6).map { index in
         let date = InternalDate(year: 2023, month: 5, day: 1 + index, hour: 9, minute: 30, second: 0, zoneMinutes: 60)
-        let text = index == emptyIndex ? "" : "From: a@example.org\r\nSubject: message \(index)\r\n"
-            + "Message-ID: <refused-\(index)@mailporter.test>\r\n\r\nBody of message \(index).\r\n"
-        return ScriptedGmailServer.Message(bytes: ByteBuffer(string: text), flags: index.isMultiple(of: 2) ? ["\\Seen"] : [],
-                                           internalDate: date, labels: ["\\Inbox"])
+        let text =
+            index == emptyIndex
+            ? ""
+            : "From: a@example.org\r\nSubject: message \(index)\r\n"
+                + "Message-ID: <refused-\(index)@mailporter.test>\r\n\r\nBody of message \(index).\r\n"
+        return ScriptedGmailServer.Message(
+            bytes: ByteBuffer(string: text), flags: index.isMultiple(of: 2) ? ["\\Seen"] : [],
+            internalDate: date, labels: ["\\Inbox"])
     }
 
     @Test func onlyTheRefusedMessageFailsAndTheRestOfItsBatchArrives() async throws {
@@ -26,10 +30,12 @@ struct RefusedMessageTests {
         let destination = try await SharedServers.shared.server(.slash)
         let user = try await destination.freshUser("refused")
         let request = MigrationRequest(
-            source: MailAccount(server: source.configuration(),
-                                credentials: .password(username: "jane@example.org", password: ScriptedGmailServer.password)),
-            destination: MailAccount(server: destination.configuration(),
-                                     credentials: .password(username: user, password: DovecotServer.password)),
+            source: MailAccount(
+                server: source.configuration(),
+                credentials: .password(username: "jane@example.org", password: ScriptedGmailServer.password)),
+            destination: MailAccount(
+                server: destination.configuration(),
+                credentials: .password(username: user, password: DovecotServer.password)),
             strategy: .inboxOnly)
         let store = MemoryCheckpointStore()
         let failures = Mutex<[String]>([])
@@ -39,13 +45,17 @@ struct RefusedMessageTests {
 
         let summary = try await Migration(request: request, checkpoints: store).run(emit: emit)
         let good = Self.messages.enumerated().filter { $0.offset != Self.emptyIndex }.map(\.element)
-        let expected = ["INBOX": good.map {
-            StoredMessage(body: $0.bytes, flags: Set($0.flags), internalDate: $0.internalDate.secondsSince1970)
-        }]
+        let expected = [
+            "INBOX": good.map {
+                StoredMessage(body: $0.bytes, flags: Set($0.flags), internalDate: $0.internalDate.secondsSince1970)
+            }
+        ]
         let snapshot = try await AccountSnapshot.take(destination, user: user)
         for problem in snapshot.differences(from: expected) { Issue.record("\(problem)") }
         let goodBytes = Int64(good.reduce(0) { $0 + $1.bytes.readableBytes })
-        #expect(summary.totals == FolderSummaryCounts(expected: 6, copied: 5, failed: 1, bytes: goodBytes), "\(summary.totals)")
+        #expect(
+            summary.totals == FolderSummaryCounts(expected: 6, copied: 5, failed: 1, bytes: goodBytes),
+            "\(summary.totals)")
         let reasons = failures.withLock { $0 }
         #expect(reasons.count == 1 && reasons.first?.contains("zero byte") == true, "\(reasons)")
 

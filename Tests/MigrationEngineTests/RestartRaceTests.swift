@@ -20,17 +20,21 @@ struct RestartRaceTests {
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = uniqueUser("race")
         // About 600 small messages in 8 folders: a batch is one MULTIAPPEND of a few hundred KB.
-        let corpus = try await Corpus.fill(source, user: sourceUser,
-                                           options: .init(scale: 8, largeAttachment: false, bodyBytes: 300...2500))
+        let corpus = try await Corpus.fill(
+            source, user: sourceUser,
+            options: .init(scale: 8, largeAttachment: false, bodyBytes: 300...2500))
         let expected = corpus.expectedDestination(skipDuplicates: skipDuplicates)
         // Destination connections are slow or fast at random: a slowed connection of a killed run
         // still delivers its last command after a fast connection of the restarted run has looked.
         // (Slowing every connection alike would keep them in order and hide the race.)
         var coin = SystemRandomNumberGenerator()
-        let proxy: FaultInjectingProxy? = slowDestination
-            ? try await FaultInjectingProxy.start(upstreamPort: destination.imapPort, faults: (0..<2000).map { _ in
-                Bool.random(using: &coin) ? .delayUpstream(.milliseconds(400)) : nil
-            })
+        let proxy: FaultInjectingProxy? =
+            slowDestination
+            ? try await FaultInjectingProxy.start(
+                upstreamPort: destination.imapPort,
+                faults: (0..<2000).map { _ in
+                    Bool.random(using: &coin) ? .delayUpstream(.milliseconds(400)) : nil
+                })
             : nil
         defer { if let proxy { Task { await proxy.stop() } } }
         let destinationPort = proxy?.port ?? destination.imapPort
@@ -38,16 +42,22 @@ struct RestartRaceTests {
 
         for trial in 1...Self.trials {
             let destinationUser = try await destination.freshUser("race")
-            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mp-race-\(UUID().uuidString)").path
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mp-race-\(UUID().uuidString)")
+                .path
             try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: scratch) }
-            let arguments = ["migrate", "--source-host", "127.0.0.1", "--source-port", "\(source.imapPort)",
-                             "--source-security", "none", "--source-user", sourceUser,
-                             "--dest-host", "127.0.0.1", "--dest-port", "\(destinationPort)", "--dest-security", "none",
-                             "--dest-user", destinationUser, "--state-file", scratch + "/state.json", "--json"]
+            let arguments =
+                [
+                    "migrate", "--source-host", "127.0.0.1", "--source-port", "\(source.imapPort)",
+                    "--source-security", "none", "--source-user", sourceUser,
+                    "--dest-host", "127.0.0.1", "--dest-port", "\(destinationPort)", "--dest-security", "none",
+                    "--dest-user", destinationUser, "--state-file", scratch + "/state.json", "--json",
+                ]
                 + (skipDuplicates ? [] : ["--no-skip-duplicates"])
-            let environment = ["MAILPORTER_SOURCE_PASSWORD": DovecotServer.password,
-                               "MAILPORTER_DEST_PASSWORD": DovecotServer.password]
+            let environment = [
+                "MAILPORTER_SOURCE_PASSWORD": DovecotServer.password,
+                "MAILPORTER_DEST_PASSWORD": DovecotServer.password,
+            ]
 
             // Kill moments are drawn afresh for each trial; the first lands anywhere in a run's first
             // second and a half, the later ones anywhere in the resumed runs.
@@ -66,7 +76,8 @@ struct RestartRaceTests {
             let last = try BackgroundProcess.start(mailporterExecutable, arguments, environment: environment)
             defer { last.cleanUp() }
             let status = await last.wait(timeout: .seconds(120))
-            let context = "trial \(trial) (skip duplicates \(skipDuplicates), slow destination \(slowDestination)), "
+            let context =
+                "trial \(trial) (skip duplicates \(skipDuplicates), slow destination \(slowDestination)), "
                 + "kills after \(moments) ms: \(outcomes)"
             #expect(status == 0, "\(context): the final run: \(last.stderr.suffix(800))")
             let snapshot = try await AccountSnapshot.take(destination, user: destinationUser)

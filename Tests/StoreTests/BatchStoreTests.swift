@@ -16,9 +16,10 @@ private func account(_ store: Store, plan: Plan = .pro, mailboxes count: Int) as
 
 private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret") -> [NewBatchJob] {
     boxes.enumerated().map { index, box in
-        NewBatchJob(line: index + 2, mailboxID: box.id, provider: "generic_imap", sourceHost: "imap.old.example",
-                    sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "user\(index)@old.example",
-                    sourcePassword: password)
+        NewBatchJob(
+            line: index + 2, mailboxID: box.id, provider: "generic_imap", sourceHost: "imap.old.example",
+            sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "user\(index)@old.example",
+            sourcePassword: password)
     }
 }
 
@@ -35,22 +36,33 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             #expect(detail.batch.status == .queued)
             #expect(detail.batch.counts.jobs == 3 && detail.batch.counts.pending == 3)
             #expect(detail.jobs.map(\.line) == [2, 3, 4])
-            #expect(detail.jobs.allSatisfy { $0.migration.batchID == detail.batch.id && $0.migration.status == .pending })
-            #expect(detail.jobs.allSatisfy { $0.migration.selectedFolders == ["INBOX"] && $0.migration.importSince == "2024-01-01" })
+            #expect(
+                detail.jobs.allSatisfy { $0.migration.batchID == detail.batch.id && $0.migration.status == .pending })
+            #expect(
+                detail.jobs.allSatisfy {
+                    $0.migration.selectedFolders == ["INBOX"] && $0.migration.importSince == "2024-01-01"
+                })
             // Visible as migrations too, and not the account's one active single migration.
             #expect(try await store.listMigrations(accountID: acme.id).total == 3)
             #expect(try await store.activeSingleMigrationCount(accountID: acme.id) == 0)
-            let single = try await store.createMigration(NewMigration(
-                accountID: acme.id, mailboxID: boxes[0].id, provider: "gmail", sourceHost: "imap.gmail.com",
-                sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "jane@gmail.com", sourcePassword: "x"))
+            let single = try await store.createMigration(
+                NewMigration(
+                    accountID: acme.id, mailboxID: boxes[0].id, provider: "gmail", sourceHost: "imap.gmail.com",
+                    sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "jane@gmail.com", sourcePassword: "x"))
             #expect(single.batchID == nil)
 
             // Passwords sealed at rest, readable for the runner.
-            let raw = try await store.database.raw("SELECT source_password_enc FROM migrations WHERE batch_id = \(bind: detail.batch.id)")
-                .all().map { try $0.decode(column: "source_password_enc", as: String.self) }
+            let raw = try await store.database.raw(
+                "SELECT source_password_enc FROM migrations WHERE batch_id = \(bind: detail.batch.id)"
+            )
+            .all().map { try $0.decode(column: "source_password_enc", as: String.self) }
             #expect(raw.count == 3 && raw.allSatisfy { !$0.contains("quoted") })
-            #expect(try await store.credentials(forMigration: detail.jobs[0].migration.id)?.sourcePassword == "pw, \"quoted\" secret")
-            #expect(!String(describing: jobs(boxes)).contains("quoted") && !String(reflecting: jobs(boxes)[0]).contains("quoted"))
+            #expect(
+                try await store.credentials(forMigration: detail.jobs[0].migration.id)?.sourcePassword
+                    == "pw, \"quoted\" secret")
+            #expect(
+                !String(describing: jobs(boxes)).contains("quoted")
+                    && !String(reflecting: jobs(boxes)[0]).contains("quoted"))
 
             // One job's mailbox in another account: nothing at all is stored.
             await #expect(throws: StoreError.notFound) {
@@ -69,7 +81,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             let (acme, boxes) = try await account(store, mailboxes: 1)
             var ids: [Int64] = []
             for index in 0..<5 {
-                ids.append(try await store.createBatch(NewBatch(accountID: acme.id, name: "b\(index)"), jobs: jobs(boxes)).batch.id)
+                ids.append(
+                    try await store.createBatch(NewBatch(accountID: acme.id, name: "b\(index)"), jobs: jobs(boxes))
+                        .batch.id)
             }
             _ = try await store.cancelBatch(id: ids[1], accountID: acme.id)
             let page = try await store.listBatches(accountID: acme.id, page: PageRequest(page: 2, perPage: 2))
@@ -97,9 +111,10 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             #expect(try await store.batch(id: batch.id)?.status == .processing)
             let third = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
             #expect(try await store.updateStatus(migrationID: third.id, to: .completed, owner: "r"))
-            #expect(try await store.updateStatus(
-                migrationID: second.id, to: .failed, owner: "r",
-                error: MigrationError(code: "authentication_failed", message: "The source refused the login.")))
+            #expect(
+                try await store.updateStatus(
+                    migrationID: second.id, to: .failed, owner: "r",
+                    error: MigrationError(code: "authentication_failed", message: "The source refused the login.")))
             let ended = try #require(try await store.batch(id: batch.id))
             #expect(ended.status == .completedWithErrors)
             #expect(ended.finishedAt != nil)
@@ -132,7 +147,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             let running = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
             #expect(try await store.updateStatus(migrationID: running.id, to: .completed, owner: "r"))
             let held = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
-            await #expect(throws: StoreError.notFound) { try await store.cancelBatch(id: batch.id, accountID: other.id) }
+            await #expect(throws: StoreError.notFound) {
+                try await store.cancelBatch(id: batch.id, accountID: other.id)
+            }
             await #expect(throws: StoreError.invalidBatchStatus(.processing)) {
                 try await store.deleteBatch(id: batch.id, accountID: acme.id)
             }
@@ -163,10 +180,13 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             #expect(ids.count == 3)
             // While it runs, the password cannot change.
             await #expect(throws: StoreError.invalidStatus(.validating)) {
-                try await store.updateBatchJobPassword(batchID: batch.id, jobID: ids[0], accountID: acme.id, password: "new")
+                try await store.updateBatchJobPassword(
+                    batchID: batch.id, jobID: ids[0], accountID: acme.id, password: "new")
             }
-            #expect(try await store.updateProgress(migrationID: ids[0], owner: "r", totals: MigrationTotals(total: 9, imported: 3),
-                                                   folders: [FolderProgress(sourceName: "INBOX", destinationName: "INBOX", expected: 9, imported: 3)]))
+            #expect(
+                try await store.updateProgress(
+                    migrationID: ids[0], owner: "r", totals: MigrationTotals(total: 9, imported: 3),
+                    folders: [FolderProgress(sourceName: "INBOX", destinationName: "INBOX", expected: 9, imported: 3)]))
             let failure = MigrationError(code: "authentication_failed", message: "The source refused the login.")
             #expect(try await store.updateStatus(migrationID: ids[0], to: .failed, owner: "r", error: failure))
             #expect(try await store.releaseLease(migrationID: ids[0], owner: "r"))
@@ -175,20 +195,24 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             #expect(try await store.batch(id: batch.id)?.status == .completedWithErrors)
 
             await #expect(throws: StoreError.invalidStatus(.completed)) {
-                try await store.updateBatchJobPassword(batchID: batch.id, jobID: ids[1], accountID: acme.id, password: "new")
+                try await store.updateBatchJobPassword(
+                    batchID: batch.id, jobID: ids[1], accountID: acme.id, password: "new")
             }
             await #expect(throws: StoreError.notFound) {
-                try await store.updateBatchJobPassword(batchID: batch.id + 1, jobID: ids[0], accountID: acme.id, password: "new")
+                try await store.updateBatchJobPassword(
+                    batchID: batch.id + 1, jobID: ids[0], accountID: acme.id, password: "new")
             }
-            let job = try await store.updateBatchJobPassword(batchID: batch.id, jobID: ids[0], accountID: acme.id,
-                                                             password: "fixed, \"new\" pw")
+            let job = try await store.updateBatchJobPassword(
+                batchID: batch.id, jobID: ids[0], accountID: acme.id,
+                password: "fixed, \"new\" pw")
             #expect(job.line == 2)
             #expect(try await store.credentials(forMigration: ids[0])?.sourcePassword == "fixed, \"new\" pw")
 
             let retried = try await store.retryBatch(id: batch.id, accountID: acme.id)
             #expect(retried.batch.status == .queued && retried.batch.finishedAt == nil)
             #expect(retried.jobs.map(\.migration.status) == [.pending, .completed, .completed])
-            #expect(retried.jobs[0].migration.error == nil && retried.jobs[0].migration.folders.isEmpty
+            #expect(
+                retried.jobs[0].migration.error == nil && retried.jobs[0].migration.folders.isEmpty
                     && retried.jobs[0].migration.totalMessages == 0)
             let again = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
             #expect(again.id == ids[0])
@@ -204,7 +228,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "n"), jobs: jobs(boxes)).batch
             let detail = try await store.cancelBatch(id: batch.id, accountID: acme.id)
             #expect(detail.jobs.allSatisfy { $0.migration.status == .cancelled })
-            await #expect(throws: StoreError.noFailedJobs) { try await store.retryBatch(id: batch.id, accountID: acme.id) }
+            await #expect(throws: StoreError.noFailedJobs) {
+                try await store.retryBatch(id: batch.id, accountID: acme.id)
+            }
             #expect(try await store.batch(id: batch.id)?.status == .cancelled)
         }
     }
@@ -214,7 +240,8 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             let (acme, boxes) = try await account(store, mailboxes: 2)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "p"), jobs: jobs(boxes)).batch
             let running = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
-            try await store.saveCheckpoint(FolderCheckpoint(sourceUIDValidity: 7), migrationID: running.id, folder: "INBOX")
+            try await store.saveCheckpoint(
+                FolderCheckpoint(sourceUIDValidity: 7), migrationID: running.id, folder: "INBOX")
             await #expect(throws: StoreError.invalidBatchStatus(.processing)) {
                 try await store.resumeBatch(id: batch.id, accountID: acme.id)
             }
@@ -227,9 +254,10 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             #expect(try await store.releaseLease(migrationID: running.id, owner: "r"))
             #expect(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30) == nil)
             // A single migration of the same account is not held up by the paused batch.
-            let single = try await store.createMigration(NewMigration(
-                accountID: acme.id, mailboxID: boxes[0].id, provider: "gmail", sourceHost: "imap.gmail.com",
-                sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "jane@gmail.com", sourcePassword: "x"))
+            let single = try await store.createMigration(
+                NewMigration(
+                    accountID: acme.id, mailboxID: boxes[0].id, provider: "gmail", sourceHost: "imap.gmail.com",
+                    sourcePort: 993, sourceSecurity: "ssl", sourceEmail: "jane@gmail.com", sourcePassword: "x"))
             #expect(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30)?.id == single.id)
 
             let resumed = try await store.resumeBatch(id: batch.id, accountID: acme.id)
@@ -282,7 +310,8 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
     @Test(arguments: BatchTransition.allCases)
     func batchMovesAsTheSpecSays(_ transition: BatchTransition) {
         let spec: [BatchTransition: Set<BatchStatus>] = [
-            .start: [.queued], .pause: [.queued, .processing], .resume: [.paused], .finish: [.queued, .processing, .paused],
+            .start: [.queued], .pause: [.queued, .processing], .resume: [.paused],
+            .finish: [.queued, .processing, .paused],
             .cancel: [.queued, .processing, .paused], .retry: [.completedWithErrors, .cancelled],
             .delete: [.completed, .completedWithErrors, .cancelled],
         ]
@@ -306,13 +335,17 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         try await old.raw("DELETE FROM schema_migrations WHERE version = 2").run()
         #expect(try await first.schemaVersions() == [1])
         let sealed = try secrets.seal("old-pw")
-        try await old.raw("INSERT INTO accounts (plan, notification_email, created_at) VALUES ('pro', 'a@acme.example', 1)").run()
+        try await old.raw(
+            "INSERT INTO accounts (plan, notification_email, created_at) VALUES ('pro', 'a@acme.example', 1)"
+        ).run()
         try await old.raw("INSERT INTO mailboxes (account_id, email, created_at) VALUES (1, 'm@acme.example', 1)").run()
-        try await old.raw("""
+        try await old.raw(
+            """
             INSERT INTO migrations (account_id, mailbox_id, provider, source_host, source_port, source_security, source_email,
                 source_username, source_password_enc, skip_duplicates, status, created_at, updated_at)
             VALUES (1, 1, 'gmail', 'imap.gmail.com', 993, 'ssl', 'j@gmail.com', 'j@gmail.com', \(bind: sealed), 1, 'completed', 1, 1)
-            """).run()
+            """
+        ).run()
         try await first.close()
 
         let store = try await Store.openSQLite(path: path, secrets: secrets)

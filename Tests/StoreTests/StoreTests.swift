@@ -25,18 +25,22 @@ func withMemoryStore<T>(_ body: (Store) async throws -> T) async throws -> T {
     }
 }
 
-private func newMigration(account: Int64, mailbox: Int64, batch: Int64? = nil, email: String = "jane@gmail.com",
-                          password: String = "s3cret, \"quoted\" pässword",
-                          target: String? = "target-pw") -> NewMigration {
-    NewMigration(accountID: account, mailboxID: mailbox, batchID: batch, provider: "gmail",
-                 sourceHost: "imap.gmail.com", sourcePort: 993, sourceSecurity: "ssl", sourceEmail: email,
-                 sourcePassword: password, targetPassword: target, selectedFolders: ["INBOX", "Sent"],
-                 importSince: "2024-01-31", skipDuplicates: true)
+private func newMigration(
+    account: Int64, mailbox: Int64, batch: Int64? = nil, email: String = "jane@gmail.com",
+    password: String = "s3cret, \"quoted\" pässword",
+    target: String? = "target-pw"
+) -> NewMigration {
+    NewMigration(
+        accountID: account, mailboxID: mailbox, batchID: batch, provider: "gmail",
+        sourceHost: "imap.gmail.com", sourcePort: 993, sourceSecurity: "ssl", sourceEmail: email,
+        sourcePassword: password, targetPassword: target, selectedFolders: ["INBOX", "Sent"],
+        importSince: "2024-01-31", skipDuplicates: true)
 }
 
 /// An account with one mailbox.
 private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "user@example.com")
-    async throws -> (Account, Mailbox) {
+    async throws -> (Account, Mailbox)
+{
     let account = try await store.createAccount(plan: plan, notificationEmail: "ops@example.com")
     let box = try await store.addMailbox(accountID: account.id, email: mailbox)
     return (account, box)
@@ -85,7 +89,8 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
         }
         #expect(try await store.schemaVersions() == Schema.migrations.map(\.version))
         let table = try await store.database.raw(
-            "SELECT name FROM sqlite_master WHERE name = 'half_done'").first()
+            "SELECT name FROM sqlite_master WHERE name = 'half_done'"
+        ).first()
         #expect(table == nil)
         try await store.close()
     }
@@ -93,11 +98,15 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
     @Test func theOneActiveSingleMigrationIndexCoversExactlyTheActiveStatuses() async throws {
         // v1's index is frozen SQL; if the active statuses change, a new schema version must rebuild it.
         try await withMemoryStore { store in
-            let row = try #require(try await store.database.raw(
-                "SELECT sql FROM sqlite_master WHERE name = 'migrations_one_active_single'").first())
+            let row = try #require(
+                try await store.database.raw(
+                    "SELECT sql FROM sqlite_master WHERE name = 'migrations_one_active_single'"
+                ).first())
             let sql = try row.decode(column: "sql", as: String.self)
             let list = try #require(sql.range(of: "status IN (").map { sql[$0.upperBound...].prefix { $0 != ")" } })
-            let statuses = list.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "' ")) }
+            let statuses = list.split(separator: ",").map {
+                $0.trimmingCharacters(in: CharacterSet(charactersIn: "' "))
+            }
             #expect(statuses == MigrationStatus.active.map(\.rawValue))
         }
     }
@@ -136,8 +145,10 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             #expect(record.lastUsedAt == nil)
 
             // Only the hash is stored.
-            let raw = try #require(try await store.database.raw(
-                "SELECT token_hash FROM api_tokens WHERE id = \(bind: record.id)").first())
+            let raw = try #require(
+                try await store.database.raw(
+                    "SELECT token_hash FROM api_tokens WHERE id = \(bind: record.id)"
+                ).first())
             let storedHash = try raw.decode(column: "token_hash", as: String.self)
             #expect(storedHash == Tokens.hash(token))
             #expect(!storedHash.contains(token.dropFirst(8)))
@@ -177,8 +188,10 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
         try await withMemoryStore { store in
             let (account, box) = try await makeAccount(store)
             let password = "s3cret, \"quoted\" pässword"
-            let record = try await store.createMigration(newMigration(account: account.id, mailbox: box.id,
-                                                                       password: password, target: "target-pw"))
+            let record = try await store.createMigration(
+                newMigration(
+                    account: account.id, mailbox: box.id,
+                    password: password, target: "target-pw"))
             #expect(record.status == .pending)
             #expect(record.hasTargetPassword)
             #expect(record.mailboxEmail == "user@example.com")
@@ -187,9 +200,12 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             #expect(record.sourceUsername == "jane@gmail.com")
             #expect(!String(describing: record).contains(password))
 
-            let row = try #require(try await store.database.raw("""
-                SELECT source_password_enc, target_password_enc FROM migrations WHERE id = \(bind: record.id)
-                """).first())
+            let row = try #require(
+                try await store.database.raw(
+                    """
+                    SELECT source_password_enc, target_password_enc FROM migrations WHERE id = \(bind: record.id)
+                    """
+                ).first())
             let sourceColumn = try row.decode(column: "source_password_enc", as: String.self)
             let targetColumn = try row.decode(column: "target_password_enc", as: String.self)
             #expect(sourceColumn != password)
@@ -243,9 +259,10 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             let (account, box) = try await makeAccount(store, plan: .agency)
             let second = try await store.addMailbox(accountID: account.id, email: "second@example.com")
             for index in 0..<45 {
-                _ = try await store.createMigration(newMigration(
-                    account: account.id, mailbox: index < 30 ? box.id : second.id, batch: 1,
-                    email: "u\(index)@gmail.com"))
+                _ = try await store.createMigration(
+                    newMigration(
+                        account: account.id, mailbox: index < 30 ? box.id : second.id, batch: 1,
+                        email: "u\(index)@gmail.com"))
             }
             let (other, otherBox) = try await makeAccount(store)
             _ = try await store.createMigration(newMigration(account: other.id, mailbox: otherBox.id))
@@ -256,7 +273,7 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             #expect(first.page == 1)
             #expect(first.lastPage == 3)
             #expect(first.items.count == 20)
-            #expect(first.items.first?.sourceEmail == "u44@gmail.com") // newest first
+            #expect(first.items.first?.sourceEmail == "u44@gmail.com")  // newest first
 
             let third = try await store.listMigrations(accountID: account.id, page: PageRequest(page: 3, perPage: 20))
             #expect(third.items.count == 5)
@@ -343,11 +360,16 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             #expect(claimed.startedAt != nil)
             #expect(try await store.updateStatus(migrationID: first.id, to: .planning, owner: "runner-b") == false)
             #expect(try await store.updateStatus(migrationID: first.id, to: .planning, owner: "runner-a"))
-            #expect(try await store.updateProgress(
-                migrationID: first.id, owner: "runner-a", totals: MigrationTotals(total: 10, imported: 4, skipped: 1),
-                folders: [FolderProgress(sourceName: "INBOX", destinationName: "INBOX", status: .processing,
-                                         expected: 8, imported: 4, skipped: 1),
-                          FolderProgress(sourceName: "INBOX.Sent", destinationName: "Sent", expected: 2)]))
+            #expect(
+                try await store.updateProgress(
+                    migrationID: first.id, owner: "runner-a",
+                    totals: MigrationTotals(total: 10, imported: 4, skipped: 1),
+                    folders: [
+                        FolderProgress(
+                            sourceName: "INBOX", destinationName: "INBOX", status: .processing,
+                            expected: 8, imported: 4, skipped: 1),
+                        FolderProgress(sourceName: "INBOX.Sent", destinationName: "Sent", expected: 2),
+                    ]))
             var current = try #require(try await store.migration(id: first.id, accountID: account.id))
             #expect(current.progress == 50)
             #expect(current.folders.map(\.destinationName) == ["INBOX", "Sent"])
@@ -356,7 +378,8 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             let cancelled = try await store.cancelMigration(id: first.id, accountID: account.id)
             #expect(cancelled.status == .cancelled)
             #expect(cancelled.finishedAt != nil)
-            #expect(try await store.renewLease(migrationID: first.id, owner: "runner-a", leaseSeconds: 30) == .cancelled)
+            #expect(
+                try await store.renewLease(migrationID: first.id, owner: "runner-a", leaseSeconds: 30) == .cancelled)
             #expect(try await store.updateStatus(migrationID: first.id, to: .completed, owner: "runner-a") == false)
             #expect(try await store.activeSingleMigrationCount(accountID: account.id) == 0)
 
@@ -373,15 +396,17 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             #expect(try await store.claimPendingMigration(owner: "runner-b", leaseSeconds: 30)?.id == first.id)
 
             // Failure with a classified error, then delete wipes it all.
-            #expect(try await store.updateStatus(
-                migrationID: first.id, to: .failed, owner: "runner-b",
-                error: MigrationError(code: "authentication_failed", message: "no", hint: "use an app password")))
+            #expect(
+                try await store.updateStatus(
+                    migrationID: first.id, to: .failed, owner: "runner-b",
+                    error: MigrationError(code: "authentication_failed", message: "no", hint: "use an app password")))
             current = try #require(try await store.migration(id: first.id))
             #expect(current.status == .failed)
             #expect(current.error?.code == "authentication_failed")
             #expect(current.error?.hint == "use an app password")
-            try await store.saveCheckpoint(FolderCheckpoint(sourceUIDValidity: 1), migrationID: first.id,
-                                           folder: "INBOX")
+            try await store.saveCheckpoint(
+                FolderCheckpoint(sourceUIDValidity: 1), migrationID: first.id,
+                folder: "INBOX")
             try await store.deleteMigration(id: first.id, accountID: account.id)
             #expect(try await store.migration(id: first.id) == nil)
             #expect(try await store.credentials(forMigration: first.id) == nil)
@@ -429,11 +454,13 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
                 let (account, box) = try await makeAccount(store)
                 let record = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
                 let leaseEnd: Int64? = owner == nil ? nil : Date().addingTimeInterval(3600).storeMillis
-                try await store.database.raw("""
+                try await store.database.raw(
+                    """
                     UPDATE migrations SET status = \(bind: status.rawValue), lease_owner = \(bind: owner),
                         lease_expires_at = \(bind: leaseEnd)
                     WHERE id = \(bind: record.id)
-                    """).run()
+                    """
+                ).run()
                 return record
             }
             func current(_ record: MigrationRecord) async throws -> MigrationStatus? {
@@ -443,7 +470,8 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             // Claim first, while this is the only migration in the store.
             let unheld = try await migration()
             let claimed = try await store.claimPendingMigration(owner: "runner-c", leaseSeconds: 30)
-            let claimable = MigrationTransition.claim.allows(from: status)
+            let claimable =
+                MigrationTransition.claim.allows(from: status)
                 || MigrationTransition.takeOver.allows(from: status)
             #expect(claimed?.id == (claimable ? unheld.id : nil))
             #expect(try await current(unheld) == (claimable ? .validating : status))
@@ -482,12 +510,14 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
 
             let advanced = try await migration(leasedTo: "runner-a")
             let advances = MigrationTransition.advance.allows(from: status)
-            #expect(try await store.updateStatus(migrationID: advanced.id, to: .processing, owner: "runner-a") == advances)
+            #expect(
+                try await store.updateStatus(migrationID: advanced.id, to: .processing, owner: "runner-a") == advances)
             #expect(try await current(advanced) == (advances ? .processing : status))
 
             let requeued = try await migration(leasedTo: "runner-a")
             #expect(try await store.releaseLease(migrationID: requeued.id, owner: "runner-a", requeue: true))
-            #expect(try await current(requeued) == (MigrationTransition.requeue.allows(from: status) ? .pending : status))
+            #expect(
+                try await current(requeued) == (MigrationTransition.requeue.allows(from: status) ? .pending : status))
         }
     }
 }
@@ -501,9 +531,11 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             let (opened, signal) = AsyncStream.makeStream(of: Void.self)
             let transaction = Task {
                 try await store.transaction { db in
-                    try await db.raw("""
+                    try await db.raw(
+                        """
                         UPDATE accounts SET notification_email = 'inside@example.com' WHERE id = \(bind: account.id)
-                        """).run()
+                        """
+                    ).run()
                     signal.yield()
                     try await Task.sleep(for: .milliseconds(300))
                     throw Abandon()
@@ -524,17 +556,21 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             let (account, box) = try await makeAccount(store)
             let record = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
             _ = try #require(try await store.claimPendingMigration(owner: "runner-a", leaseSeconds: 30))
-            #expect(try await store.updateProgress(
-                migrationID: record.id, owner: "runner-a", totals: MigrationTotals(total: 5, imported: 2),
-                folders: [FolderProgress(sourceName: "INBOX", destinationName: "INBOX", expected: 5, imported: 2)]))
-            #expect(try await store.updateStatus(
-                migrationID: record.id, to: .failed, owner: "runner-a",
-                error: MigrationError(code: "authentication_failed", message: "no", hint: nil)))
+            #expect(
+                try await store.updateProgress(
+                    migrationID: record.id, owner: "runner-a", totals: MigrationTotals(total: 5, imported: 2),
+                    folders: [FolderProgress(sourceName: "INBOX", destinationName: "INBOX", expected: 5, imported: 2)]))
+            #expect(
+                try await store.updateStatus(
+                    migrationID: record.id, to: .failed, owner: "runner-a",
+                    error: MigrationError(code: "authentication_failed", message: "no", hint: nil)))
             // The second half of the retry (clearing the folder rows) fails.
-            try await store.database.raw("""
+            try await store.database.raw(
+                """
                 CREATE TRIGGER keep_folders BEFORE DELETE ON migration_folders
                 BEGIN SELECT RAISE(ABORT, 'folder rows are kept'); END
-                """).run()
+                """
+            ).run()
             await #expect(throws: (any Error).self) {
                 try await store.retryMigration(id: record.id, accountID: account.id)
             }
@@ -572,7 +608,8 @@ extension Result {
                     group.addTask {
                         var mine: [Int64] = []
                         while let claimed = try await store.claimPendingMigration(
-                            owner: "runner-\(claimer)", leaseSeconds: 60) {
+                            owner: "runner-\(claimer)", leaseSeconds: 60)
+                        {
                             #expect(claimed.leaseOwner == "runner-\(claimer)")
                             mine.append(claimed.id)
                         }
@@ -600,20 +637,27 @@ extension Result {
                 let (account, box) = try await makeAccount(store, mailbox: "g\(index)@example.com")
                 ids.append(try await store.createMigration(newMigration(account: account.id, mailbox: box.id)).id)
             }
-            #expect(try await store.claimPendingMigration(owner: "a", leaseSeconds: 30, maxRunning: 2, now: now)?.id == ids[0])
-            #expect(try await store.claimPendingMigration(owner: "a", leaseSeconds: 30, maxRunning: 2, now: now)?.id == ids[1])
+            #expect(
+                try await store.claimPendingMigration(owner: "a", leaseSeconds: 30, maxRunning: 2, now: now)?.id
+                    == ids[0])
+            #expect(
+                try await store.claimPendingMigration(owner: "a", leaseSeconds: 30, maxRunning: 2, now: now)?.id
+                    == ids[1])
             #expect(try await store.claimPendingMigration(owner: "a", leaseSeconds: 30, maxRunning: 2, now: now) == nil)
             #expect(try await store.runningCount(now: now) == 2)
 
             // Runner "a" dies: once its leases expire, "b" takes its work over (and is within the limit).
             let later = now + 31
             #expect(try await store.runningCount(now: later) == 0)
-            let takenOver = try #require(try await store.claimPendingMigration(
-                owner: "b", leaseSeconds: 30, maxRunning: 2, now: later))
+            let takenOver = try #require(
+                try await store.claimPendingMigration(
+                    owner: "b", leaseSeconds: 30, maxRunning: 2, now: later))
             #expect(takenOver.id == ids[0])
             #expect(takenOver.leaseOwner == "b")
             #expect(try await store.renewLease(migrationID: ids[0], owner: "a", leaseSeconds: 30, now: later) == nil)
-            #expect(try await store.renewLease(migrationID: ids[0], owner: "b", leaseSeconds: 30, now: later) == .validating)
+            #expect(
+                try await store.renewLease(migrationID: ids[0], owner: "b", leaseSeconds: 30, now: later) == .validating
+            )
             #expect(try await store.releaseLease(migrationID: ids[0], owner: "a", now: later) == false)
             // Graceful stop: requeued as pending and claimable again at once.
             #expect(try await store.releaseLease(migrationID: ids[0], owner: "b", requeue: true, now: later))
@@ -643,16 +687,19 @@ extension Result {
             let checkpoints: any CheckpointStore = store.checkpointStore(migrationID: migration.id)
             #expect(try await checkpoints.load(folder: "INBOX") == nil)
 
-            var checkpoint = FolderCheckpoint(sourceUIDValidity: 42, lastSourceUID: 100, copied: 90, skipped: 5,
-                                              failed: 1, bytes: 5_000_000_000)
+            var checkpoint = FolderCheckpoint(
+                sourceUIDValidity: 42, lastSourceUID: 100, copied: 90, skipped: 5,
+                failed: 1, bytes: 5_000_000_000)
             try await checkpoints.save(checkpoint, folder: "INBOX")
             try await checkpoints.save(FolderCheckpoint(sourceUIDValidity: 7), folder: "Sent &AOk-t&AOk-")
             #expect(try await checkpoints.load(folder: "INBOX") == checkpoint)
 
             checkpoint.lastSourceUID = 150
             // (InFlightBatch has no public initializer: make one the way a state file would.)
-            checkpoint.inFlight = try JSONDecoder().decode(InFlightBatch.self, from: Data(
-                #"{"lastSourceUID":200,"destinationUIDValidity":9,"destinationUIDNext":77}"#.utf8))
+            checkpoint.inFlight = try JSONDecoder().decode(
+                InFlightBatch.self,
+                from: Data(
+                    #"{"lastSourceUID":200,"destinationUIDValidity":9,"destinationUIDNext":77}"#.utf8))
             try await checkpoints.save(checkpoint, folder: "INBOX")
             #expect(try await checkpoints.load(folder: "INBOX") == checkpoint)
             #expect(try await checkpoints.load(folder: "Sent &AOk-t&AOk-") == FolderCheckpoint(sourceUIDValidity: 7))
@@ -675,18 +722,25 @@ extension Result {
 
             #expect(try await store.beginIdempotency(accountID: 1, key: "k1", requestHash: hash, now: now) == .proceed)
             #expect(try await store.beginIdempotency(accountID: 1, key: "k1", requestHash: hash, now: now) == .inFlight)
-            #expect(try await store.beginIdempotency(accountID: 1, key: "k1", requestHash: otherHash, now: now) == .keyReused)
+            #expect(
+                try await store.beginIdempotency(accountID: 1, key: "k1", requestHash: otherHash, now: now)
+                    == .keyReused)
             // Keys are per account.
-            #expect(try await store.beginIdempotency(accountID: 2, key: "k1", requestHash: otherHash, now: now) == .proceed)
+            #expect(
+                try await store.beginIdempotency(accountID: 2, key: "k1", requestHash: otherHash, now: now) == .proceed)
 
             try await store.completeIdempotency(accountID: 1, key: "k1", statusCode: 201, body: #"{"id":1}"#)
-            #expect(try await store.beginIdempotency(accountID: 1, key: "k1", requestHash: hash, now: now + 60)
+            #expect(
+                try await store.beginIdempotency(accountID: 1, key: "k1", requestHash: hash, now: now + 60)
                     == .replay(statusCode: 201, body: #"{"id":1}"#))
-            #expect(try await store.beginIdempotency(accountID: 1, key: "k1", requestHash: otherHash, now: now + 60)
+            #expect(
+                try await store.beginIdempotency(accountID: 1, key: "k1", requestHash: otherHash, now: now + 60)
                     == .keyReused)
             // After 24 hours the key is free again.
-            #expect(try await store.beginIdempotency(accountID: 1, key: "k1", requestHash: otherHash,
-                                                     now: now + 24 * 3600 + 1) == .proceed)
+            #expect(
+                try await store.beginIdempotency(
+                    accountID: 1, key: "k1", requestHash: otherHash,
+                    now: now + 24 * 3600 + 1) == .proceed)
 
             // An abandoned request frees its key.
             #expect(try await store.beginIdempotency(accountID: 1, key: "k2", requestHash: hash, now: now) == .proceed)
@@ -695,16 +749,25 @@ extension Result {
 
             // A request whose process died long ago no longer blocks its key (same body only).
             #expect(try await store.beginIdempotency(accountID: 1, key: "k3", requestHash: hash, now: now) == .proceed)
-            #expect(try await store.beginIdempotency(accountID: 1, key: "k3", requestHash: hash, now: now + 299) == .inFlight)
-            #expect(try await store.beginIdempotency(accountID: 1, key: "k3", requestHash: otherHash, now: now + 301)
+            #expect(
+                try await store.beginIdempotency(accountID: 1, key: "k3", requestHash: hash, now: now + 299)
+                    == .inFlight)
+            #expect(
+                try await store.beginIdempotency(accountID: 1, key: "k3", requestHash: otherHash, now: now + 301)
                     == .keyReused)
-            #expect(try await store.beginIdempotency(accountID: 1, key: "k3", requestHash: hash, now: now + 301) == .proceed)
-            #expect(try await store.beginIdempotency(accountID: 1, key: "k3", requestHash: hash, now: now + 302) == .inFlight)
+            #expect(
+                try await store.beginIdempotency(accountID: 1, key: "k3", requestHash: hash, now: now + 301) == .proceed
+            )
+            #expect(
+                try await store.beginIdempotency(accountID: 1, key: "k3", requestHash: hash, now: now + 302)
+                    == .inFlight)
 
             // Concurrent first requests: exactly one proceeds.
             let decisions = try await withThrowingTaskGroup(of: IdempotencyDecision.self) { group in
                 for _ in 0..<8 {
-                    group.addTask { try await store.beginIdempotency(accountID: 3, key: "race", requestHash: hash, now: now) }
+                    group.addTask {
+                        try await store.beginIdempotency(accountID: 3, key: "race", requestHash: hash, now: now)
+                    }
                 }
                 var all: [IdempotencyDecision] = []
                 for try await decision in group { all.append(decision) }
@@ -717,7 +780,7 @@ extension Result {
 
     @Test func rateLimitCountsPerWindowAndKey() async throws {
         try await withMemoryStore { store in
-            let start = Date(timeIntervalSince1970: 1_800_000_020) // 20 s into a minute
+            let start = Date(timeIntervalSince1970: 1_800_000_020)  // 20 s into a minute
             var last: RateLimitCount?
             for expected in 1...3 {
                 last = try await store.incrementRateLimit(key: "token:1:writes", windowSeconds: 60, now: start)
@@ -746,15 +809,18 @@ extension Result {
         try await withMemoryStore { store in
             let now = Date(timeIntervalSince1970: 1_800_000_000)
             let day: TimeInterval = 24 * 3600
-            let old = try await store.recordAudit(accountID: 1, tokenID: 5, action: "migration_started",
-                                                  resourceType: "migration", resourceID: "12", ip: "198.51.100.1",
-                                                  requestID: "req-1", now: now - 100 * day)
-            let recent = try await store.recordAudit(accountID: 1, tokenID: nil, action: "migration_deleted",
-                                                     resourceType: "migration", resourceID: "12", ip: nil,
-                                                     requestID: "req-2", now: now - day)
-            _ = try await store.recordAudit(accountID: 2, tokenID: 6, action: "migration_cancelled",
-                                            resourceType: "migration", resourceID: "13", ip: "::1",
-                                            requestID: "req-3", now: now)
+            let old = try await store.recordAudit(
+                accountID: 1, tokenID: 5, action: "migration_started",
+                resourceType: "migration", resourceID: "12", ip: "198.51.100.1",
+                requestID: "req-1", now: now - 100 * day)
+            let recent = try await store.recordAudit(
+                accountID: 1, tokenID: nil, action: "migration_deleted",
+                resourceType: "migration", resourceID: "12", ip: nil,
+                requestID: "req-2", now: now - day)
+            _ = try await store.recordAudit(
+                accountID: 2, tokenID: 6, action: "migration_cancelled",
+                resourceType: "migration", resourceID: "13", ip: "::1",
+                requestID: "req-3", now: now)
             let page = try await store.auditEvents(accountID: 1)
             #expect(page.total == 2)
             #expect(page.items == [recent, old])

@@ -3,7 +3,7 @@ import IMAPClient
 import NIOCore
 import Synchronization
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // MARK: - The corpus
@@ -44,8 +44,10 @@ public struct Corpus: Sendable {
         public var bodyBytes: ClosedRange<Int>
         public var seed: UInt64
 
-        public init(scale: Int = 1, largeAttachment: Bool = true, largeAttachmentBytes: Int = 10 << 20,
-                    bodyBytes: ClosedRange<Int> = 300...6000, seed: UInt64 = 0x6D61_696C_706F_7274) {
+        public init(
+            scale: Int = 1, largeAttachment: Bool = true, largeAttachmentBytes: Int = 10 << 20,
+            bodyBytes: ClosedRange<Int> = 300...6000, seed: UInt64 = 0x6D61_696C_706F_7274
+        ) {
             self.scale = scale
             self.largeAttachment = largeAttachment
             self.largeAttachmentBytes = largeAttachmentBytes
@@ -60,7 +62,8 @@ public struct Corpus: Sendable {
     public var folders: [String: [CorpusMessage]]
 
     /// The day the boundary messages straddle (UTC): one a second before it, two on it.
-    public static let boundaryDay = InternalDate(year: 2020, month: 1, day: 1, hour: 0, minute: 0, second: 0, zoneMinutes: 0)
+    public static let boundaryDay = InternalDate(
+        year: 2020, month: 1, day: 1, hour: 0, minute: 0, second: 0, zoneMinutes: 0)
 
     /// Every message with its folder.
     public var all: [(folder: String, message: CorpusMessage)] {
@@ -82,7 +85,8 @@ public struct Corpus: Sendable {
 
     /// Generates the corpus and stores it in `user`'s account over IMAP.
     @discardableResult
-    public static func fill(_ server: DovecotServer, user: String, options: Options = Options()) async throws -> Corpus {
+    public static func fill(_ server: DovecotServer, user: String, options: Options = Options()) async throws -> Corpus
+    {
         let corpus = generate(options)
         try await corpus.store(on: server, user: user)
         return corpus
@@ -91,8 +95,9 @@ public struct Corpus: Sendable {
     /// Creates the folders (parents of nested ones are left to the server, so they are `\Noselect`)
     /// and appends every message with its flags and INTERNALDATE, several per MULTIAPPEND.
     public func store(on server: DovecotServer, user: String) async throws {
-        let session = try await IMAPSession.open(server.configuration(),
-                                                 credentials: .password(username: user, password: DovecotServer.password))
+        let session = try await IMAPSession.open(
+            server.configuration(),
+            credentials: .password(username: user, password: DovecotServer.password))
         do {
             let existing = Set(try await session.listAll().map { $0.name.decoded })
             for folder in folderOrder where !existing.contains(server.folder(folder)) {
@@ -106,7 +111,8 @@ public struct Corpus: Sendable {
                     guard !chunk.isEmpty else { return }
                     let uids = try await session.appendAll(to: mailbox, messages: chunk)
                     if !uids.isEmpty, uids.count != chunk.count {
-                        throw IMAPError.protocolError("appended \(chunk.count) messages to \(folder), got \(uids.count) UIDs")
+                        throw IMAPError.protocolError(
+                            "appended \(chunk.count) messages to \(folder), got \(uids.count) UIDs")
                     }
                     chunk = []
                     chunkBytes = 0
@@ -114,8 +120,9 @@ public struct Corpus: Sendable {
                 for message in folders[folder] ?? [] {
                     if message.bytes.readableBytes > 1 << 20 {
                         try await flush()
-                        _ = try await session.append(to: mailbox, flags: message.flags, internalDate: message.internalDate,
-                                                     message: message.bytes)
+                        _ = try await session.append(
+                            to: mailbox, flags: message.flags, internalDate: message.internalDate,
+                            message: message.bytes)
                         continue
                     }
                     chunk.append((message.flags, message.internalDate, message.bytes))
@@ -164,9 +171,11 @@ private struct Generator {
     var random: SeededRandom
     typealias Options = Corpus.Options
 
-    static let words = ["meeting", "budget", "Grüße", "台北", "naïve", "invoice", "quarterly", "résumé", "project",
-                        "deadline", "Übersicht", "Kaffee", "日本語", "status", "review", "draft", "ok", "📎", "Zürich",
-                        "forecast", "follow-up", "thanks", "agenda", "Ελληνικά", "ship", "it"]
+    static let words = [
+        "meeting", "budget", "Grüße", "台北", "naïve", "invoice", "quarterly", "résumé", "project",
+        "deadline", "Übersicht", "Kaffee", "日本語", "status", "review", "draft", "ok", "📎", "Zürich",
+        "forecast", "follow-up", "thanks", "agenda", "Ελληνικά", "ship", "it",
+    ]
     /// Zones in minutes: UTC, PST, IST, LINT, -1200, CET, NPT, NST.
     static let zones = [0, -480, 330, 840, -720, 60, 345, -210]
 
@@ -197,42 +206,60 @@ private struct Generator {
         inbox.append(duplicate(of: inbox[2]))
         inbox.append(duplicate(of: inbox[4]))  // index 4 has no Message-ID
         let boundary = Corpus.boundaryDay.secondsSince1970
-        inbox.append(message(folder: "INBOX", index: 9001, folderNumber: 0, flags: ["\\Seen"], bodySize: 500,
-                             date: date(boundary - 1, zone: 0)))
-        inbox.append(message(folder: "INBOX", index: 9002, folderNumber: 0, flags: [], bodySize: 500,
-                             date: date(boundary, zone: 0)))
-        inbox.append(message(folder: "INBOX", index: 9003, folderNumber: 0, flags: ["\\Flagged"], bodySize: 500,
-                             date: date(boundary + 1800, zone: 480)))  // 08:30 +0800 on the day
-        let shared = message(folder: "shared", index: 0, folderNumber: 99, flags: ["\\Seen", "project-x"], bodySize: 900,
-                             messageID: "<shared-across-folders@corpus.mailporter.test>")
+        inbox.append(
+            message(
+                folder: "INBOX", index: 9001, folderNumber: 0, flags: ["\\Seen"], bodySize: 500,
+                date: date(boundary - 1, zone: 0)))
+        inbox.append(
+            message(
+                folder: "INBOX", index: 9002, folderNumber: 0, flags: [], bodySize: 500,
+                date: date(boundary, zone: 0)))
+        inbox.append(
+            message(
+                folder: "INBOX", index: 9003, folderNumber: 0, flags: ["\\Flagged"], bodySize: 500,
+                date: date(boundary + 1800, zone: 480)))  // 08:30 +0800 on the day
+        let shared = message(
+            folder: "shared", index: 0, folderNumber: 99, flags: ["\\Seen", "project-x"], bodySize: 900,
+            messageID: "<shared-across-folders@corpus.mailporter.test>")
         inbox.append(shared)
         folders["INBOX"] = inbox
 
         var work: [CorpusMessage] = []
         for index in 0..<(8 * scale) {
-            work.append(message(folder: "Work", index: index, folderNumber: 1, flags: randomFlags(), bodySize: random.int(options.bodyBytes)))
+            work.append(
+                message(
+                    folder: "Work", index: index, folderNumber: 1, flags: randomFlags(),
+                    bodySize: random.int(options.bodyBytes)))
         }
         if options.largeAttachment { work.insert(largeMessage(), at: min(3, work.count)) }
         folders["Work"] = work
 
         var projects: [CorpusMessage] = []
         for index in 0..<(12 * scale) {
-            projects.append(message(folder: "Work/Projects", index: index, folderNumber: 2, flags: randomFlags(),
-                                    bodySize: random.int(options.bodyBytes)))
+            projects.append(
+                message(
+                    folder: "Work/Projects", index: index, folderNumber: 2, flags: randomFlags(),
+                    bodySize: random.int(options.bodyBytes)))
         }
         projects.insert(shared, at: min(5, projects.count))
         projects.append(duplicate(of: projects[1]))
         folders["Work/Projects"] = projects
 
         folders["Büro/Übersicht 台北"] = (0..<(6 * scale)).map { index in
-            message(folder: "Büro/Übersicht 台北", index: index, folderNumber: 3, flags: randomFlags(), bodySize: random.int(options.bodyBytes))
+            message(
+                folder: "Büro/Übersicht 台北", index: index, folderNumber: 3, flags: randomFlags(),
+                bodySize: random.int(options.bodyBytes))
         }
         folders["Sent Items"] = (0..<(8 * scale)).map { index in
-            message(folder: "Sent Items", index: index, folderNumber: 4, flags: ["\\Seen"] + (index % 3 == 0 ? ["$Forwarded"] : []),
-                    bodySize: random.int(options.bodyBytes))
+            message(
+                folder: "Sent Items", index: index, folderNumber: 4,
+                flags: ["\\Seen"] + (index % 3 == 0 ? ["$Forwarded"] : []),
+                bodySize: random.int(options.bodyBytes))
         }
         folders["Sent"] = (0..<(5 * scale)).map { index in
-            message(folder: "Sent", index: index, folderNumber: 5, flags: ["\\Seen"], bodySize: random.int(options.bodyBytes))
+            message(
+                folder: "Sent", index: index, folderNumber: 5, flags: ["\\Seen"],
+                bodySize: random.int(options.bodyBytes))
         }
         folders["Drafts"] = (0..<2).map { index in
             message(folder: "Drafts", index: index, folderNumber: 6, flags: ["\\Draft", "\\Seen"], bodySize: 400)
@@ -275,16 +302,21 @@ private struct Generator {
         func pad(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
         let zone = abs(date.zoneMinutes)
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        return "\(date.day) \(months[date.month - 1]) \(date.year) \(pad(date.hour)):\(pad(date.minute)):\(pad(date.second)) "
+        return
+            "\(date.day) \(months[date.month - 1]) \(date.year) \(pad(date.hour)):\(pad(date.minute)):\(pad(date.second)) "
             + (date.zoneMinutes < 0 ? "-" : "+") + pad(zone / 60) + pad(zone % 60)
     }
 
     /// An ordinary text message; every tenth one has no Message-ID (its `X-Corpus` header keeps its
     /// header block unique).
-    mutating func message(folder: String, index: Int, folderNumber: Int, flags: [String], bodySize: Int,
-                          date: InternalDate? = nil, messageID: String? = nil) -> CorpusMessage {
+    mutating func message(
+        folder: String, index: Int, folderNumber: Int, flags: [String], bodySize: Int,
+        date: InternalDate? = nil, messageID: String? = nil
+    ) -> CorpusMessage {
         let date = date ?? randomDate()
-        let id = messageID ?? (index % 10 == 4 ? nil : "<f\(folderNumber)-m\(index).\(options.seed % 10_000)@corpus.mailporter.test>")
+        let id =
+            messageID
+            ?? (index % 10 == 4 ? nil : "<f\(folderNumber)-m\(index).\(options.seed % 10_000)@corpus.mailporter.test>")
         let subject = "[\(folder)] #\(index) " + (0..<4).map { _ in random.pick(Self.words) }.joined(separator: " ")
         var text = "Return-Path: <sender\(index % 7)@example.org>\r\n"
         text += "From: \"Sender \(index % 7)\" <sender\(index % 7)@example.org>\r\n"
@@ -308,7 +340,8 @@ private struct Generator {
                 bytes.writeString((0..<count).map { _ in random.pick(Self.words) }.joined(separator: " ") + "\r\n")
             }
         }
-        return CorpusMessage(bytes: bytes, flags: flags, internalDate: date, messageID: id, subject: subject, isDuplicate: false)
+        return CorpusMessage(
+            bytes: bytes, flags: flags, internalDate: date, messageID: id, subject: subject, isDuplicate: false)
     }
 
     /// multipart/mixed with a base64 attachment, `largeAttachmentBytes` in all.
@@ -318,12 +351,14 @@ private struct Generator {
         let id = "<large-attachment.\(options.seed % 10_000)@corpus.mailporter.test>"
         var bytes = ByteBuffer()
         bytes.reserveCapacity(options.largeAttachmentBytes + 1024)
-        bytes.writeString("From: \"Archivist\" <archive@example.org>\r\nTo: corpus@example.com\r\nSubject: \(subject)\r\n"
-            + "Date: \(Self.rfc5322Date(date))\r\nMessage-ID: \(id)\r\nMIME-Version: 1.0\r\n"
-            + "Content-Type: multipart/mixed; boundary=\"mp-boundary-1\"\r\n\r\n"
-            + "--mp-boundary-1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDas Archiv ist angehängt.\r\n"
-            + "--mp-boundary-1\r\nContent-Type: application/octet-stream; name=\"archive.bin\"\r\n"
-            + "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"archive.bin\"\r\n\r\n")
+        bytes.writeString(
+            "From: \"Archivist\" <archive@example.org>\r\nTo: corpus@example.com\r\nSubject: \(subject)\r\n"
+                + "Date: \(Self.rfc5322Date(date))\r\nMessage-ID: \(id)\r\nMIME-Version: 1.0\r\n"
+                + "Content-Type: multipart/mixed; boundary=\"mp-boundary-1\"\r\n\r\n"
+                + "--mp-boundary-1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDas Archiv ist angehängt.\r\n"
+                + "--mp-boundary-1\r\nContent-Type: application/octet-stream; name=\"archive.bin\"\r\n"
+                + "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"archive.bin\"\r\n\r\n"
+        )
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
         let block = (0..<8192).map { _ in alphabet[Int(random.next() % 64)] }
         let trailer = "\r\n--mp-boundary-1--\r\n"
@@ -334,10 +369,13 @@ private struct Generator {
             bytes.writeString("\r\n")
             line += 1
         }
-        bytes.writeString(String(repeating: "A", count: max(0, options.largeAttachmentBytes - bytes.readableBytes - trailer.utf8.count)))
+        bytes.writeString(
+            String(
+                repeating: "A", count: max(0, options.largeAttachmentBytes - bytes.readableBytes - trailer.utf8.count)))
         bytes.writeString(trailer)
-        return CorpusMessage(bytes: bytes, flags: ["\\Seen", "\\Flagged"], internalDate: date, messageID: id, subject: subject,
-                             isDuplicate: false)
+        return CorpusMessage(
+            bytes: bytes, flags: ["\\Seen", "\\Flagged"], internalDate: date, messageID: id, subject: subject,
+            isDuplicate: false)
     }
 }
 
@@ -382,8 +420,9 @@ public struct AccountSnapshot: Sendable, Equatable {
 
     /// Reads the account over IMAP (EXAMINE, so nothing changes).
     public static func take(_ server: DovecotServer, user: String) async throws -> AccountSnapshot {
-        let session = try await IMAPSession.open(server.configuration(),
-                                                 credentials: .password(username: user, password: DovecotServer.password))
+        let session = try await IMAPSession.open(
+            server.configuration(),
+            credentials: .password(username: user, password: DovecotServer.password))
         do {
             var folders: [String: [StoredMessage]] = [:]
             for mailbox in try await session.listAll() where mailbox.isSelectable {
@@ -391,8 +430,10 @@ public struct AccountSnapshot: Sendable, Equatable {
                 var messages: [StoredMessage] = []
                 if selected.exists > 0 {
                     for message in try await session.uidFetch("1:*", items: "UID FLAGS INTERNALDATE BODY.PEEK[]") {
-                        messages.append(StoredMessage(body: message.body, flags: Set(message.flags.filter { $0.lowercased() != "\\recent" }),
-                                                      internalDate: message.internalDate?.secondsSince1970 ?? 0))
+                        messages.append(
+                            StoredMessage(
+                                body: message.body, flags: Set(message.flags.filter { $0.lowercased() != "\\recent" }),
+                                internalDate: message.internalDate?.secondsSince1970 ?? 0))
                     }
                 }
                 folders[server.path(of: mailbox.name.decoded)] = messages
@@ -415,7 +456,8 @@ extension DovecotServer {
     /// locking failed: Resource deadlock avoided` (the client sees the connection close) and another
     /// gets `NO Mailbox already exists` for SELECT — about one round in 40 with four sessions.
     public func prepare(user: String) async throws {
-        let session = try await IMAPSession.open(configuration(), credentials: .password(username: user, password: Self.password))
+        let session = try await IMAPSession.open(
+            configuration(), credentials: .password(username: user, password: Self.password))
         do {
             for mailbox in try await session.listAll() where mailbox.isSelectable {
                 _ = try await session.select(mailbox.name, readOnly: true)
@@ -465,7 +507,9 @@ public final class BackgroundProcess: Sendable {
         stderrPath = scratch + "/err"
     }
 
-    public static func start(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> BackgroundProcess {
+    public static func start(_ executable: String, _ arguments: [String], environment: [String: String]) throws
+        -> BackgroundProcess
+    {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mp-bg-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         var actions = posix_spawn_file_actions_t()

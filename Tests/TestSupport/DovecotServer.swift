@@ -50,23 +50,29 @@ public final class DovecotServer: Sendable {
     /// Starts a server on ports that were free a moment before. With the proxies and servers of
     /// tests running in parallel one is now and then taken meanwhile; a start that lost that race
     /// is tried again on other ports.
-    public static func start(layout: Layout, quotaKB: Int? = nil, certificate: Certificate = Certificate()) throws -> DovecotServer {
+    public static func start(layout: Layout, quotaKB: Int? = nil, certificate: Certificate = Certificate()) throws
+        -> DovecotServer
+    {
         var attempt = 0
         while true {
             attempt += 1
             do {
                 return try startOnce(layout: layout, quotaKB: quotaKB, certificate: certificate)
-            } catch let failure as ProcessFailure where attempt < 3 && failure.output.contains("Address already in use") {
+            } catch let failure as ProcessFailure where attempt < 3 && failure.output.contains("Address already in use")
+            {
                 continue
             }
         }
     }
 
     private static func startOnce(layout: Layout, quotaKB: Int?, certificate: Certificate) throws -> DovecotServer {
-        let directory = "/tmp/mp-dovecot-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
+        let directory =
+            "/tmp/mp-dovecot-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
         let ports = try freePorts(2)
-        var arguments = ["start", directory, "--imap-port", "\(ports[0])", "--imaps-port", "\(ports[1])",
-                         "--layout", layout.rawValue, "--any-user-password", password]
+        var arguments = [
+            "start", directory, "--imap-port", "\(ports[0])", "--imaps-port", "\(ports[1])",
+            "--layout", layout.rawValue, "--any-user-password", password,
+        ]
         if let quotaKB { arguments += ["--quota-kb", "\(quotaKB)"] }
         arguments += ["--cert-names", certificate.names.joined(separator: ",")]
         if certificate.selfSigned { arguments.append("--self-signed") }
@@ -79,8 +85,9 @@ public final class DovecotServer: Sendable {
             throw error
         }
         let certificate = try String(contentsOfFile: directory + "/ca.pem", encoding: .utf8)
-        let server = DovecotServer(directory: directory, imapPort: ports[0], imapsPort: ports[1], layout: layout,
-                                   certificatePEM: certificate)
+        let server = DovecotServer(
+            directory: directory, imapPort: ports[0], imapsPort: ports[1], layout: layout,
+            certificatePEM: certificate)
         RunningServers.shared.add(directory)
         return server
     }
@@ -98,9 +105,10 @@ public final class DovecotServer: Sendable {
 
     /// A connection configuration that trusts this server's test CA.
     public func configuration(security: ConnectionSecurity = .none) -> ServerConfiguration {
-        ServerConfiguration(host: "127.0.0.1", port: security == .ssl ? imapsPort : imapPort, security: security,
-                            additionalTrustRootsPEM: [certificatePEM], connectTimeout: .seconds(5),
-                            greetingTimeout: .seconds(10), idleTimeout: .seconds(60))
+        ServerConfiguration(
+            host: "127.0.0.1", port: security == .ssl ? imapsPort : imapPort, security: security,
+            additionalTrustRootsPEM: [certificatePEM], connectTimeout: .seconds(5),
+            greetingTimeout: .seconds(10), idleTimeout: .seconds(60))
     }
 
     /// The folder name as this server spells a personal folder given with `/` as separator.
@@ -157,12 +165,15 @@ public struct ProcessFailure: Error, CustomStringConvertible {
 /// never came here when the program left a daemon behind. Output goes through temporary files, and
 /// not pipes, so a daemon the program starts cannot hold our reads open.
 @discardableResult
-public func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil,
-                       environment: [String: String]? = nil) throws -> String {
+public func runProcess(
+    _ executable: String, _ arguments: [String], input: Data? = nil,
+    environment: [String: String]? = nil
+) throws -> String {
     let result = try spawnProcess(executable, arguments, input: input, environment: environment)
     guard result.status == 0 else {
-        throw ProcessFailure(command: ([executable] + arguments).joined(separator: " "), status: result.status,
-                             output: result.stdout + result.stderr)
+        throw ProcessFailure(
+            command: ([executable] + arguments).joined(separator: " "), status: result.status,
+            output: result.stdout + result.stderr)
     }
     return result.stdout
 }
@@ -174,8 +185,10 @@ public struct ProcessResult: Sendable {
 }
 
 /// Runs a program to completion, whatever its exit status.
-public func spawnProcess(_ executable: String, _ arguments: [String], input: Data? = nil,
-                         environment: [String: String]? = nil) throws -> ProcessResult {
+public func spawnProcess(
+    _ executable: String, _ arguments: [String], input: Data? = nil,
+    environment: [String: String]? = nil
+) throws -> ProcessResult {
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mp-proc-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: scratch) }
@@ -220,23 +233,28 @@ public func spawnProcess(_ executable: String, _ arguments: [String], input: Dat
     var status: Int32 = 0
     while waitpid(pid, &status, 0) == -1, errno == EINTR {}
     let exitCode = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-    return ProcessResult(status: exitCode,
-                         stdout: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
-                         stderr: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
+    return ProcessResult(
+        status: exitCode,
+        stdout: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
 }
 
 /// `runProcess` for async code: the wait happens on a thread of its own. A blocking `waitpid` on
 /// one of the cooperative pool's threads (two, on a two-core machine) stalls every other test's
 /// tasks for as long as the program runs, and timing-bound checks elsewhere then fail.
 @discardableResult
-public func runProcess(_ executable: String, _ arguments: [String], input: Data? = nil,
-                       environment: [String: String]? = nil) async throws -> String {
+public func runProcess(
+    _ executable: String, _ arguments: [String], input: Data? = nil,
+    environment: [String: String]? = nil
+) async throws -> String {
     try await offThePool { try runProcess(executable, arguments, input: input, environment: environment) }
 }
 
 /// `spawnProcess` for async code, waiting on a thread of its own (see `runProcess`).
-public func spawnProcess(_ executable: String, _ arguments: [String], input: Data? = nil,
-                         environment: [String: String]? = nil) async throws -> ProcessResult {
+public func spawnProcess(
+    _ executable: String, _ arguments: [String], input: Data? = nil,
+    environment: [String: String]? = nil
+) async throws -> ProcessResult {
     try await offThePool { try spawnProcess(executable, arguments, input: input, environment: environment) }
 }
 

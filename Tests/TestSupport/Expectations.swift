@@ -8,8 +8,10 @@ extension Corpus {
 
     /// The destination's content after migrating this corpus: per destination folder, the messages.
     /// Folders the migration covers are keys even when empty (they must exist afterwards).
-    public func expectedDestination(skipDuplicates: Bool, since: Int64? = nil,
-                                    folders selected: Set<String>? = nil) -> [String: [StoredMessage]] {
+    public func expectedDestination(
+        skipDuplicates: Bool, since: Int64? = nil,
+        folders selected: Set<String>? = nil
+    ) -> [String: [StoredMessage]] {
         var result: [String: [StoredMessage]] = [:]
         for folder in folderOrder where selected?.contains(folder) ?? true {
             result[Self.destinationPath(folder), default: []] += (folders[folder] ?? []).filter { message in
@@ -37,16 +39,19 @@ extension AccountSnapshot {
             let extra = balance.filter { $0.value < 0 }
             if !missing.isEmpty || !extra.isEmpty {
                 func list(_ entries: [StoredMessage: Int]) -> String {
-                    entries.prefix(6).map { "\($0.value > 0 ? $0.value : -$0.value)× \($0.key)" }.joined(separator: "; ")
+                    entries.prefix(6).map { "\($0.value > 0 ? $0.value : -$0.value)× \($0.key)" }.joined(
+                        separator: "; ")
                 }
-                problems.append("""
+                problems.append(
+                    """
                     \(folder) holds \(stored.count) messages, expected \(messages.count); \
                     missing \(missing.values.reduce(0, +)): \(list(missing)) — unexpected or doubled \
                     \(extra.values.reduce(0) { $0 - $1 }): \(list(extra))
                     """)
             }
         }
-        for (folder, stored) in folders.sorted(by: { $0.key < $1.key }) where expected[folder] == nil && !stored.isEmpty {
+        for (folder, stored) in folders.sorted(by: { $0.key < $1.key }) where expected[folder] == nil && !stored.isEmpty
+        {
             problems.append("\(folder) should be empty but holds \(stored.count) messages, e.g. \(stored[0])")
         }
         return problems

@@ -41,7 +41,9 @@ public final class FaultInjectingProxy: Sendable {
     }
 
     /// `faults[i]` applies to the i-th accepted connection (0-based); connections beyond the array are passed through untouched.
-    public static func start(upstreamHost: String = "127.0.0.1", upstreamPort: Int, faults: [Fault?]) async throws -> FaultInjectingProxy {
+    public static func start(upstreamHost: String = "127.0.0.1", upstreamPort: Int, faults: [Fault?]) async throws
+        -> FaultInjectingProxy
+    {
         let state = ProxyState()
         let serverChannel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -195,7 +197,8 @@ private struct ServerDataFilter {
                 return process(bytes)
             }
             let keep = max(0, pattern.count - 1)
-            mode = .awaitPattern(pattern: pattern, extraBytes: extraBytes, window: Array(combined.suffix(keep)), stall: stall)
+            mode = .awaitPattern(
+                pattern: pattern, extraBytes: extraBytes, window: Array(combined.suffix(keep)), stall: stall)
             return Output(forward: bytes)
         }
     }
@@ -306,7 +309,8 @@ private final class ProxyConnection {
                 context.eventLoop.assumeIsolated().scheduleTask(in: latency) { [self] in
                     delayedWrites -= 1
                     guard !closing else { return }
-                    write(output.forward, to: .client, thenClose: output.close || (delayedWrites == 0 && serverFinished))
+                    write(
+                        output.forward, to: .client, thenClose: output.close || (delayedWrites == 0 && serverFinished))
                 }
             } else {
                 write(output.forward, to: .client, thenClose: output.close)
@@ -353,7 +357,9 @@ private final class ProxyConnection {
     private func resumeReads() {
         guard started, !closing else { return }
         for side in heldReads {
-            guard let context = contexts[side], let other = contexts[side.other], other.channel.isWritable else { continue }
+            guard let context = contexts[side], let other = contexts[side.other], other.channel.isWritable else {
+                continue
+            }
             if side == .server, !throttleQueue.isEmpty || delayedWrites > 0 { continue }
             heldReads.remove(side)
             context.read()

@@ -65,8 +65,9 @@ public final class ScriptedGmailServer: Sendable {
     }
 
     public func configuration() -> ServerConfiguration {
-        ServerConfiguration(host: "127.0.0.1", port: port, security: .none, connectTimeout: .seconds(5),
-                            greetingTimeout: .seconds(10), idleTimeout: .seconds(30))
+        ServerConfiguration(
+            host: "127.0.0.1", port: port, security: .none, connectTimeout: .seconds(5),
+            greetingTimeout: .seconds(10), idleTimeout: .seconds(30))
     }
 
     /// Every command received, in order, each with the status it got (`LOGIN` without its password).
@@ -136,8 +137,9 @@ struct GmailStore: Sendable {
             let entries = indices.enumerated().map { position, index in
                 GmailFolder.Entry(uid: isAllMail ? UInt32(5 + 3 * position) : UInt32(position + 1), message: index)
             }
-            return GmailFolder(name: folder.name, attributes: folder.attributes, uidValidity: UInt32(600 + ordinal),
-                               entries: entries)
+            return GmailFolder(
+                name: folder.name, attributes: folder.attributes, uidValidity: UInt32(600 + ordinal),
+                entries: entries)
         }
     }
 
@@ -298,7 +300,9 @@ enum GmailCommandSyntax {
                     index += 1
                     if byte == UInt8(ascii: "\"") { break }
                     if byte == UInt8(ascii: "\\") {
-                        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "\\") else {
+                        guard index < bytes.count,
+                            bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "\\")
+                        else {
                             throw GmailSyntaxError(reason: "bad escape in quoted string")
                         }
                         value.append(bytes[index])
@@ -313,7 +317,9 @@ enum GmailCommandSyntax {
                 var inSection = false
                 while index < bytes.count {
                     let byte = bytes[index]
-                    if !inSection, byte == UInt8(ascii: " ") || byte == UInt8(ascii: "(") || byte == UInt8(ascii: ")") { break }
+                    if !inSection, byte == UInt8(ascii: " ") || byte == UInt8(ascii: "(") || byte == UInt8(ascii: ")") {
+                        break
+                    }
                     if byte == UInt8(ascii: "[") { inSection = true }
                     if byte == UInt8(ascii: "]") { inSection = false }
                     value.append(byte)
@@ -331,10 +337,14 @@ enum GmailCommandSyntax {
         try text.split(separator: ",", omittingEmptySubsequences: false).map { part in
             let bounds = try part.split(separator: ":", omittingEmptySubsequences: false).map { bound -> UInt32 in
                 if bound == "*" { return largest }
-                guard let value = UInt32(bound), value > 0 else { throw GmailSyntaxError(reason: "bad sequence set \(text)") }
+                guard let value = UInt32(bound), value > 0 else {
+                    throw GmailSyntaxError(reason: "bad sequence set \(text)")
+                }
                 return value
             }
-            guard bounds.count == 1 || bounds.count == 2 else { throw GmailSyntaxError(reason: "bad sequence set \(text)") }
+            guard bounds.count == 1 || bounds.count == 2 else {
+                throw GmailSyntaxError(reason: "bad sequence set \(text)")
+            }
             // `n:*` with n past the end still holds the last message (RFC 9051 §9, seq-range).
             return min(bounds[0], bounds[bounds.count - 1])...max(bounds[0], bounds[bounds.count - 1])
         }
@@ -343,8 +353,9 @@ enum GmailCommandSyntax {
     /// A SEARCH `date` (`d-Mon-yyyy`) as (year, month, day).
     static func searchDate(_ text: String) throws -> (Int, Int, Int) {
         let parts = text.split(separator: "-")
-        guard parts.count == 3, let day = Int(parts[0]), (1...31).contains(day), let year = Int(parts[2]), parts[2].count == 4,
-              let month = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+        guard parts.count == 3, let day = Int(parts[0]), (1...31).contains(day), let year = Int(parts[2]),
+            parts[2].count == 4,
+            let month = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
                 .firstIndex(of: parts[1].lowercased())
         else { throw GmailSyntaxError(reason: "bad date \(text)") }
         return (year, month + 1, day)
@@ -363,7 +374,8 @@ enum GmailCommandSyntax {
                 ranges.append(uid...uid)
             }
         }
-        return ranges.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound):\($0.upperBound)" }.joined(separator: ",")
+        return ranges.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound):\($0.upperBound)" }.joined(
+            separator: ",")
     }
 }
 
@@ -484,7 +496,8 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
             write("\(tag.isEmpty ? "*" : tag) BAD \(reason)\r\n", context)
             return
         }
-        guard arguments.count >= 2, let tag = arguments[0].atomValue, let name = arguments[1].atomValue?.uppercased() else {
+        guard arguments.count >= 2, let tag = arguments[0].atomValue, let name = arguments[1].atomValue?.uppercased()
+        else {
             state.record(shown, status: "BAD", reason: "no tag and command")
             write("* BAD Unknown command\r\n", context)
             return
@@ -529,7 +542,9 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
             case .atom(let word) where word.uppercased() == "NIL": break
             default: throw Refusal.bad("ID takes a list or NIL")
             }
-            reply.line("* ID (\"name\" \"GImap\" \"vendor\" \"Google, Inc.\" \"support-url\" \"https://support.google.com/mail\")")
+            reply.line(
+                "* ID (\"name\" \"GImap\" \"vendor\" \"Google, Inc.\" \"support-url\" \"https://support.google.com/mail\")"
+            )
         case "LOGIN":
             try expectCount(arguments, 2)
             guard !authenticated else { throw Refusal.bad("Command received in Invalid state.") }
@@ -547,7 +562,9 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    private func runAuthenticated(_ name: String, _ arguments: [GmailArgument], tag: String, into reply: inout Reply) throws {
+    private func runAuthenticated(_ name: String, _ arguments: [GmailArgument], tag: String, into reply: inout Reply)
+        throws
+    {
         let store = state.store
         switch name {
         case "NAMESPACE":
@@ -558,7 +575,9 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
         case "STATUS":
             try expectCount(arguments, 2)
             let folder = try selectableFolder(arguments[0])
-            guard case .list(let items) = arguments[1], !items.isEmpty else { throw Refusal.bad("STATUS takes a list of items") }
+            guard case .list(let items) = arguments[1], !items.isEmpty else {
+                throw Refusal.bad("STATUS takes a list of items")
+            }
             let values = try items.map { item -> String in
                 switch item.atomValue?.uppercased() {
                 case "MESSAGES"?: "MESSAGES \(store.folders[folder].entries.count)"
@@ -570,20 +589,26 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
                 default: throw Refusal.bad("STATUS item \(item.rendered) is not emulated")
                 }
             }
-            reply.line("* STATUS \(GmailCommandSyntax.quoted(store.folders[folder].name)) (\(values.joined(separator: " ")))")
+            reply.line(
+                "* STATUS \(GmailCommandSyntax.quoted(store.folders[folder].name)) (\(values.joined(separator: " ")))")
         case "SELECT", "EXAMINE":
             try expectCount(arguments, 1)
             selected = nil
             let folder = try selectableFolder(arguments[0])
             let mailbox = store.folders[folder]
             reply.line("* FLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen $NotPhishing $Phishing)")
-            reply.line(name == "EXAMINE" ? "* OK [PERMANENTFLAGS ()] Flags permitted."
-                : "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen $NotPhishing $Phishing \\*)] Flags permitted.")
+            reply.line(
+                name == "EXAMINE"
+                    ? "* OK [PERMANENTFLAGS ()] Flags permitted."
+                    : "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Draft \\Deleted \\Seen $NotPhishing $Phishing \\*)] Flags permitted."
+            )
             reply.line("* OK [UIDVALIDITY \(mailbox.uidValidity)] UIDs valid.")
             reply.line("* \(mailbox.entries.count) EXISTS")
             reply.line("* 0 RECENT")
             reply.line("* OK [UIDNEXT \(mailbox.uidNext)] Predicted next UID.")
-            reply.text = name == "EXAMINE" ? "[READ-ONLY] \(mailbox.name) selected. (Success)" : "[READ-WRITE] \(mailbox.name) selected. (Success)"
+            reply.text =
+                name == "EXAMINE"
+                ? "[READ-ONLY] \(mailbox.name) selected. (Success)" : "[READ-WRITE] \(mailbox.name) selected. (Success)"
             selected = folder
         case "UNSELECT":
             try expectCount(arguments, 0)
@@ -608,15 +633,21 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
 
     private func selectableFolder(_ argument: GmailArgument) throws -> Int {
         guard let name = argument.text else { throw Refusal.bad("expected a mailbox name") }
-        guard let folder = state.store.folder(named: name) else { throw Refusal(status: "NO", reason: "[NONEXISTENT] Unknown Mailbox: \(name) (Failure)") }
-        guard state.store.folders[folder].isSelectable else { throw Refusal(status: "NO", reason: "[NONEXISTENT] \(name) is not selectable (Failure)") }
+        guard let folder = state.store.folder(named: name) else {
+            throw Refusal(status: "NO", reason: "[NONEXISTENT] Unknown Mailbox: \(name) (Failure)")
+        }
+        guard state.store.folders[folder].isSelectable else {
+            throw Refusal(status: "NO", reason: "[NONEXISTENT] \(name) is not selectable (Failure)")
+        }
         return folder
     }
 
     /// `LIST "" "*"`, optionally `RETURN (SPECIAL-USE)` or `RETURN (CHILDREN)`: Gmail sends the
     /// special-use attributes either way.
     private func list(_ arguments: [GmailArgument], into reply: inout Reply) throws {
-        guard arguments.count == 2 || arguments.count == 4 else { throw Refusal.bad("LIST takes a reference and a pattern") }
+        guard arguments.count == 2 || arguments.count == 4 else {
+            throw Refusal.bad("LIST takes a reference and a pattern")
+        }
         guard arguments[0].text == "", arguments[1].text == "*" else {
             throw Refusal.bad("only LIST \"\" \"*\" is emulated, not \(arguments[0].rendered) \(arguments[1].rendered)")
         }
@@ -629,7 +660,8 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
             }
         }
         for folder in state.store.folders {
-            reply.line("* LIST (\(folder.attributes.joined(separator: " "))) \"/\" \(GmailCommandSyntax.quoted(folder.name))")
+            reply.line(
+                "* LIST (\(folder.attributes.joined(separator: " "))) \"/\" \(GmailCommandSyntax.quoted(folder.name))")
         }
     }
 
@@ -687,7 +719,9 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
             while !inner.isEmpty { keys.append(try searchKey(&inner, in: mailbox)) }
             return { sequence, entry in keys.allSatisfy { $0(sequence, entry) } }
         }
-        guard let key = argument.atomValue?.uppercased() else { throw Refusal.bad("SEARCH key \(argument.rendered) is not an atom") }
+        guard let key = argument.atomValue?.uppercased() else {
+            throw Refusal.bad("SEARCH key \(argument.rendered) is not an atom")
+        }
         switch key {
         case "ALL": return { _, _ in true }
         case "DELETED": return hasFlag("\\Deleted")
@@ -711,7 +745,9 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
             let ranges = try GmailCommandSyntax.numberSet(set, largest: mailbox.entries.last?.uid ?? 0)
             return { _, entry in ranges.contains { $0.contains(entry.uid) } }
         default:
-            guard key.first?.isNumber == true || key.first == "*" else { throw Refusal.bad("SEARCH key \(key) is not emulated") }
+            guard key.first?.isNumber == true || key.first == "*" else {
+                throw Refusal.bad("SEARCH key \(key) is not emulated")
+            }
             let ranges = try GmailCommandSyntax.numberSet(key, largest: UInt32(mailbox.entries.count))
             return { sequence, _ in ranges.contains { $0.contains(UInt32(sequence)) } }
         }
@@ -729,7 +765,9 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
         case .atom(let item): items = [item]
         case .list(let list):
             items = try list.map { item in
-                guard let atom = item.atomValue else { throw Refusal.bad("FETCH item \(item.rendered) is not emulated") }
+                guard let atom = item.atomValue else {
+                    throw Refusal.bad("FETCH item \(item.rendered) is not emulated")
+                }
                 return atom
             }
         case .string: throw Refusal.bad("FETCH items are atoms")
@@ -742,7 +780,9 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
             reply.data.writeString("* \(position + 1) FETCH (")
             for (index, item) in reported.enumerated() {
                 if index > 0 { reply.data.writeString(" ") }
-                if let bytes = try fetchItem(item, of: entry, uid: entry.uid, validateOnly: false) { reply.bytes(bytes) }
+                if let bytes = try fetchItem(item, of: entry, uid: entry.uid, validateOnly: false) {
+                    reply.bytes(bytes)
+                }
             }
             reply.data.writeString(")\r\n")
         }
@@ -750,8 +790,10 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
     }
 
     /// One FETCH item's response text; with `validateOnly` only checks the item is one served.
-    private func fetchItem(_ item: String, of entry: GmailFolder.Entry?, uid: UInt32,
-                           validateOnly: Bool) throws -> ByteBuffer? {
+    private func fetchItem(
+        _ item: String, of entry: GmailFolder.Entry?, uid: UInt32,
+        validateOnly: Bool
+    ) throws -> ByteBuffer? {
         let upper = item.uppercased()
         let gmailItems = ["X-GM-LABELS", "X-GM-MSGID", "X-GM-THRID"]
         if gmailItems.contains(upper) {
@@ -767,7 +809,10 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
             guard upper.hasSuffix("]") else { throw Refusal.bad("partial FETCH \(item) is not emulated") }
             let inside = String(item.dropFirst("BODY.PEEK[".count).dropLast())
             let upperInside = inside.uppercased()
-            guard ["", "HEADER", "TEXT"].contains(upperInside) || upperInside.hasPrefix("HEADER.FIELDS (") && upperInside.hasSuffix(")") else {
+            guard
+                ["", "HEADER", "TEXT"].contains(upperInside)
+                    || upperInside.hasPrefix("HEADER.FIELDS (") && upperInside.hasSuffix(")")
+            else {
                 throw Refusal.bad("section \(inside) is not emulated")
             }
             section = inside
@@ -784,9 +829,11 @@ private final class GmailConnectionHandler: ChannelInboundHandler {
             // System labels quoted with their backslash escaped, user labels as atoms where they
             // can be: what Gmail sends today.
             let labels = message.labels.map { label -> String in
-                let isAtom = !label.isEmpty && label.utf8.allSatisfy { byte in
-                    byte > 0x20 && byte < 0x7F && !"(){%*\"\\]".utf8.contains(byte)
-                }
+                let isAtom =
+                    !label.isEmpty
+                    && label.utf8.allSatisfy { byte in
+                        byte > 0x20 && byte < 0x7F && !"(){%*\"\\]".utf8.contains(byte)
+                    }
                 return isAtom ? label : GmailCommandSyntax.quoted(label)
             }
             out.writeString("X-GM-LABELS (\(labels.joined(separator: " ")))")

@@ -35,17 +35,17 @@ public enum AddressPolicy {
             return address & mask == network & mask
         }
         let blocked: [(UInt32, UInt32)] = [
-            (0x0000_0000, 8),   // 0.0.0.0/8 "this network"
-            (0x0A00_0000, 8),   // 10.0.0.0/8
+            (0x0000_0000, 8),  // 0.0.0.0/8 "this network"
+            (0x0A00_0000, 8),  // 10.0.0.0/8
             (0x6440_0000, 10),  // 100.64.0.0/10 carrier-grade NAT
-            (0x7F00_0000, 8),   // 127.0.0.0/8 loopback
+            (0x7F00_0000, 8),  // 127.0.0.0/8 loopback
             (0xA9FE_0000, 16),  // 169.254.0.0/16 link-local, cloud metadata
             (0xAC10_0000, 12),  // 172.16.0.0/12
             (0xC000_0000, 24),  // 192.0.0.0/24 protocol assignments
             (0xC0A8_0000, 16),  // 192.168.0.0/16
             (0xC612_0000, 15),  // 198.18.0.0/15 benchmarking
-            (0xE000_0000, 4),   // 224.0.0.0/4 multicast
-            (0xF000_0000, 4),   // 240.0.0.0/4 reserved, broadcast
+            (0xE000_0000, 4),  // 224.0.0.0/4 multicast
+            (0xF000_0000, 4),  // 240.0.0.0/4 reserved, broadcast
         ]
         return !blocked.contains { inNetwork($0.0, $0.1) }
     }

@@ -35,8 +35,10 @@ extension IMAPSession {
     }
 
     /// Connects and logs in; the session is closed again if logging in fails.
-    public static func open(_ configuration: ServerConfiguration, credentials: Credentials,
-                            affinity: SessionAffinity? = nil) async throws -> IMAPSession {
+    public static func open(
+        _ configuration: ServerConfiguration, credentials: Credentials,
+        affinity: SessionAffinity? = nil
+    ) async throws -> IMAPSession {
         let session = try await connect(configuration, affinity: affinity)
         do {
             try await session.authenticate(credentials)

@@ -4,11 +4,11 @@ import NIOPosix
 import NIOSSL
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Turns what the socket layer, NIO and NIOSSL throw into `IMAPError`s a person can act on.
@@ -38,9 +38,12 @@ struct ErrorClassifier: Sendable {
     func classify(_ error: Error, phase: Phase = .session) -> IMAPError {
         if let error = error as? IMAPError { return error }
         let classified = classifyLibraryError(error, phase: phase)
-        logger.debug("connection error", metadata: [
-            "host": "\(host)", "port": "\(port)", "error": "\(String(reflecting: error))", "classified": "\(classified)",
-        ])
+        logger.debug(
+            "connection error",
+            metadata: [
+                "host": "\(host)", "port": "\(port)", "error": "\(String(reflecting: error))",
+                "classified": "\(classified)",
+            ])
         return classified
     }
 
@@ -66,7 +69,9 @@ struct ErrorClassifier: Sendable {
             return classify(handshake: error)
         case let error as NIOSSLExtraError:
             if error == .failedToValidateHostname { return .tls(.certificateNameMismatch(host: host)) }
-            if error == .cannotUseIPAddressInSNI || error == .invalidSNIHostname || error == .serverHostnameImpossibleToMatch {
+            if error == .cannotUseIPAddressInSNI || error == .invalidSNIHostname
+                || error == .serverHostnameImpossibleToMatch
+            {
                 return .tls(.handshakeFailed(host: host, reason: "\(host) cannot be used as a TLS server name"))
             }
             return .tls(.handshakeFailed(host: host, reason: "the connection could not be secured"))
@@ -122,7 +127,8 @@ struct ErrorClassifier: Sendable {
         switch error {
         case .sslError(let stack), .unknownError(let stack), .invalidSNIName(let stack), .failedToSetALPN(let stack):
             if stack.contains(.eofDuringHandshake) || stack.contains(.eofDuringAdditionalCertficiateChainValidation) {
-                return .tls(.handshakeFailed(host: host, reason: "the server closed the connection during the handshake"))
+                return .tls(
+                    .handshakeFailed(host: host, reason: "the server closed the connection during the handshake"))
             }
             for entry in stack {
                 if let failure = tlsFailure(forReason: Self.reason(in: entry.description)) { return .tls(failure) }
@@ -145,7 +151,8 @@ struct ErrorClassifier: Sendable {
             return .portSpeaksPlaintext(host: host, port: port)
         case "UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION":
             return .handshakeFailed(host: host, reason: "the server offers no TLS version we accept (1.2 or newer)")
-        case "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE", "NO_COMMON_SIGNATURE_ALGORITHMS", "SSLV3_ALERT_HANDSHAKE_FAILURE":
+        case "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE", "NO_COMMON_SIGNATURE_ALGORITHMS",
+            "SSLV3_ALERT_HANDSHAKE_FAILURE":
             return .handshakeFailed(host: host, reason: "the server and we have no cipher in common")
         case "TLSV1_ALERT_UNRECOGNIZED_NAME":
             return .handshakeFailed(host: host, reason: "the server does not know the name \(host)")

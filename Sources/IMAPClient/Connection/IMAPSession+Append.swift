@@ -10,7 +10,9 @@ extension IMAPSession {
     /// Starts an APPEND whose body of `size` bytes follows through `appendBytes` and `endAppend`.
     /// With LITERAL+ nothing is awaited, so appends pipeline; otherwise the server's go-ahead is
     /// awaited and its refusal (e.g. OVERQUOTA) is thrown here.
-    public func beginAppend(to mailbox: MailboxName, flags: [String], internalDate: InternalDate?, size: Int) async throws -> CommandTag {
+    public func beginAppend(to mailbox: MailboxName, flags: [String], internalDate: InternalDate?, size: Int)
+        async throws -> CommandTag
+    {
         guard case .none = append else { throw IMAPError.usage("an APPEND is already open") }
         let tag = state.commandSent("APPEND")
         queueText("\(tag.value) APPEND" + (try appendMailbox(mailbox)))
@@ -43,7 +45,9 @@ extension IMAPSession {
 
     /// Sends the open MULTIAPPEND off; its outcome comes from `appendResult`.
     public func endMultiAppend() async throws {
-        guard case .multiple(_, nil, let messages) = append else { throw IMAPError.usage("no MULTIAPPEND is open between messages") }
+        guard case .multiple(_, nil, let messages) = append else {
+            throw IMAPError.usage("no MULTIAPPEND is open between messages")
+        }
         guard messages > 0 else { throw IMAPError.usage("a MULTIAPPEND needs at least one message") }
         append = .none
         queueText("\r\n")
@@ -85,8 +89,11 @@ extension IMAPSession {
     }
 
     /// Appends a whole message; returns its result.
-    public func append(to mailbox: MailboxName, flags: [String], internalDate: InternalDate?, message: ByteBuffer) async throws -> AppendResult {
-        let tag = try await beginAppend(to: mailbox, flags: flags, internalDate: internalDate, size: message.readableBytes)
+    public func append(to mailbox: MailboxName, flags: [String], internalDate: InternalDate?, message: ByteBuffer)
+        async throws -> AppendResult
+    {
+        let tag = try await beginAppend(
+            to: mailbox, flags: flags, internalDate: internalDate, size: message.readableBytes)
         if message.readableBytes > 0 {
             try await appendBytes(message)
             try await endAppend()
@@ -115,7 +122,8 @@ extension IMAPSession {
     }
 
     /// ` (flags) "date" {size+}` and, for a synchronising literal, the server's go-ahead.
-    private func announceMessage(flags: [String], internalDate: InternalDate?, size: Int, tag: CommandTag) async throws {
+    private func announceMessage(flags: [String], internalDate: InternalDate?, size: Int, tag: CommandTag) async throws
+    {
         var header = " (\(flags.joined(separator: " ")))"
         if let internalDate { header += " \"\(internalDate)\"" }
         let nonSynchronizing = canSendNonSynchronizing(size: size)

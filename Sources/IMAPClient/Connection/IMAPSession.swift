@@ -31,8 +31,10 @@ public actor IMAPSession {
     public var connectionState: IMAPConnectionState { state.connectionState }
 
     /// Connects, reads the greeting, runs STARTTLS when asked for, and learns the capabilities.
-    public static func connect(_ configuration: ServerConfiguration, affinity: SessionAffinity? = nil,
-                               logger: Logger = Logger(label: "mailporter.imap")) async throws -> IMAPSession {
+    public static func connect(
+        _ configuration: ServerConfiguration, affinity: SessionAffinity? = nil,
+        logger: Logger = Logger(label: "mailporter.imap")
+    ) async throws -> IMAPSession {
         let transport = try await Transport.connect(configuration, on: affinity?.eventLoop, logger: logger)
         do {
             let greetingEvent: [ResponseEvent]
@@ -136,9 +138,11 @@ public actor IMAPSession {
 
     /// SASL PLAIN; `authorizationIdentity` logs in as that user with the authentication identity's
     /// password (a master user).
-    public func authenticatePlain(authorizationIdentity: String? = nil, username: String, password: String) async throws {
+    public func authenticatePlain(authorizationIdentity: String? = nil, username: String, password: String) async throws
+    {
         guard hasCapability("AUTH=PLAIN") else { throw IMAPError.capabilityMissing("AUTH=PLAIN") }
-        let payload = Array((authorizationIdentity ?? "").utf8) + [0] + Array(username.utf8) + [0] + Array(password.utf8)
+        let payload =
+            Array((authorizationIdentity ?? "").utf8) + [0] + Array(username.utf8) + [0] + Array(password.utf8)
         try await saslAuthenticate(mechanism: "PLAIN", initialResponse: Base64.encode(payload))
     }
 
@@ -151,11 +155,13 @@ public actor IMAPSession {
 
     private func saslAuthenticate(mechanism: String, initialResponse: String) async throws {
         if hasCapability("SASL-IR") {
-            try await authenticate(Command("AUTHENTICATE", [.text(" \(mechanism) \(initialResponse)")], isSensitive: true),
-                                   initialResponse: nil)
+            try await authenticate(
+                Command("AUTHENTICATE", [.text(" \(mechanism) \(initialResponse)")], isSensitive: true),
+                initialResponse: nil)
         } else {
-            try await authenticate(Command("AUTHENTICATE", [.text(" \(mechanism)")], isSensitive: true),
-                                   initialResponse: initialResponse)
+            try await authenticate(
+                Command("AUTHENTICATE", [.text(" \(mechanism)")], isSensitive: true),
+                initialResponse: initialResponse)
         }
     }
 
@@ -236,9 +242,13 @@ public actor IMAPSession {
                 tags.append(try await send(status))
             }
             for tag in tags {
-                let response = try await finish(tag, onEvent: { event in
-                    if case .untagged(.mailboxStatus(let name, let items)) = event { statuses[name.encoded, default: []] += items }
-                }, throwing: false)
+                let response = try await finish(
+                    tag,
+                    onEvent: { event in
+                        if case .untagged(.mailboxStatus(let name, let items)) = event {
+                            statuses[name.encoded, default: []] += items
+                        }
+                    }, throwing: false)
                 if response.status != .ok { continue }  // a mailbox removed meanwhile: no status
             }
         }
@@ -358,7 +368,9 @@ public actor IMAPSession {
 
     /// Waits for `tag` to complete, passing other events to `onEvent`; NO/BAD throw unless `throwing` is false.
     @discardableResult
-    public func finish(_ tag: CommandTag, onEvent: (ResponseEvent) throws -> Void = { _ in }, throwing: Bool = true) async throws -> TaggedResponse {
+    public func finish(_ tag: CommandTag, onEvent: (ResponseEvent) throws -> Void = { _ in }, throwing: Bool = true)
+        async throws -> TaggedResponse
+    {
         while let event = try await nextEvent(until: tag) { try onEvent(event) }
         guard let response = state.takeCompletion(of: tag) else {
             throw IMAPError.protocolError("missing completion for \(tag.command)")
@@ -421,8 +433,10 @@ public actor IMAPSession {
 
     /// Runs one command to completion, giving its untagged and FETCH events to `onEvent`.
     @discardableResult
-    private func run(_ command: Command, selecting mailbox: MailboxName? = nil,
-                     onEvent: (ResponseEvent) throws -> Void) async throws -> TaggedResponse {
+    private func run(
+        _ command: Command, selecting mailbox: MailboxName? = nil,
+        onEvent: (ResponseEvent) throws -> Void
+    ) async throws -> TaggedResponse {
         let tag = try await send(command, selecting: mailbox)
         return try await finish(tag, onEvent: onEvent)
     }

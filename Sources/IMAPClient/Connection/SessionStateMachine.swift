@@ -165,7 +165,7 @@ struct SessionStateMachine {
             wait = .nothing
             return .refused(response)
         case .completion(let tag) where tag.value == response.tag,
-             .challenges(let tag) where tag.value == response.tag:
+            .challenges(let tag) where tag.value == response.tag:
             completions[response.tag] = response
             wait = .nothing
             return .completed

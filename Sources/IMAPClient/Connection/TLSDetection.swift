@@ -53,8 +53,10 @@ enum TLSProbe {
 
     /// True when the first bytes answering a ClientHello are a TLS record; false for plaintext,
     /// silence within `timeout`, a failed connection, or cancellation.
-    static func speaksTLS(at address: SocketAddress, serverHostname: String?, on eventLoop: any EventLoop,
-                          timeout: TimeAmount) async -> Bool {
+    static func speaksTLS(
+        at address: SocketAddress, serverHostname: String?, on eventLoop: any EventLoop,
+        timeout: TimeAmount
+    ) async -> Bool {
         guard let context else { return false }
         let verdict = eventLoop.makePromise(of: Bool.self)
         let timer = eventLoop.scheduleTask(in: timeout) { verdict.succeed(false) }

@@ -10,8 +10,10 @@ final class Transport: Sendable {
     let configuration: ServerConfiguration
     private let classifier: ErrorClassifier
 
-    private init(channel: Channel, handler: NIOLoopBound<ResponseHandler>, configuration: ServerConfiguration,
-                 classifier: ErrorClassifier) {
+    private init(
+        channel: Channel, handler: NIOLoopBound<ResponseHandler>, configuration: ServerConfiguration,
+        classifier: ErrorClassifier
+    ) {
         self.channel = channel
         self.handler = handler
         self.configuration = configuration
@@ -29,7 +31,8 @@ final class Transport: Sendable {
         guard configuration.addressFilter(address) else {
             throw IMAPError.addressNotAllowed(host: configuration.host, address: address.ipAddress ?? "\(address)")
         }
-        let sslContext = configuration.security == .none ? nil : try makeSSLContext(configuration, classifier: classifier)
+        let sslContext =
+            configuration.security == .none ? nil : try makeSSLContext(configuration, classifier: classifier)
         let limits = configuration.limits
         let idleTimeout = configuration.greetingTimeout
         let serverHostname = serverName(configuration)
@@ -158,8 +161,9 @@ final class Transport: Sendable {
         let handler = self.handler
         let silent = (try? await channel.eventLoop.submit { !handler.value.hasReceivedBytes }.get()) ?? false
         guard silent, let address = channel.remoteAddress else { return false }
-        return await TLSProbe.speaksTLS(at: address, serverHostname: Self.serverName(configuration),
-                                        on: channel.eventLoop, timeout: timeout)
+        return await TLSProbe.speaksTLS(
+            at: address, serverHostname: Self.serverName(configuration),
+            on: channel.eventLoop, timeout: timeout)
     }
 
     // MARK: Helpers
@@ -179,7 +183,9 @@ final class Transport: Sendable {
         }
     }
 
-    static func makeSSLContext(_ configuration: ServerConfiguration, classifier: ErrorClassifier) throws -> NIOSSLContext {
+    static func makeSSLContext(_ configuration: ServerConfiguration, classifier: ErrorClassifier) throws
+        -> NIOSSLContext
+    {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         if configuration.verifyCertificates {

@@ -224,7 +224,9 @@ struct ParserCursor {
         let byte = try peek()
         if byte == ASCII.openBrace { return true }
         guard byte == ASCII.tilde else { return false }
-        guard let following = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) else { throw ParseIncomplete() }
+        guard let following = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) else {
+            throw ParseIncomplete()
+        }
         return following == ASCII.openBrace
     }
 
@@ -252,7 +254,9 @@ struct ParserCursor {
     mutating func nstring() throws -> [UInt8]? {
         if try peek() == ASCII.quote || atLiteral() { return try string() }
         let word = try atom()
-        guard word.uppercased() == "NIL" else { throw IMAPParseError.malformed("expected NIL or a string, got \(word)") }
+        guard word.uppercased() == "NIL" else {
+            throw IMAPParseError.malformed("expected NIL or a string, got \(word)")
+        }
         return nil
     }
 

@@ -382,7 +382,9 @@ extension ParserCursor {
             return .attribute(.flags(try flagList()))
         case ("INTERNALDATE", nil):
             let text = String(decoding: try quoted(), as: UTF8.self)
-            guard let date = InternalDate(parsing: text) else { throw IMAPParseError.malformed("bad INTERNALDATE \(text)") }
+            guard let date = InternalDate(parsing: text) else {
+                throw IMAPParseError.malformed("bad INTERNALDATE \(text)")
+            }
             return .attribute(.internalDate(date))
         case ("RFC822.SIZE", nil):
             return .attribute(.rfc822Size(Int(clamping: try number("RFC822.SIZE"))))

@@ -30,7 +30,8 @@ extension UIDSet: Codable {
         let pairs = try decoder.singleValueContainer().decode([[UInt32]].self)
         ranges = try pairs.map { pair in
             guard pair.count == 2, pair[0] <= pair[1] else {
-                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a UID range is [first, last]"))
+                throw DecodingError.dataCorrupted(
+                    .init(codingPath: decoder.codingPath, debugDescription: "a UID range is [first, last]"))
             }
             return pair[0]...pair[1]
         }
@@ -214,20 +215,21 @@ public struct InternalDate: Sendable, Hashable, CustomStringConvertible {
         let dateParts = parts[0].split(separator: "-")
         let timeParts = parts[1].split(separator: ":")
         guard dateParts.count == 3, timeParts.count == 3,
-              let day = Int(dateParts[0]), (1...31).contains(day),
-              let monthIndex = Self.monthNames.firstIndex(where: { $0.lowercased() == dateParts[1].lowercased() }),
-              let year = Int(dateParts[2]), dateParts[2].count == 4,
-              let hour = Int(timeParts[0]), (0...23).contains(hour),
-              let minute = Int(timeParts[1]), (0...59).contains(minute),
-              let second = Int(timeParts[2]), (0...60).contains(second)
+            let day = Int(dateParts[0]), (1...31).contains(day),
+            let monthIndex = Self.monthNames.firstIndex(where: { $0.lowercased() == dateParts[1].lowercased() }),
+            let year = Int(dateParts[2]), dateParts[2].count == 4,
+            let hour = Int(timeParts[0]), (0...23).contains(hour),
+            let minute = Int(timeParts[1]), (0...59).contains(minute),
+            let second = Int(timeParts[2]), (0...60).contains(second)
         else { return nil }
         let zone = parts[2]
         guard zone.count == 5, let sign = zone.first, sign == "+" || sign == "-",
-              let hhmm = Int(zone.dropFirst()), hhmm >= 0
+            let hhmm = Int(zone.dropFirst()), hhmm >= 0
         else { return nil }
         let offset = (hhmm / 100) * 60 + hhmm % 100
-        self.init(year: year, month: monthIndex + 1, day: day, hour: hour, minute: minute, second: second,
-                  zoneMinutes: sign == "-" ? -offset : offset)
+        self.init(
+            year: year, month: monthIndex + 1, day: day, hour: hour, minute: minute, second: second,
+            zoneMinutes: sign == "-" ? -offset : offset)
     }
 
     /// Builds a UTC date from seconds since 1970.
@@ -244,8 +246,9 @@ public struct InternalDate: Sendable, Hashable, CustomStringConvertible {
         let day = Int(doy - (153 * mp + 2) / 5 + 1)
         let month = Int(mp < 10 ? mp + 3 : mp - 9)
         let year = Int(yoe + era * 400) + (month <= 2 ? 1 : 0)
-        self.init(year: year, month: month, day: day, hour: rest / 3600, minute: (rest / 60) % 60,
-                  second: rest % 60, zoneMinutes: 0)
+        self.init(
+            year: year, month: month, day: day, hour: rest / 3600, minute: (rest / 60) % 60,
+            second: rest % 60, zoneMinutes: 0)
     }
 
     public var secondsSince1970: Int64 {
@@ -323,7 +326,9 @@ extension FetchAttribute {
             if bytes[index] == ASCII.quote {
                 index += 1
                 // Quotes inside were unescaped: the closing one is the quote that ends the item.
-                while index < end, !(bytes[index] == ASCII.quote && (index + 1 == end || bytes[index + 1] == ASCII.space)) {
+                while index < end,
+                    !(bytes[index] == ASCII.quote && (index + 1 == end || bytes[index + 1] == ASCII.space))
+                {
                     label.append(bytes[index])
                     index += 1
                 }
