@@ -76,7 +76,10 @@ struct MigrationJob: Sendable {
                 return .migration(outcome)
             }
             group.addTask {
-                await consume(events, into: progress)
+                // Drained to the end even when the job stops: the counts of a cancelled run are
+                // written last (see `stopped`), and they must include what the engine confirmed.
+                let drain = Task { await consume(events, into: progress) }
+                await drain.value
                 return .eventsDrained
             }
             group.addTask { .ticker(await keepLease(progress)) }
@@ -100,7 +103,7 @@ struct MigrationJob: Sendable {
         }
 
         if let stop {
-            await settle(.stopped(stop))
+            await settle(.stopped(stop, progress: progress))
             return
         }
         switch result {
@@ -126,7 +129,7 @@ struct MigrationJob: Sendable {
     private enum Ending: Sendable {
         case completed(MigrationSummary, progress: ProgressAccumulator)
         case failed(MigrationError, progress: ProgressAccumulator?)
-        case stopped(JobStop)
+        case stopped(JobStop, progress: ProgressAccumulator)
         /// Back to pending for the next start (shutdown), with the progress so far.
         case requeue(progress: ProgressAccumulator?)
         /// Released as it is (the migration was deleted meanwhile).
@@ -144,8 +147,8 @@ struct MigrationJob: Sendable {
                 await complete(summary, progress: progress)
             case .failed(let error, let progress):
                 await fail(error, progress: progress)
-            case .stopped(let reason):
-                await stopped(reason)
+            case .stopped(let reason, let progress):
+                await stopped(reason, progress: progress)
             case .requeue(let progress):
                 if let progress { await writeProgress(progress, interrupted: true) }
                 await release(requeue: true)
@@ -239,12 +242,17 @@ struct MigrationJob: Sendable {
         await release(requeue: false)
     }
 
-    private func stopped(_ reason: JobStop) async {
+    private func stopped(_ reason: JobStop, progress: ProgressAccumulator) async {
         switch reason {
         case .statusChanged(let status):
-            if status == .cancelled { metrics.finished(.cancelled) }
+            if status == .cancelled {
+                metrics.finished(.cancelled)
+                // What this run copied up to the cancel, so the record says what the mailbox holds;
+                // only while it is still cancelled: a retry meanwhile has reset the counts, and they
+                // are its run's now.
+                await writeProgress(progress, interrupted: true, whileStatus: .cancelled)
+            }
             logger.info("migration stopped: its status changed", metadata: ["status": "\(status.rawValue)"])
-            // Nothing written: the status and counts are whoever changed them's now.
             await release(requeue: false)
         case .leaseLost:
             logger.warning("migration stopped: this node lost its lease")
@@ -271,12 +279,15 @@ struct MigrationJob: Sendable {
         }
     }
 
-    private func writeProgress(_ progress: ProgressAccumulator, interrupted: Bool = false) async {
+    private func writeProgress(
+        _ progress: ProgressAccumulator, interrupted: Bool = false,
+        whileStatus status: MigrationStatus? = nil
+    ) async {
         guard await progress.isPlanned else { return }
         let snapshot = await progress.snapshot(interrupted: interrupted)
         do {
             try await store.updateProgress(
-                migrationID: id, owner: owner, totals: snapshot.totals, folders: snapshot.folders)
+                migrationID: id, owner: owner, whileStatus: status, totals: snapshot.totals, folders: snapshot.folders)
         } catch {
             // A cancelled ticker's last write is refused; the final write follows anyway.
             if Task.isCancelled { return }

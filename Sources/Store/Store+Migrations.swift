@@ -166,11 +166,11 @@ extension Store {
     }
 
     /// Writes the running totals and per-folder progress (upserted by source folder name, in the
-    /// given order). With `owner`, only while that runner holds the lease. Returns false when
-    /// nothing changed.
+    /// given order). With `owner`, only while that runner holds the lease; with `whileStatus`, only while
+    /// the migration has that status. Returns false when nothing changed.
     @discardableResult
     public func updateProgress(
-        migrationID: Int64, owner: String? = nil, totals: MigrationTotals,
+        migrationID: Int64, owner: String? = nil, whileStatus status: MigrationStatus? = nil, totals: MigrationTotals,
         folders: [FolderProgress] = [], now: Date = Date()
     ) async throws -> Bool {
         var query: SQLQueryString = """
@@ -180,6 +180,7 @@ extension Store {
             WHERE id = \(bind: migrationID)
             """
         if let owner { query += " AND lease_owner = \(bind: owner)" }
+        if let status { query += " AND status = \(bind: status.rawValue)" }
         query += " RETURNING id"
         guard try await database.raw(query).first() != nil else { return false }
         try await upsertFolders(migrationID: migrationID, folders: folders)
