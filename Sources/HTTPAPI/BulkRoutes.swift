@@ -89,8 +89,9 @@ struct BulkRoutes {
                     "A destination mailbox was removed while the batch was being started.",
                     hint: "Preview the CSV again.")
             }
-            try await audit(
-                "bulk_migration_started", "bulk_migration", detail.batch.id, caller: caller, context: context)
+            try await store.audit(
+                "bulk_migration_started", "bulk_migration", id: String(detail.batch.id), caller: caller,
+                context: context)
             environment.migrationQueued()
             var data = Render.batchDetail(detail)
             data = data.adding(("skipped_rows", .array(preview.rows.filter { $0.category != .valid }.map(Render.row))))
@@ -298,10 +299,14 @@ struct BulkRoutes {
     ) async throws -> Response {
         let caller = try context.require(.migrationsWrite)
         let id = try Self.batchID(context)
-        return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
-            let outcome: Outcome
+        let step = StatusChange(
+            environment: environment, resourceType: "bulk_migration", auditAction: action, queues: queues)
+        return try await step.run(request, context, caller: caller, id: id) {
             do {
-                outcome = try await change(store, id, caller.account.id)
+                switch try await change(store, id, caller.account.id) {
+                case .ok(let detail): return Render.batchDetail(detail)
+                case .gone: return nil
+                }
             } catch StoreError.notFound {
                 throw APIError.notFound("bulk migration")
             } catch StoreError.invalidBatchStatus(let status) {
@@ -310,12 +315,6 @@ struct BulkRoutes {
                 throw APIError.conflict(
                     "The batch has no failed jobs to retry.",
                     hint: "Retry a cancelled job on its own at /api/v1/migrations/{id}:retry.")
-            }
-            try await audit(action, "bulk_migration", id, caller: caller, context: context)
-            if queues { environment.migrationQueued() }
-            switch outcome {
-            case .ok(let detail): return WriteResult(status: .ok, body: .object([("data", Render.batchDetail(detail))]))
-            case .gone: return WriteResult(status: .noContent, body: nil)
             }
         }
     }
@@ -341,8 +340,9 @@ struct BulkRoutes {
             } catch StoreError.invalidStatus(let status) {
                 throw APIError.conflict("The job is \(status.rawValue); \(BatchJobChange.updatePassword.refusal).")
             }
-            try await audit(
-                "bulk_migration_job_password_updated", "bulk_migration_job", jobID, caller: caller, context: context)
+            try await store.audit(
+                "bulk_migration_job_password_updated", "bulk_migration_job", id: String(jobID), caller: caller,
+                context: context)
             return WriteResult(status: .ok, body: .object([("data", Render.job(job))]))
         }
     }
@@ -356,13 +356,6 @@ struct BulkRoutes {
         return id
     }
 
-    private func audit(_ action: String, _ type: String, _ id: Int64, caller: Caller, context: APIContext) async throws
-    {
-        try await store.recordAudit(
-            accountID: caller.account.id, tokenID: caller.token.id, action: action,
-            resourceType: type, resourceID: String(id), ip: context.clientIP,
-            requestID: context.requestID)
-    }
 }
 
 extension JSONValue {

@@ -48,10 +48,8 @@ struct MailboxRoutes {
                 switch result {
                 case .added(let mailbox):
                     added += 1
-                    try await store.recordAudit(
-                        accountID: caller.account.id, tokenID: caller.token.id, action: "mailbox_added",
-                        resourceType: "mailbox", resourceID: String(mailbox.id), ip: context.clientIP,
-                        requestID: context.requestID)
+                    try await store.audit(
+                        "mailbox_added", "mailbox", id: String(mailbox.id), caller: caller, context: context)
                     items.append(
                         Render.addition(
                             index: index, email: mailbox.email, status: "added",
@@ -105,10 +103,7 @@ struct MailboxRoutes {
                     "A migration that has not finished targets this mailbox.",
                     hint: "Wait for it to finish, or cancel it (or its batch), then delete the mailbox.")
             }
-            try await store.recordAudit(
-                accountID: caller.account.id, tokenID: caller.token.id, action: "mailbox_deleted",
-                resourceType: "mailbox", resourceID: String(id), ip: context.clientIP,
-                requestID: context.requestID)
+            try await store.audit("mailbox_deleted", "mailbox", id: String(id), caller: caller, context: context)
             return WriteResult(status: .noContent, body: nil)
         }
     }

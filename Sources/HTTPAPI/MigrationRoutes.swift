@@ -116,7 +116,8 @@ struct MigrationRoutes {
             } catch StoreError.notFound {
                 throw APIError.validation([("mailbox_id", "no such mailbox in this account")])
             }
-            try await audit("migration_started", record.id, caller: caller, context: context)
+            try await store.audit(
+                "migration_started", "migration", id: String(record.id), caller: caller, context: context)
             environment.migrationQueued()
             return WriteResult(status: .created, body: .object([("data", Render.migration(record))]))
         }
@@ -158,22 +159,20 @@ struct MigrationRoutes {
     ) async throws -> Response {
         let caller = try context.require(.migrationsWrite)
         let id = try Self.migrationID(context)
-        return try await idempotency.run(request, context: context, caller: caller, body: ByteBuffer()) {
-            let outcome: Outcome
+        let step = StatusChange(
+            environment: environment, resourceType: "migration", auditAction: action, queues: queues)
+        return try await step.run(request, context, caller: caller, id: id) {
             do {
-                outcome = try await change(store, id, caller.account.id)
+                switch try await change(store, id, caller.account.id) {
+                case .ok(let record): return Render.migration(record)
+                case .gone: return nil
+                }
             } catch StoreError.notFound {
                 throw APIError.notFound("migration")
             } catch StoreError.invalidStatus(let status) {
                 throw APIError.conflict("The migration is \(status.rawValue); \(transition.refusal).")
             } catch StoreError.activeMigrationExists {
                 throw Self.activeConflict
-            }
-            try await audit(action, id, caller: caller, context: context)
-            if queues { environment.migrationQueued() }
-            switch outcome {
-            case .ok(let record): return WriteResult(status: .ok, body: .object([("data", Render.migration(record))]))
-            case .gone: return WriteResult(status: .noContent, body: nil)
             }
         }
     }
@@ -211,10 +210,4 @@ struct MigrationRoutes {
         return PageRequest(page: page, perPage: perPage)
     }
 
-    private func audit(_ action: String, _ id: Int64, caller: Caller, context: APIContext) async throws {
-        try await store.recordAudit(
-            accountID: caller.account.id, tokenID: caller.token.id, action: action,
-            resourceType: "migration", resourceID: String(id), ip: context.clientIP,
-            requestID: context.requestID)
-    }
 }
