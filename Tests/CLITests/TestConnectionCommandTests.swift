@@ -101,14 +101,16 @@ struct TestConnectionCommandTests {
             "\(wrongPort.stderr)")
         #expect(wrongPort.stderr.contains("Use security ssl for this port"))
 
-        let closed = try DovecotServer.freePorts(1)[0]
+        let closed = try RefusingPort()
         let refused = try await spawnProcess(
             mailporterExecutable,
             [
-                "test-connection", "--host", "127.0.0.1", "--port", "\(closed)", "--security", "none", "--user", "x",
+                "test-connection", "--host", "127.0.0.1", "--port", "\(closed.port)", "--security", "none", "--user",
+                "x",
             ], environment: ["MAILPORTER_PASSWORD": "x"])
         #expect(refused.status != 0)
-        #expect(refused.stderr.hasPrefix("error: host_unreachable:"))
+        #expect(refused.stderr.hasPrefix("error: host_unreachable:"), "\(refused.stderr)")
+        withExtendedLifetime(closed) {}
 
         let noPassword = try await spawnProcess(
             mailporterExecutable,

@@ -78,7 +78,9 @@ struct DovecotIntegrationTests {
     }
 
     @Test func connectionRefusedIsClassified() async throws {
-        let port = try DovecotServer.freePorts(1)[0]
+        let closed = try RefusingPort()
+        let port = closed.port
+        defer { withExtendedLifetime(closed) {} }
         do {
             _ = try await IMAPSession.connect(ServerConfiguration(host: "127.0.0.1", port: port, security: .none))
             Issue.record("connected to a closed port")

@@ -152,6 +152,36 @@ public final class DovecotServer: Sendable {
     }
 }
 
+/// A loopback port that refuses connections for as long as this lives: bound, never listening, so
+/// the kernel answers a connect with a reset and no other test can be handed the port meanwhile
+/// (a port that is merely free may be bound by a parallel test before it is used).
+public final class RefusingPort: Sendable {
+    public let port: Int
+    private let descriptor: Int32
+
+    public init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                bind(descriptor, raw, length) == 0 && getsockname(descriptor, raw, &length) == 0
+            }
+        }
+        guard descriptor >= 0, bound else {
+            if descriptor >= 0 { close(descriptor) }
+            throw ProcessFailure(command: "bind", status: errno, output: "could not reserve a loopback port")
+        }
+        self.descriptor = descriptor
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(descriptor) }
+}
+
 public struct ProcessFailure: Error, CustomStringConvertible {
     public var command: String
     public var status: Int32
