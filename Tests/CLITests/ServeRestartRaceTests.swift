@@ -36,6 +36,7 @@ extension ServeEndToEndTests {
         defer { Task { await slowOrFast.stop() } }
         var generator = SystemRandomNumberGenerator()
 
+        var midCopyTrials = 0
         for trial in 1...Self.raceTrials {
             let mailbox = "\(uniqueUser("srvrace"))@example.org"
             try await destination.prepare(user: mailbox)
@@ -64,7 +65,7 @@ extension ServeEndToEndTests {
                 while try await stored(in: destination, user: mailbox) <= before, ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(50))
                 }
-                let moment = Int.random(in: 0...1200, using: &generator)
+                let moment = Int.random(in: 0...900, using: &generator)
                 moments.append(moment)
                 try await Task.sleep(for: .milliseconds(moment))
                 let seen =
@@ -83,8 +84,8 @@ extension ServeEndToEndTests {
             let context =
                 "trial \(trial) (skip duplicates \(skipDuplicates)), kills \(moments) ms into processing, when \(statusesAtKill)"
             print("serve race: \(context)")
-            // A kill after the end proves nothing: the first lands mid-copy.
-            #expect(statusesAtKill.first.map { !$0.hasPrefix("completed") } ?? false, "\(context)")
+            // A kill after the end proves nothing; a late one now and then is fine, most must land mid-copy.
+            if statusesAtKill.first.map({ !$0.hasPrefix("completed") }) ?? false { midCopyTrials += 1 }
             let record = try await poll(service, id: id, token: token) {
                 ["completed", "failed", "cancelled"].contains($0["status"] as? String)
             }
@@ -97,5 +98,8 @@ extension ServeEndToEndTests {
                 Issue.record("\(context): \(problem)")
             }
         }
+        #expect(
+            midCopyTrials * 2 >= Self.raceTrials,
+            "only \(midCopyTrials) of \(Self.raceTrials) trials were killed mid-copy")
     }
 }
