@@ -44,9 +44,15 @@ public struct APIEnvironment: Sendable {
     public var sourceTrustRootsPEM: [String]
     /// Called after a migration is queued or retried, so the runner claims it at once.
     public var migrationQueued: @Sendable () -> Void
-    /// Bytes an account's destination mailboxes hold, for bulk preview and resume; nil while
-    /// nothing measures it (then the figures say `measured: false` and count 0 bytes used).
-    public var storageUsedBytes: @Sendable (Account) async -> Int64?
+    /// The storage pool of each plan, as configured.
+    public var storagePools: StoragePools
+    /// Bytes an account's destination mailboxes hold, for the bulk preview, a batch's figures and
+    /// resume (`fresh`: measured now, not a recent reading); nil while nothing measures it (then
+    /// the figures say `measured: false` and count 0 bytes used).
+    public var storageUsedBytes: @Sendable (_ account: Account, _ fresh: Bool) async -> Int64?
+    /// Whether the destination server accepts a mailbox address (a master login succeeds), for
+    /// `create_missing_mailboxes`; false without master credentials.
+    public var destinationAccepts: @Sendable (String) async -> Bool
     /// Counters of the runner and the API, written out at `/metrics`.
     public var metrics: PrometheusCollectorRegistry
     public var logger: Logger
@@ -55,7 +61,9 @@ public struct APIEnvironment: Sendable {
         store: Store, limits: APILimits = APILimits(), hasMasterCredentials: Bool = false,
         allowPrivateHosts: Bool = false, sourceTrustRootsPEM: [String] = [],
         migrationQueued: @escaping @Sendable () -> Void = {},
-        storageUsedBytes: @escaping @Sendable (Account) async -> Int64? = { _ in nil },
+        storagePools: StoragePools = StoragePools(),
+        storageUsedBytes: @escaping @Sendable (Account, Bool) async -> Int64? = { _, _ in nil },
+        destinationAccepts: @escaping @Sendable (String) async -> Bool = { _ in false },
         metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         logger: Logger = Logger(label: "mailporter.api")
     ) {
@@ -65,7 +73,9 @@ public struct APIEnvironment: Sendable {
         self.allowPrivateHosts = allowPrivateHosts
         self.sourceTrustRootsPEM = sourceTrustRootsPEM
         self.migrationQueued = migrationQueued
+        self.storagePools = storagePools
         self.storageUsedBytes = storageUsedBytes
+        self.destinationAccepts = destinationAccepts
         self.metrics = metrics
         self.logger = logger
     }

@@ -18,7 +18,7 @@ public enum APIRouter {
 
         let api = router.group("api/v1").add(
             middleware: AuthMiddleware(store: environment.store, limits: environment.limits))
-        api.get("me") { _, context in try me(context) }
+        api.get("me") { _, context in try me(context, pools: environment.storagePools) }
         api.get("audit-events") { request, context in try await auditEvents(request, context, environment.store) }
         MigrationRoutes(environment: environment).register(on: api)
         BulkRoutes(environment: environment).register(on: api)
@@ -66,7 +66,7 @@ public enum APIRouter {
             body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
     }
 
-    static func me(_ context: APIContext) throws -> Response {
+    static func me(_ context: APIContext, pools: StoragePools) throws -> Response {
         let caller = try context.authenticated()
         let account = caller.account
         let token = caller.token
@@ -88,7 +88,7 @@ public enum APIRouter {
                         ("migrations_allowed", .bool(account.plan.allowsMigrations)),
                         ("bulk_rows_per_batch", .int(account.plan.maxBulkRowsPerBatch)),
                         ("bulk_jobs_running_at_once", .int(account.plan.maxConcurrentBulkJobs)),
-                        ("storage_pool_bytes", .int(account.plan.storagePoolBytes)),
+                        ("storage_pool_bytes", .int(pools.bytes(for: account.plan))),
                     ])
                 ),
                 (

@@ -19,6 +19,9 @@ struct BulkInput {
     var idempotencyKey: String?
     /// Preview only: log in to each valid row's source first (`LoginCheck`).
     var checkLogins: Bool
+    /// Add the missing destination mailboxes the service may add (`MissingMailboxes`): listed by
+    /// a preview, added by a start.
+    var createMissingMailboxes: Bool
 
     static func read(_ body: inout BodyReader, start: Bool, isBlocked: (String) -> Bool) -> BulkInput? {
         let csv = body.text("data", required: true)
@@ -61,6 +64,7 @@ struct BulkInput {
         var skipDuplicates = true
         var key: String?
         let checkLogins = start ? false : body.bool("check_logins") ?? false
+        let createMissing = body.bool("create_missing_mailboxes") ?? false
         if start {
             name = body.string("name", required: false, length: 0...255)
             if let value = body.string("folder_strategy", required: false, length: 1...32) {
@@ -82,7 +86,7 @@ struct BulkInput {
             csv: csv, provider: provider, layout: perRowServer ? .perRowServer : .simple,
             batchServer: batchServer, name: name.flatMap { $0.isEmpty ? nil : $0 },
             folderStrategy: strategy, importSince: since, skipDuplicates: skipDuplicates,
-            idempotencyKey: key, checkLogins: checkLogins)
+            idempotencyKey: key, checkLogins: checkLogins, createMissingMailboxes: createMissing)
     }
 
     /// The field an idempotency key may come in, read before the handler runs (the key decides

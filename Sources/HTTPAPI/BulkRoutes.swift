@@ -32,9 +32,10 @@ struct BulkRoutes {
         var (body, raw) = try await BodyReader.read(
             request, context: context, limit: environment.limits.maxBulkBodyBytes)
         return try await idempotency.run(request, context: context, caller: caller, body: raw) {
-            let (input, preview) = try await read(&body, start: false, caller: caller)
-            return WriteResult(
-                status: .ok, body: .object([("data", try await previewBody(preview, input: input, caller: caller))]))
+            let (input, preview, toCreate) = try await read(&body, start: false, caller: caller)
+            var data = try await previewBody(preview, input: input, caller: caller)
+            if input.createMissingMailboxes { data = data.adding(("mailboxes_to_create", .strings(toCreate))) }
+            return WriteResult(status: .ok, body: .object([("data", data)]))
         }
     }
 
@@ -46,7 +47,7 @@ struct BulkRoutes {
             request, context: context, caller: caller, body: raw,
             bodyKey: BulkInput.idempotencyKey(body)
         ) {
-            let (input, preview) = try await read(&body, start: true, caller: caller)
+            let (input, preview, toCreate) = try await read(&body, start: true, caller: caller)
             guard environment.hasMasterCredentials else {
                 throw APIError(
                     .unprocessableContent, code: .masterCredentialsRequired,
@@ -59,6 +60,13 @@ struct BulkRoutes {
             let jobs = preview.jobs
             guard !jobs.isEmpty else {
                 throw APIError.validation([("data", "no row is valid; preview the CSV to see what each row needs")])
+            }
+            var created: [String] = []
+            for addition in try await store.addMailboxes(accountID: caller.account.id, emails: toCreate) {
+                guard case .added(let mailbox) = addition else { continue }
+                created.append(mailbox.email)
+                try await store.audit(
+                    "mailbox_added", "mailbox", id: String(mailbox.id), caller: caller, context: context)
             }
             let mailboxIDs = Dictionary(
                 try await store.mailboxes(accountID: caller.account.id).map { ($0.email, $0.id) },
@@ -95,26 +103,45 @@ struct BulkRoutes {
             environment.migrationQueued()
             var data = Render.batchDetail(detail)
             data = data.adding(("skipped_rows", .array(preview.rows.filter { $0.category != .valid }.map(Render.row))))
+            if input.createMissingMailboxes { data = data.adding(("mailboxes_created", .strings(created))) }
             return WriteResult(status: .created, body: .object([("data", data)]))
         }
     }
 
-    /// The body read and the CSV classified against the account's mailboxes and plan.
-    private func read(_ body: inout BodyReader, start: Bool, caller: Caller) async throws -> (BulkInput, BulkPreview) {
+    /// The body read and the CSV classified against the account's mailboxes and plan. With
+    /// `create_missing_mailboxes`, rows whose mailbox the service may add are classified as if it
+    /// existed, and `toCreate` names those mailboxes (nothing is added here).
+    private func read(_ body: inout BodyReader, start: Bool, caller: Caller) async throws -> (
+        BulkInput, BulkPreview, toCreate: [String]
+    ) {
         let addressAllowed = AddressPolicy.filter(allowPrivateHosts: environment.allowPrivateHosts)
         let input = BulkInput.read(&body, start: start) {
             BulkRules.isBlocked(host: $0, addressAllowed: addressAllowed)
         }
         try body.finish()
         guard let input else { throw APIError.validation([("data", "is required")]) }
+        if input.createMissingMailboxes, !environment.hasMasterCredentials {
+            throw APIError.validation([
+                (
+                    "create_missing_mailboxes",
+                    "needs the service's master credentials, to check that the destination server accepts each address; none are configured"
+                )
+            ])
+        }
         let plan = caller.account.plan
-        let rules = BulkRules(
+        let existing = Set(try await store.mailboxes(accountID: caller.account.id).map(\.email))
+        var rules = BulkRules(
             layout: input.layout, provider: input.provider, batchServer: input.batchServer,
-            mailboxes: Set(try await store.mailboxes(accountID: caller.account.id).map(\.email)),
-            planName: plan.rawValue, rowsPerBatch: plan.maxBulkRowsPerBatch,
+            mailboxes: existing, planName: plan.rawValue, rowsPerBatch: plan.maxBulkRowsPerBatch,
             addressAllowed: addressAllowed)
         do {
-            return (input, try BulkPreview(csv: input.csv, rules: rules))
+            let preview = try BulkPreview(csv: input.csv, rules: rules)
+            guard input.createMissingMailboxes else { return (input, preview, []) }
+            let candidates = MissingMailboxes.candidates(preview, existing: existing)
+            let toCreate = await MissingMailboxes.accepted(candidates, accepts: environment.destinationAccepts)
+            guard !toCreate.isEmpty else { return (input, preview, []) }
+            rules.mailboxes.formUnion(toCreate)
+            return (input, try BulkPreview(csv: input.csv, rules: rules), toCreate)
         } catch {
             throw APIError.validation([("data", error.message)])
         }
@@ -195,9 +222,10 @@ struct BulkRoutes {
         ])
     }
 
-    private func storage(_ account: Account) async -> StorageFigures {
-        let used = await environment.storageUsedBytes(account)
-        return StorageFigures(poolBytes: account.plan.storagePoolBytes, usedBytes: used ?? 0, measured: used != nil)
+    private func storage(_ account: Account, fresh: Bool = false) async -> StorageFigures {
+        let used = await environment.storageUsedBytes(account, fresh)
+        return StorageFigures(
+            poolBytes: environment.storagePools.bytes(for: account.plan), usedBytes: used ?? 0, measured: used != nil)
     }
 
     static func defaultName(jobs: Int, now: Date) -> String {
@@ -240,7 +268,8 @@ struct BulkRoutes {
         guard let detail = try await store.batchDetail(id: id, accountID: caller.account.id) else {
             throw APIError.notFound("bulk migration")
         }
-        return jsonResponse(.object([("data", Render.batchDetail(detail))]))
+        let storage = Render.storage(await storage(caller.account))
+        return jsonResponse(.object([("data", Render.batchDetail(detail).adding(("storage", storage)))]))
     }
 
     // MARK: Status changes
@@ -267,7 +296,7 @@ struct BulkRoutes {
             guard BatchTransition.resume.allows(from: current.status) else {
                 throw StoreError.invalidBatchStatus(current.status)
             }
-            let figures = await storage(caller.account)
+            let figures = await storage(caller.account, fresh: true)
             if figures.isAtPauseThreshold {
                 throw APIError.conflict(
                     "Storage is at \(figures.usedPercent)% of the pool, at or above the \(StorageFigures.pauseThresholdPercent)% at which batches pause.",

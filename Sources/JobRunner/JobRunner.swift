@@ -16,10 +16,15 @@ public final class JobRunner: Service, Sendable {
     private let logger: Logger
     private let metrics: RunnerMetrics
     private let wakeSignal = WakeSignal()
+    /// Told of every message appended, so an account's usage counts what is being imported.
+    private let storageWatch: StorageWatch?
 
-    public init(store: Store, configuration: JobRunnerConfiguration, logger: Logger) {
+    public init(
+        store: Store, configuration: JobRunnerConfiguration, storageWatch: StorageWatch? = nil, logger: Logger
+    ) {
         self.store = store
         self.configuration = configuration
+        self.storageWatch = storageWatch
         var logger = logger
         logger[metadataKey: "node_id"] = "\(configuration.nodeID)"
         self.logger = logger
@@ -82,7 +87,8 @@ public final class JobRunner: Service, Sendable {
         var logger = self.logger
         logger[metadataKey: "migration_id"] = "\(record.id)"
         return MigrationJob(
-            record: record, store: store, configuration: configuration, metrics: metrics, logger: logger)
+            record: record, store: store, configuration: configuration, metrics: metrics,
+            storageWatch: storageWatch, logger: logger)
     }
 
     private func claim() async -> MigrationRecord? {

@@ -24,6 +24,7 @@ struct MigrationJob: Sendable {
     let store: Store
     let configuration: JobRunnerConfiguration
     let metrics: RunnerMetrics
+    let storageWatch: StorageWatch?
     let logger: Logger
 
     private var id: Int64 { record.id }
@@ -172,6 +173,8 @@ struct MigrationJob: Sendable {
                 await advance(to: .processing)
                 // The folder rows appear at once, not a tick later.
                 await writeProgress(progress)
+            case .messageCopied(_, let bytes):
+                storageWatch?.recordAppended(accountID: record.accountID, bytes: bytes)
             default:
                 break
             }

@@ -337,6 +337,16 @@ extension Store {
         ).all().map { try $0.int64("id") }
     }
 
+    /// The accounts with a queued or processing batch: those whose storage the watch measures.
+    public func accountIDsWithClaimableBatches() async throws -> [Int64] {
+        try await database.raw(
+            """
+            SELECT DISTINCT account_id FROM bulk_batches
+            WHERE status IN (\(unsafeRaw: BatchStatus.sqlList(BatchStatus.claimable))) ORDER BY account_id
+            """
+        ).all().map { try $0.int64("account_id") }
+    }
+
     /// Moves a queued batch to `processing` once one of its jobs is claimed.
     static func startBatch(ofMigration migrationID: Int64, _ db: any SQLDatabase, now: Date) async throws {
         try await db.raw(

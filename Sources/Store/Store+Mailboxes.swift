@@ -73,6 +73,12 @@ extension Store {
         return Page(items: items, page: page.page, perPage: page.perPage, total: total)
     }
 
+    /// Every mailbox address of the account, for measuring what its mailboxes hold.
+    public func mailboxEmails(accountID: Int64) async throws -> [String] {
+        try await database.raw("SELECT email FROM mailboxes WHERE account_id = \(bind: accountID) ORDER BY id")
+            .all().map { try $0.decode(column: "email", as: String.self) }
+    }
+
     /// Deletes a mailbox of the account, and with it the finished migrations that targeted it, in
     /// one statement. Throws `notFound`, or `mailboxInUse` while a migration that is not final
     /// (pending or running, single or bulk) targets it.

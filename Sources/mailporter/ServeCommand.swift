@@ -5,6 +5,7 @@ import Hummingbird
 import IMAPClient
 import JobRunner
 import Logging
+import MigrationEngine
 import Metrics
 import Prometheus
 import ServiceLifecycle
@@ -87,6 +88,27 @@ struct ServeCommand: AsyncParsableCommand {
     var leaseSeconds: Int?
 
     @Option(
+        name: .customLong("batch-size"),
+        help:
+            "Messages per FETCH/APPEND batch; a cancel, pause or shutdown stops a job between batches (env MAILPORTER_BATCH_SIZE; default 100)."
+    )
+    var batchSize: Int?
+
+    @Option(
+        name: .customLong("storage-pools"),
+        help:
+            "Storage pool per plan, e.g. starter=15GB,pro=500MB (env MAILPORTER_STORAGE_POOLS; default nano 5GB, starter 15GB, pro 50GB, agency 200GB)."
+    )
+    var storagePools: String?
+
+    @Option(
+        name: .customLong("storage-check-seconds"),
+        help:
+            "How often accounts with running batches have their storage measured (env MAILPORTER_STORAGE_CHECK_SECONDS; default 30)."
+    )
+    var storageCheckSeconds: Int?
+
+    @Option(
         name: .customLong("log-level"),
         help: "trace, debug, info, notice, warning, error (env MAILPORTER_LOG_LEVEL; default info).")
     var logLevel: String?
@@ -120,17 +142,28 @@ struct ServeCommand: AsyncParsableCommand {
             Terminal.printError("error: \(error)")
             throw ExitCode(2)
         }
-        let runner = JobRunner(store: store, configuration: settings.runner, logger: logger)
+        let storageWatch = StorageWatch(store: store, configuration: settings.storage, logger: logger)
+        let runner = JobRunner(
+            store: store, configuration: settings.runner, storageWatch: storageWatch, logger: logger)
         let environment = APIEnvironment(
             store: store, limits: settings.limits,
             hasMasterCredentials: settings.runner.destination.hasMasterCredentials,
             allowPrivateHosts: settings.allowPrivateHosts, sourceTrustRootsPEM: settings.sourceTrustRootsPEM,
-            migrationQueued: { runner.wake() }, metrics: registry, logger: logger)
+            migrationQueued: { runner.wake() }, storagePools: settings.storage.pools,
+            storageUsedBytes: { account, fresh in await storageWatch.usedBytes(accountID: account.id, fresh: fresh) },
+            destinationAccepts: { [destination = settings.runner.destination] email in
+                guard let credentials = destination.credentials(mailbox: email, targetPassword: nil) else {
+                    return false
+                }
+                let account = MailAccount(server: destination.server, credentials: credentials)
+                return (try? await ConnectionCheck.run(account, side: .destination)) != nil
+            },
+            metrics: registry, logger: logger)
         let listen = settings.listen
         let app = Application(
             router: APIRouter.make(environment),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "mailporter"),
-            services: [runner],
+            services: [runner, storageWatch],
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? listen.host):\($0.port ?? listen.port)" }
                 logger.info(
@@ -165,6 +198,7 @@ struct ServeSettings {
     var allowPrivateHosts: Bool
     var sourceTrustRootsPEM: [String]
     var runner: JobRunnerConfiguration
+    var storage: StorageWatch.Configuration
     var logLevel: Logger.Level
 
     init(_ command: ServeCommand, environment: [String: String]) throws {
@@ -257,8 +291,23 @@ struct ServeSettings {
             destination: DestinationServer(server: destination, masterUser: masterUser, masterPassword: masterPassword))
         runner.maxConcurrentMigrations = maxConcurrent
         runner.leaseSeconds = try number(command.leaseSeconds, "MAILPORTER_LEASE_SECONDS", default: 30, range: 3...3600)
+        runner.batchSize = try number(command.batchSize, "MAILPORTER_BATCH_SIZE", default: 100, range: 1...1000)
         runner.allowPrivateHosts = allowPrivateHosts
         runner.sourceTrustRootsPEM = sourceTrustRootsPEM
         self.runner = runner
+
+        var pools = StoragePools()
+        if let text = value(command.storagePools, "MAILPORTER_STORAGE_POOLS") {
+            do {
+                pools = try StoragePools(parsing: text)
+            } catch {
+                throw Failure(description: "MAILPORTER_STORAGE_POOLS: \(error)")
+            }
+        }
+        storage = StorageWatch.Configuration(
+            destination: runner.destination, pools: pools,
+            interval: .seconds(
+                try number(
+                    command.storageCheckSeconds, "MAILPORTER_STORAGE_CHECK_SECONDS", default: 30, range: 1...3600)))
     }
 }

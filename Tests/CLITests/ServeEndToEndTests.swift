@@ -15,14 +15,19 @@ struct ServeEndToEndTests {
         let process: BackgroundProcess
 
         /// `destinationPort`: where serve reaches the destination, when not directly (a proxy).
-        init(dataDir: String, port: Int, destination: DovecotServer, destinationPort: Int? = nil) throws {
+        /// `environment`: variables set on top of (or instead of) the defaults.
+        init(
+            dataDir: String, port: Int, destination: DovecotServer, destinationPort: Int? = nil,
+            environment extra: [String: String] = [:]
+        ) throws {
             self.dataDir = dataDir
             self.port = port
             self.destination = destination
             process = try BackgroundProcess.start(
                 mailporterExecutable, ["serve"],
                 environment: Self.environment(
-                    dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort))
+                    dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort
+                ).merging(extra) { $1 })
         }
 
         static func environment(dataDir: String, port: Int, destinationPort: Int) -> [String: String] {

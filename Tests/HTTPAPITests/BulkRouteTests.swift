@@ -10,10 +10,12 @@ import TestSupport
 /// A fixture's API with its environment changed (storage figures, limits).
 private func test<Value>(
     _ fixture: APIFixture, storageUsed: Int64? = nil,
+    destinationAccepts: @escaping @Sendable (String) async -> Bool = { _ in false },
     _ body: @Sendable (any TestClientProtocol) async throws -> Value
 ) async throws -> Value {
     var environment = fixture.environment
-    environment.storageUsedBytes = { _ in storageUsed }
+    environment.storageUsedBytes = { _, _ in storageUsed }
+    environment.destinationAccepts = destinationAccepts
     let app = Application(router: APIRouter.make(environment))
     return try await app.test(.router, body)
 }
@@ -324,6 +326,61 @@ struct BulkRouteTests {
                         "bulk_migration_started", "bulk_migration_job_password_updated",
                         "bulk_migration_retried", "bulk_migration_cancelled", "bulk_migration_deleted",
                     ]))
+            }
+        }
+    }
+
+    @Test func createMissingMailboxesListsThenAddsOnlyKnownDomainsTheServerAccepts() async throws {
+        try await APIFixture.with(hasMasterCredentials: true) { fixture in
+            try await addMailboxes(fixture)
+            let rows = """
+                anna@old.example,pw-a,anna@acme.example
+                dora@old.example,pw-d,dora@acme.example
+                eve@old.example,pw-e,eve@elsewhere.example
+                finn@old.example,pw-f,finn@acme.example
+                dora@old.example,pw-d2,Dora@acme.example
+                """
+            let create: [(String, JSONValue)] = [("create_missing_mailboxes", .bool(true))]
+            // finn@ is refused by the destination server; eve@ is in a domain the account has no mailbox in.
+            let accepts: @Sendable (String) async -> Bool = { $0 != "finn@acme.example" }
+            try await test(fixture, destinationAccepts: accepts) { client in
+                let preview = try await client.call(
+                    .post, "/api/v1/migrations/bulk/preview", token: fixture.token, json: body(rows, create))
+                #expect(preview.status == .ok, "\(preview.text)")
+                let data = try #require(preview.data)
+                #expect(array(data["mailboxes_to_create"])?.compactMap(string) == ["dora@acme.example"])
+                #expect(
+                    array(data["rows"])?.compactMap { string($0["category"]) } == [
+                        "valid", "valid", "invalid_destination", "invalid_destination", "duplicate_row",
+                    ])
+                #expect(
+                    try await fixture.store.mailboxEmails(accountID: fixture.pro.id).contains("dora@acme.example")
+                        == false, "a preview adds nothing")
+                // Without the flag, the row stays invalid and nothing is listed.
+                let plain = try await client.call(
+                    .post, "/api/v1/migrations/bulk/preview", token: fixture.token, json: body(rows))
+                #expect(plain.data?["mailboxes_to_create"] == nil)
+                #expect(string(array(plain.data?["rows"])?[1]["category"]) == "invalid_destination")
+
+                let started = try await client.call(
+                    .post, "/api/v1/migrations/bulk", token: fixture.token, json: body(rows, create))
+                #expect(started.status == .created, "\(started.text)")
+                #expect(array(started.data?["mailboxes_created"])?.compactMap(string) == ["dora@acme.example"])
+                #expect(array(started.data?["jobs"])?.count == 2)
+                let emails = try await fixture.store.mailboxEmails(accountID: fixture.pro.id)
+                #expect(emails.contains("dora@acme.example") && !emails.contains("finn@acme.example"))
+                #expect(!emails.contains("eve@elsewhere.example"))
+            }
+        }
+        // Without master credentials nothing can be checked: a clear validation error.
+        try await APIFixture.with(hasMasterCredentials: false) { fixture in
+            try await addMailboxes(fixture)
+            try await test(fixture, destinationAccepts: { _ in true }) { client in
+                let reply = try await client.call(
+                    .post, "/api/v1/migrations/bulk/preview", token: fixture.token,
+                    json: body(csv, [("create_missing_mailboxes", .bool(true))]))
+                #expect(reply.status == .unprocessableContent, "\(reply.text)")
+                #expect(reply.text.contains("create_missing_mailboxes"))
             }
         }
     }
