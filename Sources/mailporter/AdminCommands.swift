@@ -1,6 +1,7 @@
 import HTTPAPI
 import ArgumentParser
 import Foundation
+import MigrationEngine
 import Store
 
 // Admin commands: accounts, mailboxes and tokens in the service's store. Each prints the object it
@@ -342,17 +343,10 @@ enum Admin {
         throw ExitCode(2)
     }
 
-    /// A plausible address: `local@domain.tld`, no spaces, at most 254 characters. Returned trimmed.
+    /// A plausible address (`SourceFieldSyntax.isEmailAddress`, the rule the API applies too). Returned trimmed.
     static func validEmail(_ text: String, option: String) throws(Failure) -> String {
         let email = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-        let labels = parts.count == 2 ? parts[1].split(separator: ".", omittingEmptySubsequences: false) : []
-        guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64, labels.count >= 2,
-            labels.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") }),
-            !email.contains(where: {
-                $0.isWhitespace || $0.isNewline || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">"
-            })
-        else {
+        guard SourceFieldSyntax.isEmailAddress(email) else {
             throw Failure.validation("\(option) is not a valid email address: \(email)")
         }
         return email
