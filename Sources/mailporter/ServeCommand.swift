@@ -6,6 +6,7 @@ import IMAPClient
 import JobRunner
 import Logging
 import Metrics
+import Notifications
 import Prometheus
 import ServiceLifecycle
 import Store
@@ -19,6 +20,8 @@ struct ServeCommand: AsyncParsableCommand {
             + "SIGTERM or SIGINT stops running migrations at a safe point; the next start resumes them.")
 
     @OptionGroup var storage: DataDirectoryOptions
+
+    @OptionGroup var notifications: NotificationOptions
 
     @Option(help: "host:port to listen on (env MAILPORTER_LISTEN; default 127.0.0.1:8080).")
     var listen: String?
@@ -127,10 +130,14 @@ struct ServeCommand: AsyncParsableCommand {
             allowPrivateHosts: settings.allowPrivateHosts, sourceTrustRootsPEM: settings.sourceTrustRootsPEM,
             migrationQueued: { runner.wake() }, metrics: registry, logger: logger)
         let listen = settings.listen
+        var services: [any Service] = [runner]
+        if let notices = settings.notices {
+            services.append(NoticeDelivery(store: store, configuration: notices, logger: logger))
+        }
         let app = Application(
             router: APIRouter.make(environment),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "mailporter"),
-            services: [runner],
+            services: services,
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? listen.host):\($0.port ?? listen.port)" }
                 logger.info(
@@ -166,6 +173,8 @@ struct ServeSettings {
     var sourceTrustRootsPEM: [String]
     var runner: JobRunnerConfiguration
     var logLevel: Logger.Level
+    /// nil: no relay configured, notices stay in the outbox.
+    var notices: NoticeDeliveryConfiguration?
 
     init(_ command: ServeCommand, environment: [String: String]) throws {
         func value(_ option: String?, _ name: String) -> String? {
@@ -260,5 +269,6 @@ struct ServeSettings {
         runner.allowPrivateHosts = allowPrivateHosts
         runner.sourceTrustRootsPEM = sourceTrustRootsPEM
         self.runner = runner
+        notices = try command.notifications.resolve(environment: environment, nodeID: nodeID)
     }
 }
