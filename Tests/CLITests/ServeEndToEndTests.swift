@@ -15,14 +15,19 @@ struct ServeEndToEndTests {
         let process: BackgroundProcess
 
         /// `destinationPort`: where serve reaches the destination, when not directly (a proxy).
-        init(dataDir: String, port: Int, destination: DovecotServer, destinationPort: Int? = nil) throws {
+        /// `extraEnvironment`: more MAILPORTER_* settings (say, the SMTP relay).
+        init(
+            dataDir: String, port: Int, destination: DovecotServer, destinationPort: Int? = nil,
+            extraEnvironment: [String: String] = [:]
+        ) throws {
             self.dataDir = dataDir
             self.port = port
             self.destination = destination
             process = try BackgroundProcess.start(
                 mailporterExecutable, ["serve"],
                 environment: Self.environment(
-                    dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort))
+                    dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort
+                ).merging(extraEnvironment) { $1 })
         }
 
         static func environment(dataDir: String, port: Int, destinationPort: Int) -> [String: String] {
