@@ -131,4 +131,36 @@ struct ServeNotificationTests {
         _ = await service.process.wait(timeout: .seconds(10))
         service.process.cleanUp()
     }
+
+    @Test func wrongMailSettingsStopTheStartWithOneLineAndNoPassword() async throws {
+        let dataDir = ServeEndToEndTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let base = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin", "MAILPORTER_DATA_DIR": dataDir,
+            "MAILPORTER_LISTEN": "127.0.0.1:\(try DovecotServer.freePorts(1)[0])",
+        ]
+        let cases: [([String: String], String)] = [
+            (["MAILPORTER_SMTP_URL": "smtp://relay:hunter2-Pw@mail.example.com:587"], "must not hold credentials"),
+            (["MAILPORTER_SMTP_URL": "imap://mail.example.com"], "smtps://host:465"),
+            (["MAILPORTER_SMTP_URL": "smtp://mail.example.com:587"], "MAILPORTER_SMTP_FROM is required"),
+            (
+                [
+                    "MAILPORTER_SMTP_URL": "smtp://mail.example.com:587", "MAILPORTER_SMTP_FROM": "mp@example.com",
+                    "MAILPORTER_SMTP_PASSWORD": "hunter2-Pw",
+                ], "go together"
+            ),
+            (
+                ["MAILPORTER_SMTP_URL": "smtps://mail.example.com", "MAILPORTER_SMTP_FROM": "Mailporter <nope>"],
+                "no usable address"
+            ),
+        ]
+        for (settings, expected) in cases {
+            let result = try await spawnProcess(
+                mailporterExecutable, ["serve"], environment: base.merging(settings) { $1 })
+            #expect(result.status == 2, "\(settings): \(result.stderr)")
+            #expect(result.stderr.contains(expected), "\(settings): \(result.stderr)")
+            #expect(!result.stderr.contains("hunter2-Pw"), "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        }
+    }
 }
