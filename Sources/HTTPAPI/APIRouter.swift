@@ -23,6 +23,7 @@ public enum APIRouter {
         MigrationRoutes(environment: environment).register(on: api)
         BulkRoutes(environment: environment).register(on: api)
         MailboxRoutes(environment: environment).register(on: api)
+        ReportRoutes(environment: environment).register(on: api)
         return router
     }
 

@@ -80,6 +80,8 @@ struct StartInput {
     var selectedFolders: [String]?
     var importSince: String?
     var skipDuplicates: Bool
+    /// Mail the account when the migration ends.
+    var notify = false
 
     static func read(_ body: inout BodyReader, hasMasterCredentials: Bool) -> StartInput? {
         let mailboxID = body.int("mailbox_id", required: true, range: 1...Int64(Int32.max))
@@ -92,18 +94,21 @@ struct StartInput {
         let since = body.string("import_since", required: false, length: 1...32)
         if let since, CalendarDay(since) == nil { body.fail("import_since", CalendarDay.rule) }
         let skipDuplicates = body.bool("skip_duplicates") ?? true
+        let notify = body.bool("notify") ?? false
         guard let mailboxID, let source, body.problems.isEmpty else { return nil }
         return StartInput(
             source: source, mailboxID: mailboxID, targetPassword: targetPassword,
-            selectedFolders: folders, importSince: since, skipDuplicates: skipDuplicates)
+            selectedFolders: folders, importSince: since, skipDuplicates: skipDuplicates, notify: notify)
     }
 
     func newMigration(accountID: Int64) -> NewMigration {
-        NewMigration(
+        var migration = NewMigration(
             accountID: accountID, mailboxID: mailboxID, provider: source.provider.rawValue,
             sourceHost: source.host, sourcePort: source.port, sourceSecurity: source.security.rawValue,
             sourceEmail: source.email, sourceUsername: source.username, sourcePassword: source.password,
             targetPassword: targetPassword, selectedFolders: selectedFolders, importSince: importSince,
             skipDuplicates: skipDuplicates)
+        migration.notify = notify
+        return migration
     }
 }

@@ -23,6 +23,9 @@ enum RouteTable {
         (["api", "v1", "migrations", "bulk", .id(""), "jobs", .id(""), "password"], [.patch]),
         (["api", "v1", "mailboxes"], [.get, .post]),
         (["api", "v1", "mailboxes", .id("")], [.delete]),
+        (["api", "v1", "migrations", .id(""), "report.csv"], [.get]),
+        (["api", "v1", "migrations", "bulk", .id(""), "report.csv"], [.get]),
+        (["api", "v1", "notifications"], [.get]),
     ]
 
     enum Segment: ExpressibleByStringLiteral, Equatable {

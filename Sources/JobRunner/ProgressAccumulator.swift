@@ -22,6 +22,7 @@ actor ProgressAccumulator {
             totals.imported += folder.counts.copied
             totals.skipped += folder.counts.skipped
             totals.failed += folder.counts.failed
+            totals.bytes += folder.counts.bytes
             var status = FolderProgress.Status(folder.state)
             if interrupted, status == .processing { status = .pending }
             rows.append(

@@ -36,9 +36,6 @@ public final class StorageWatch: Service, Sendable {
         }
     }
 
-    /// The reason a batch paused by this watch carries in `pause_reason`.
-    public static let pauseReason = "storage"
-
     private struct Measurement {
         var usedBytes: Int64
         var at: ContinuousClock.Instant
@@ -115,7 +112,10 @@ public final class StorageWatch: Service, Sendable {
                     poolBytes: configuration.pools.bytes(for: account.plan), usedBytes: used, measured: true)
                 guard figures.isAtPauseThreshold else { continue }
                 for batchID in try await store.activeBatchIDs(accountID: accountID)
-                where try await store.pauseBatch(id: batchID, reason: Self.pauseReason) {
+                where try await store.pauseBatch(
+                    id: batchID, reason: BatchPauseReason.storage, usedBytes: figures.usedBytes,
+                    poolBytes: figures.poolBytes)
+                {
                     paused.append(batchID)
                     logger.warning(
                         "bulk migration paused for storage",

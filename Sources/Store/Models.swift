@@ -104,6 +104,8 @@ public struct NewMigration: Sendable {
     /// `YYYY-MM-DD`, by INTERNALDATE.
     public var importSince: String?
     public var skipDuplicates: Bool
+    /// Mail the account's notification address when the migration ends (single migrations).
+    public var notify = false
 
     public init(
         accountID: Int64, mailboxID: Int64, batchID: Int64? = nil, provider: String,
@@ -193,6 +195,8 @@ public struct MigrationRecord: Sendable, Equatable {
     public var importedMessages: Int
     public var failedMessages: Int
     public var skippedDuplicates: Int
+    /// Bytes of the messages copied, as the runner last wrote them.
+    public var bytesCopied: Int64 = 0
     public var folders: [FolderProgress]
     public var leaseOwner: String?
     public var leaseExpiresAt: Date?
@@ -225,6 +229,8 @@ public struct MigrationTotals: Sendable, Equatable {
     public var imported: Int
     public var failed: Int
     public var skipped: Int
+    /// Bytes of the messages copied (the checkpoints carry them across restarts).
+    public var bytes: Int64 = 0
 
     public init(total: Int = 0, imported: Int = 0, failed: Int = 0, skipped: Int = 0) {
         self.total = total

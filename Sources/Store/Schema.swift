@@ -219,6 +219,41 @@ enum Schema {
                 "ALTER TABLE migrations ADD COLUMN batch_line INTEGER",
             ]
         },
+        // The notification outbox (SPEC.md §6): a row is written in the transaction of the state
+        // change that causes it, unique by `dedupe_key`, so each notice goes once however many nodes
+        // and restarts see the change; the delivery service claims due rows under a lease. Touches
+        // nothing a version 3 would, so it applies the same with or without one.
+        SchemaMigration(version: 4, name: "notification_outbox") { flavor in
+            [
+                """
+                CREATE TABLE notifications (
+                    id \(flavor.idColumn),
+                    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+                    batch_id BIGINT,
+                    migration_id BIGINT,
+                    event TEXT NOT NULL,
+                    dedupe_key TEXT NOT NULL UNIQUE,
+                    recipient TEXT NOT NULL,
+                    detail TEXT,
+                    status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at BIGINT NOT NULL,
+                    lease_owner TEXT,
+                    lease_expires_at BIGINT,
+                    last_error_code TEXT,
+                    last_error TEXT,
+                    sent_at BIGINT,
+                    created_at BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX notifications_due ON notifications (status, next_attempt_at)",
+                "CREATE INDEX notifications_account ON notifications (account_id, id)",
+                "ALTER TABLE migrations ADD COLUMN notify BOOLEAN NOT NULL DEFAULT FALSE",
+                // The per-job bytes of the reports; the runner has them in its totals.
+                "ALTER TABLE migrations ADD COLUMN bytes_copied BIGINT NOT NULL DEFAULT 0",
+            ]
+        },
     ]
 
     /// Creates `schema_migrations` if needed and applies every version not yet recorded there.

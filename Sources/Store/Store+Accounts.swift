@@ -29,6 +29,18 @@ extension Store {
             .all().map(Self.account(from:))
     }
 
+    /// Where the account's notices go from now on (a notice already queued keeps its recipient).
+    public func setNotificationEmail(accountID: Int64, email: String) async throws -> Account {
+        let row = try await database.raw(
+            """
+            UPDATE accounts SET notification_email = \(bind: email) WHERE id = \(bind: accountID)
+            RETURNING id, plan, notification_email, created_at
+            """
+        ).first()
+        guard let row else { throw StoreError.notFound }
+        return try Self.account(from: row)
+    }
+
     public func setPlan(accountID: Int64, plan: Plan) async throws {
         let row = try await database.raw(
             """

@@ -303,8 +303,12 @@ extension Store {
     /// running jobs go back to `pending` (their runners see it at the next lease renewal and let
     /// go at a safe point; checkpoints stay, so a resume continues where each stopped).
     /// Returns false when the batch was not queued or running.
+    /// A pause for storage (`BatchPauseReason.isStorage`) records its notice in the same
+    /// transaction; `usedBytes` and `poolBytes`, when the caller measured them, go into that notice.
     @discardableResult
-    public func pauseBatch(id: Int64, reason: String, now: Date = Date()) async throws -> Bool {
+    public func pauseBatch(
+        id: Int64, reason: String, usedBytes: Int64? = nil, poolBytes: Int64? = nil, now: Date = Date()
+    ) async throws -> Bool {
         let stamp = now.storeMillis
         return try await transaction { db in
             guard
@@ -323,6 +327,12 @@ extension Store {
                 WHERE batch_id = \(bind: id) AND \(MigrationTransition.requeue.sqlFrom())
                 """
             ).run()
+            if BatchPauseReason.isStorage(reason) {
+                try await Self.recordNotice(
+                    .batchPausedForStorage, batchID: id,
+                    detail: NoticeDetail(reason: reason, usedBytes: usedBytes, poolBytes: poolBytes),
+                    db, now: now)
+            }
             return true
         }
     }

@@ -27,12 +27,12 @@ extension Store {
             """
             INSERT INTO migrations (account_id, mailbox_id, batch_id, provider, source_host, source_port,
                 source_security, source_email, source_username, source_password_enc, target_password_enc,
-                selected_folders, import_since, skip_duplicates, status, created_at, updated_at)
+                selected_folders, import_since, skip_duplicates, notify, status, created_at, updated_at)
             SELECT \(bind: new.accountID), \(bind: new.mailboxID), \(bind: new.batchID), \(bind: new.provider),
                 \(bind: new.sourceHost), \(bind: new.sourcePort), \(bind: new.sourceSecurity),
                 \(bind: new.sourceEmail), \(bind: new.sourceUsername), \(bind: sourceSealed),
                 \(bind: targetSealed), \(bind: folders), \(bind: new.importSince), \(bind: new.skipDuplicates),
-                'pending', \(bind: stamp), \(bind: stamp)
+                \(bind: new.notify), 'pending', \(bind: stamp), \(bind: stamp)
             WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = \(bind: new.mailboxID)
                           AND account_id = \(bind: new.accountID))\(onlyActiveSingle)
             RETURNING id
@@ -161,6 +161,7 @@ extension Store {
         return try await transaction { [query] db in
             guard try await db.raw(query).first() != nil else { return false }
             try await Self.settleBatch(ofMigration: migrationID, db, now: now)
+            try await Self.recordNotices(afterEndOf: migrationID, db, now: now)
             return true
         }
     }
@@ -176,7 +177,8 @@ extension Store {
         var query: SQLQueryString = """
             UPDATE migrations SET total_messages = \(bind: totals.total),
                 imported_messages = \(bind: totals.imported), failed_messages = \(bind: totals.failed),
-                skipped_duplicates = \(bind: totals.skipped), updated_at = \(bind: now.storeMillis)
+                skipped_duplicates = \(bind: totals.skipped), bytes_copied = \(bind: totals.bytes),
+                updated_at = \(bind: now.storeMillis)
             WHERE id = \(bind: migrationID)
             """
         if let owner { query += " AND lease_owner = \(bind: owner)" }
@@ -252,6 +254,7 @@ extension Store {
                 ).first() != nil
             else { return false }
             try await Self.settleBatch(ofMigration: id, db, now: now)
+            try await Self.recordNotices(afterEndOf: id, db, now: now)
             return true
         }
         if !cancelled { try await throwWhyNot(migrationID: id, accountID: accountID) }

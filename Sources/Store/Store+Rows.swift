@@ -36,7 +36,7 @@ extension Store {
         m.source_port, m.source_security, m.source_email, m.source_username,
         (CASE WHEN m.target_password_enc IS NULL THEN 0 ELSE 1 END) AS has_target_password,
         m.selected_folders, m.import_since, m.skip_duplicates, m.status, m.error_code, m.error_message,
-        m.error_hint, m.total_messages, m.imported_messages, m.failed_messages, m.skipped_duplicates,
+        m.error_hint, m.total_messages, m.imported_messages, m.failed_messages, m.skipped_duplicates, m.bytes_copied,
         m.lease_owner, m.lease_expires_at, m.started_at, m.finished_at, m.created_at, m.updated_at
         FROM migrations m LEFT JOIN mailboxes mb ON mb.id = m.mailbox_id
         """
@@ -64,7 +64,7 @@ extension Store {
             status: status, error: error,
             totalMessages: try row.int("total_messages"), importedMessages: try row.int("imported_messages"),
             failedMessages: try row.int("failed_messages"), skippedDuplicates: try row.int("skipped_duplicates"),
-            folders: [], leaseOwner: try row.optionalString("lease_owner"),
+            bytesCopied: try row.int64("bytes_copied"), folders: [], leaseOwner: try row.optionalString("lease_owner"),
             leaseExpiresAt: try row.optionalDate("lease_expires_at"), startedAt: try row.optionalDate("started_at"),
             finishedAt: try row.optionalDate("finished_at"), createdAt: try row.date("created_at"),
             updatedAt: try row.date("updated_at"))

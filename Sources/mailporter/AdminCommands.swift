@@ -12,7 +12,7 @@ struct AccountsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "accounts",
         abstract: "Create and list customer accounts.",
-        subcommands: [Create.self, List.self]
+        subcommands: [Create.self, List.self, SetEmail.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -32,6 +32,27 @@ struct AccountsCommand: AsyncParsableCommand {
                 let email = try Admin.validEmail(self.email, option: "--email")
                 let account = try await store.createAccount(plan: plan, notificationEmail: email)
                 Admin.printLine(Admin.json(account))
+            }
+        }
+    }
+
+    struct SetEmail: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-email", abstract: "Change where an account's notices go; prints the account.")
+
+        @Option(help: "Account id.") var account: Int64
+        @Option(help: "Notification email address of the account.") var email: String
+        @OptionGroup var storage: DataDirectoryOptions
+
+        func run() async throws {
+            try await Admin.run(storage) { store in
+                let email = try Admin.validEmail(self.email, option: "--email")
+                do {
+                    Admin.printLine(
+                        Admin.json(try await store.setNotificationEmail(accountID: account, email: email)))
+                } catch StoreError.notFound {
+                    throw Admin.Failure.unknownAccount(account)
+                }
             }
         }
     }

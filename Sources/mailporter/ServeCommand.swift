@@ -7,6 +7,7 @@ import JobRunner
 import Logging
 import MigrationEngine
 import Metrics
+import Notifications
 import Prometheus
 import ServiceLifecycle
 import Store
@@ -20,6 +21,8 @@ struct ServeCommand: AsyncParsableCommand {
             + "SIGTERM or SIGINT stops running migrations at a safe point; the next start resumes them.")
 
     @OptionGroup var storage: DataDirectoryOptions
+
+    @OptionGroup var notifications: NotificationOptions
 
     @Option(help: "host:port to listen on (env MAILPORTER_LISTEN; default 127.0.0.1:8080).")
     var listen: String?
@@ -160,10 +163,14 @@ struct ServeCommand: AsyncParsableCommand {
             },
             metrics: registry, logger: logger)
         let listen = settings.listen
+        var services: [any Service] = [runner, storageWatch]
+        if let notices = settings.notices {
+            services.append(NoticeDelivery(store: store, configuration: notices, logger: logger))
+        }
         let app = Application(
             router: APIRouter.make(environment),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "mailporter"),
-            services: [runner, storageWatch],
+            services: services,
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? listen.host):\($0.port ?? listen.port)" }
                 logger.info(
@@ -200,6 +207,8 @@ struct ServeSettings {
     var runner: JobRunnerConfiguration
     var storage: StorageWatch.Configuration
     var logLevel: Logger.Level
+    /// nil: no relay configured, notices stay in the outbox.
+    var notices: NoticeDeliveryConfiguration?
 
     init(_ command: ServeCommand, environment: [String: String]) throws {
         func value(_ option: String?, _ name: String) -> String? {
@@ -309,5 +318,7 @@ struct ServeSettings {
             interval: .seconds(
                 try number(
                     command.storageCheckSeconds, "MAILPORTER_STORAGE_CHECK_SECONDS", default: 30, range: 1...3600)))
+
+        notices = try command.notifications.resolve(environment: environment, nodeID: nodeID)
     }
 }

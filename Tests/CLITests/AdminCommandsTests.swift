@@ -113,6 +113,26 @@ struct AdminCommandsTests {
         try await store.close()
     }
 
+    @Test func anAccountsNotificationAddressCanBeChanged() async throws {
+        let dataDir = temporaryDataDirectory()
+        defer { cleanUp(dataDir) }
+        let account = try object(
+            try await run(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"], dataDir: dataDir))
+        let id = try #require(number(account["id"]))
+        let changed = try object(
+            try await run(
+                ["accounts", "set-email", "--account", "\(id)", "--email", "it@example.com"], dataDir: dataDir))
+        #expect(changed["notification_email"] as? String == "it@example.com")
+        let listed = try await run(["accounts", "list"], dataDir: dataDir)
+        #expect(listed.stdout.contains("it@example.com") && !listed.stdout.contains("ops@example.com"))
+        let unknown = try await run(
+            ["accounts", "set-email", "--account", "999", "--email", "x@example.com"], dataDir: dataDir)
+        #expect(unknown.status == 2 && unknown.stderr.hasPrefix("error: "), "\(unknown.stderr)")
+        let invalid = try await run(
+            ["accounts", "set-email", "--account", "\(id)", "--email", "nope"], dataDir: dataDir)
+        #expect(invalid.status == 2, "\(invalid.stderr)")
+    }
+
     @Test func failuresAreOneErrorLine() async throws {
         let dataDir = temporaryDataDirectory()
         defer { cleanUp(dataDir) }

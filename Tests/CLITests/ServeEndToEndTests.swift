@@ -15,10 +15,10 @@ struct ServeEndToEndTests {
         let process: BackgroundProcess
 
         /// `destinationPort`: where serve reaches the destination, when not directly (a proxy).
-        /// `environment`: variables set on top of (or instead of) the defaults.
+        /// `extraEnvironment`: more MAILPORTER_* settings (say, the SMTP relay).
         init(
             dataDir: String, port: Int, destination: DovecotServer, destinationPort: Int? = nil,
-            environment extra: [String: String] = [:]
+            extraEnvironment: [String: String] = [:]
         ) throws {
             self.dataDir = dataDir
             self.port = port
@@ -27,7 +27,7 @@ struct ServeEndToEndTests {
                 mailporterExecutable, ["serve"],
                 environment: Self.environment(
                     dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort
-                ).merging(extra) { $1 })
+                ).merging(extraEnvironment) { $1 })
         }
 
         static func environment(dataDir: String, port: Int, destinationPort: Int) -> [String: String] {

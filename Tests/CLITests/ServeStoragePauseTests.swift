@@ -54,7 +54,7 @@ struct ServeStoragePauseTests {
         let port = try DovecotServer.freePorts(1)[0]
         let service = try Service(
             dataDir: dataDir, port: port, destination: destination,
-            environment: [
+            extraEnvironment: [
                 "MAILPORTER_STORAGE_POOLS": "pro=\(pool)", "MAILPORTER_STORAGE_CHECK_SECONDS": "1",
                 "MAILPORTER_BATCH_SIZE": "10",
             ])
@@ -84,6 +84,10 @@ struct ServeStoragePauseTests {
         #expect(paused["pause_reason"] as? String == "storage", "\(paused)")
         let storage = try #require(paused["storage"] as? [String: Any])
         #expect((number(storage["used_bytes"]) ?? 0) >= threshold, "\(storage)")
+        // The pause is in the outbox once, for the account's notification address.
+        let outbox = try await service.curl("GET", "/api/v1/notifications", token: token)
+        let notices = try #require(try object(outbox.body)["data"] as? [[String: Any]])
+        #expect(notices.map { $0["event"] as? String } == ["batch_paused_storage"], "\(outbox.body)")
 
         // The jobs let go at a safe point (the end of a batch of 10 messages): the mailboxes stop changing.
         func counts() async throws -> [Int] {
