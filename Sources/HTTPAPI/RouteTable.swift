@@ -23,6 +23,9 @@ enum RouteTable {
         (["api", "v1", "migrations", "bulk", .id(""), "jobs", .id(""), "password"], [.patch]),
         (["api", "v1", "mailboxes"], [.get, .post]),
         (["api", "v1", "mailboxes", .id("")], [.delete]),
+        // The Import page (WebRoutes).
+        ([], [.get]),
+        (["ui", .id("")], [.get]),
     ]
 
     enum Segment: ExpressibleByStringLiteral, Equatable {
