@@ -162,7 +162,8 @@ let package = Package(
             dependencies: [
                 "IMAPClient", "MigrationEngine", "Store", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            resources: [.copy("WebUI")]
         ),
     ],
     swiftLanguageModes: [.v6]

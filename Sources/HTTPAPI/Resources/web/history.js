@@ -38,7 +38,7 @@ export async function loadHistory() {
 function render(result) {
   const list = $("#history-list");
   if (!result.data?.length) {
-    fill(list, h("p", { className: "help", text: "No imports yet." }));
+    fill(list, h("p", { className: "help", text: $("#history-status").value ? "No imports with this status." : "No imports yet." }));
   } else {
     fill(
       list,
