@@ -328,9 +328,10 @@ struct ServeWebUITests {
         let sourceUser = try await source.freshUser("webhist")
         let corpus = try await Corpus.fill(
             source, user: sourceUser, options: .init(scale: 1, largeAttachment: false, bodyBytes: 300...3000))
-        // A slow link, so the import is still running when the cancel comes.
+        // A slow link (4 KB/s on each of the engine's connections), so the import is still
+        // running when the browser's cancel comes, however slowly Chromium starts.
         let slowLink = try await FaultInjectingProxy.start(
-            upstreamPort: source.imapPort, faults: Array(repeating: .throttle(bytesPerSecond: 15_000), count: 400))
+            upstreamPort: source.imapPort, faults: Array(repeating: .throttle(bytesPerSecond: 4_000), count: 400))
         defer { Task { await slowLink.stop() } }
         let mailbox = "\(uniqueUser("webhdst"))@example.org"
         try await destination.prepare(user: mailbox)
