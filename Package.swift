@@ -103,7 +103,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            resources: [.copy("Resources/openapi.json")]
+            resources: [.copy("Resources/openapi.json"), .copy("Resources/web")]
         ),
         .executableTarget(
             name: "mailporter",
@@ -193,7 +193,8 @@ let package = Package(
             dependencies: [
                 "IMAPClient", "MigrationEngine", "Store", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            resources: [.copy("WebUI")]
         ),
     ],
     swiftLanguageModes: [.v6]

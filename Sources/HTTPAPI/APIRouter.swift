@@ -15,6 +15,7 @@ public enum APIRouter {
         router.get("healthz") { _, _ in try await health(environment.store) }
         router.get("metrics") { _, _ in try await metrics(environment) }
         router.get("api/v1/openapi.json") { _, _ in try openAPIResponse() }
+        WebRoutes.register(on: router)
 
         let api = router.group("api/v1").add(
             middleware: AuthMiddleware(store: environment.store, limits: environment.limits))

@@ -26,6 +26,9 @@ enum RouteTable {
         (["api", "v1", "migrations", .id(""), "report.csv"], [.get]),
         (["api", "v1", "migrations", "bulk", .id(""), "report.csv"], [.get]),
         (["api", "v1", "notifications"], [.get]),
+        // The Import page (WebRoutes).
+        ([], [.get]),
+        (["ui", .id("")], [.get]),
     ]
 
     enum Segment: ExpressibleByStringLiteral, Equatable {

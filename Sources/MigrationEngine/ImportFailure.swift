@@ -71,7 +71,21 @@ public enum Provider: String, Sendable, Codable, CaseIterable {
         }
     }
 
-    var needsAppPassword: Bool { self == .gmail || self == .yahoo || self == .icloud }
+    /// Gmail, Yahoo and iCloud refuse the account's normal password over IMAP.
+    public var needsAppPassword: Bool { self == .gmail || self == .yahoo || self == .icloud }
+
+    /// What to check when this provider refuses a login (SPEC.md §7): the hint of
+    /// `authentication_failed`, and what the Import page shows before a login is tried.
+    public var loginHint: String {
+        switch self {
+        case .gmail:
+            "Google refuses normal passwords over IMAP: create an App Password at myaccount.google.com/apppasswords (2-Step Verification must be on) and use it."
+        case .yahoo, .icloud:
+            "\(self == .yahoo ? "Yahoo" : "iCloud") requires an App Password for IMAP; your regular password will not work."
+        case .outlook, .genericIMAP:
+            "Re-check the username and password. On cPanel-style hosts try the username without the domain (alice instead of alice@example.com), or the reverse."
+        }
+    }
 }
 
 extension ImportFailure {
@@ -199,19 +213,8 @@ extension ImportFailure {
     }
 
     static func authenticationFailed(_ serverText: String, provider: Provider) -> ImportFailure {
-        var hint = "Re-check the username and password."
-        switch provider {
-        case .gmail:
-            hint =
-                "Google refuses normal passwords over IMAP: create an App Password at myaccount.google.com/apppasswords (2-Step Verification must be on) and use it."
-        case .yahoo, .icloud:
-            hint =
-                "\(provider == .yahoo ? "Yahoo" : "iCloud") requires an App Password for IMAP; your regular password will not work."
-        case .outlook, .genericIMAP:
-            hint +=
-                " On cPanel-style hosts try the username without the domain (alice instead of alice@example.com), or the reverse."
-        }
-        return ImportFailure(
-            code: .authenticationFailed, message: "The source server refused the login: \(serverText)", hint: hint)
+        ImportFailure(
+            code: .authenticationFailed, message: "The source server refused the login: \(serverText)",
+            hint: provider.loginHint)
     }
 }
