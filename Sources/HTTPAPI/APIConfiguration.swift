@@ -2,6 +2,7 @@ import BulkImport
 import Foundation
 import IMAPClient
 import Logging
+import MCPServer
 import MigrationEngine
 import Prometheus
 import Store
@@ -50,6 +51,8 @@ public struct APIEnvironment: Sendable {
     /// Counters of the runner and the API, written out at `/metrics`.
     public var metrics: PrometheusCollectorRegistry
     public var logger: Logger
+    /// Streamable HTTP at `/mcp`; nil leaves it unmounted.
+    public var mcp: MCPHTTPSettings?
 
     public init(
         store: Store, limits: APILimits = APILimits(), hasMasterCredentials: Bool = false,
@@ -57,7 +60,8 @@ public struct APIEnvironment: Sendable {
         migrationQueued: @escaping @Sendable () -> Void = {},
         storageUsedBytes: @escaping @Sendable (Account) async -> Int64? = { _ in nil },
         metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-        logger: Logger = Logger(label: "mailporter.api")
+        logger: Logger = Logger(label: "mailporter.api"),
+        mcp: MCPHTTPSettings? = nil
     ) {
         self.store = store
         self.limits = limits
@@ -68,5 +72,6 @@ public struct APIEnvironment: Sendable {
         self.storageUsedBytes = storageUsedBytes
         self.metrics = metrics
         self.logger = logger
+        self.mcp = mcp
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MCPServer
 import Prometheus
 import Store
 
@@ -23,6 +24,15 @@ public enum APIRouter {
         MigrationRoutes(environment: environment).register(on: api)
         BulkRoutes(environment: environment).register(on: api)
         MailboxRoutes(environment: environment).register(on: api)
+        if let settings = environment.mcp {
+            var restOnly = environment
+            restOnly.mcp = nil
+            MCPRoutes(
+                environment: environment,
+                sessions: MCPHTTPSessions(settings: settings, logger: environment.logger),
+                api: make(restOnly).buildResponder()
+            ).register(on: router)
+        }
         return router
     }
 

@@ -23,6 +23,7 @@ enum RouteTable {
         (["api", "v1", "migrations", "bulk", .id(""), "jobs", .id(""), "password"], [.patch]),
         (["api", "v1", "mailboxes"], [.get, .post]),
         (["api", "v1", "mailboxes", .id("")], [.delete]),
+        (["mcp"], [.get, .post, .delete]),
     ]
 
     enum Segment: ExpressibleByStringLiteral, Equatable {

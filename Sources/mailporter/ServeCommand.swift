@@ -5,6 +5,7 @@ import Hummingbird
 import IMAPClient
 import JobRunner
 import Logging
+import MCPServer
 import Metrics
 import Prometheus
 import ServiceLifecycle
@@ -125,7 +126,7 @@ struct ServeCommand: AsyncParsableCommand {
             store: store, limits: settings.limits,
             hasMasterCredentials: settings.runner.destination.hasMasterCredentials,
             allowPrivateHosts: settings.allowPrivateHosts, sourceTrustRootsPEM: settings.sourceTrustRootsPEM,
-            migrationQueued: { runner.wake() }, metrics: registry, logger: logger)
+            migrationQueued: { runner.wake() }, metrics: registry, logger: logger, mcp: settings.mcp)
         let listen = settings.listen
         let app = Application(
             router: APIRouter.make(environment),
@@ -166,6 +167,8 @@ struct ServeSettings {
     var sourceTrustRootsPEM: [String]
     var runner: JobRunnerConfiguration
     var logLevel: Logger.Level
+    /// `/mcp`: allowed origins, sessions, and the MAILPORTER_ALLOW_MIGRATION gate.
+    var mcp: MCPHTTPSettings
 
     init(_ command: ServeCommand, environment: [String: String]) throws {
         func value(_ option: String?, _ name: String) -> String? {
@@ -225,6 +228,12 @@ struct ServeSettings {
                 description: "MAILPORTER_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
         }
         logLevel = level
+
+        do {
+            mcp = try MCPHTTPSettings(environment: environment)
+        } catch {
+            throw Failure(description: error.description)
+        }
 
         let securityName = value(command.destSecurity, "MAILPORTER_DEST_SECURITY")?.lowercased() ?? "none"
         guard let security = ConnectionSecurity(rawValue: securityName) else {
