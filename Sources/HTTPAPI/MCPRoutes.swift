@@ -73,7 +73,8 @@ struct MCPRoutes {
 }
 
 /// The REST routes called in process with the session's token: the request goes through the same
-/// middleware as one from the network, its audit events carry the `/mcp` request's id and address.
+/// middleware as one from the network (a migration write counts as one), its audit events carry the
+/// `/mcp` request's id and address; the request itself was counted as its `/mcp` request.
 struct InProcessAPICaller: APICaller {
     let responder: RouterResponder<APIContext>
     let authorization: String
@@ -142,5 +143,6 @@ extension APIContext {
         self.requestID = ""
         self.caller = nil
         self.clientIP = clientIP
+        self.countedAsMCPRequest = true
     }
 }

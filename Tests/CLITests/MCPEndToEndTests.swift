@@ -480,6 +480,11 @@ struct MCPEndToEndTests {
             let listed = try await service.curl(
                 "POST", "/mcp", headers: mcpHeaders + [auth, "Mcp-Session-Id: \(session)"], json: list)
             #expect(listed.status == 200 && listed.body.contains("start_bulk_migration"), "\(listed.body)")
+            // tools/list asks /api/v1/me in process: still one request of the token's budget.
+            let again = try await service.curl(
+                "POST", "/mcp", headers: mcpHeaders + [auth, "Mcp-Session-Id: \(session)"], json: list)
+            let before = try #require(Int(listed.headers["x-ratelimit-remaining"] ?? ""), "\(listed.headers)")
+            #expect(Int(again.headers["x-ratelimit-remaining"] ?? "") == before - 1, "\(again.headers)")
             let unknown = try await service.curl(
                 "POST", "/mcp", headers: mcpHeaders + [auth, "Mcp-Session-Id: 0123456789abcdef"], json: list)
             #expect(unknown.status == 404, "\(unknown.body)")
