@@ -110,6 +110,13 @@ public actor MCPHTTPSessions {
         guard settings.allows(origin: request.header("Origin"), host: request.header("Host")) else {
             return .error(statusCode: 403, .invalidRequest("Forbidden: this Origin may not use the MCP endpoint"))
         }
+        let method = request.method.uppercased()
+        guard method == "POST" || method == "DELETE" else {
+            // No server-initiated messages here, so no GET stream (the spec allows 405).
+            return .error(
+                statusCode: 405, .invalidRequest("Method Not Allowed"),
+                extraHeaders: [HTTPHeaderName.allow: "POST, DELETE"])
+        }
         guard let id = request.header(HTTPHeaderName.sessionID) else {
             return await open(request, owner: owner, caller: caller)
         }
@@ -118,19 +125,11 @@ public actor MCPHTTPSessions {
         }
         session.lastUsed = clock.now
         sessions[id] = session
-        switch request.method.uppercased() {
-        case "POST":
-            break
-        case "DELETE":
+        if method == "DELETE" {
             sessions[id] = nil
             await session.server.stop()
             logger.info("mcp session closed", metadata: ["sessions": "\(sessions.count)"])
             return .ok(headers: [:])
-        default:
-            // No server-initiated messages here: no GET stream (the spec allows 405).
-            return .error(
-                statusCode: 405, .invalidRequest("Method Not Allowed"),
-                extraHeaders: [HTTPHeaderName.allow: "POST, DELETE"])
         }
         let rpcID = Self.requestID(request.body)
         if let rpcID {

@@ -36,12 +36,19 @@ struct MCPCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "mailporter.mcp")
-        let caller = HTTPAPICaller(client: HTTPClient.shared, baseURL: settings.baseURL, token: settings.token)
+        // A server that is down is an answer for the agent at once: the shared client's default
+        // retries a refused connection until the request's deadline (90 s here).
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(90))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        let caller = HTTPAPICaller(client: client, baseURL: settings.baseURL, token: settings.token)
         let tools = MailporterTools(caller: caller, allowMigration: settings.allowMigration, logger: logger)
         let server = await MailporterMCPServer.make(tools: tools)
         do {
             try await server.start(transport: StdioTransport(logger: logger))
         } catch {
+            try? await client.shutdown()
             Terminal.printError("error: mcp_failed: standard input or output cannot be used")
             throw ExitCode(1)
         }
@@ -49,6 +56,7 @@ struct MCPCommand: AsyncParsableCommand {
             "mailporter mcp ready",
             metadata: ["url": "\(settings.baseURL)", "allow_migration": "\(settings.allowMigration)"])
         await server.waitUntilCompleted()
+        try? await client.shutdown()
     }
 }
 

@@ -367,6 +367,18 @@ struct MCPEndToEndTests {
                 ]))
             #expect(Set(toolNames(readOnly[0])) == Self.readTools, "\(readOnly)")
 
+            // With no server at MAILPORTER_URL, a tool answers at once that the API is unreachable.
+            let nobody = try RefusingPort()
+            var unreachable = stdio(service, token: tokens.readWrite, allow: "false", stderr: log)
+            unreachable["env"] = [
+                "MAILPORTER_URL": "http://127.0.0.1:\(nobody.port)", "MAILPORTER_API_TOKEN": tokens.readWrite,
+            ]
+            let down = results(
+                try await drive([
+                    "transport": unreachable, "steps": [Self.call("get_migration", ["migration_id": id])],
+                ]))
+            #expect(errorCode(down[0]) == "api_unreachable" && shown(down[0]).contains("MAILPORTER_URL"), "\(down)")
+
             // A wrong MAILPORTER_ALLOW_MIGRATION stops the start with one clear line.
             let wrong = try await spawnProcess(
                 mailporterExecutable, ["mcp"],

@@ -41,6 +41,10 @@ struct HTTPSessionTests {
         #expect(otherToken.statusCode == 404)
         let withoutSession = await sessions.handle(post(Self.list), owner: "token:1", caller: api)
         #expect(withoutSession.statusCode == 400)
+        let stream = await sessions.handle(
+            HTTPRequest(method: "GET", headers: [HTTPHeaderName.sessionID: id], path: "/mcp"), owner: "token:1",
+            caller: api)
+        #expect(stream.statusCode == 405 && stream.headers[HTTPHeaderName.allow] == "POST, DELETE")
 
         let closed = await sessions.handle(
             HTTPRequest(method: "DELETE", headers: [HTTPHeaderName.sessionID: id], path: "/mcp"), owner: "token:1",
