@@ -77,86 +77,171 @@ public struct MCPHTTPSettings: Sendable, Equatable {
     }
 }
 
+/// The bookkeeping of `/mcp` sessions as a value, one mutating method per input returning what to do:
+/// which sessions exist, whose they are, when each was last used, which JSON-RPC ids are in flight,
+/// and how many are being opened (a slot is reserved before the `Server` starts, so concurrent
+/// `initialize`s cannot pass the cap). `Handle` is what a session runs on (a `Server` and its
+/// transport in `serve`, anything in tests).
+struct SessionTable<Handle> {
+    struct Entry {
+        var handle: Handle
+        var owner: String
+        var lastUsed: ContinuousClock.Instant
+        var inFlight: Set<String> = []
+    }
+
+    /// What `receive` decided.
+    enum Action {
+        case reject(status: Int, message: String, headers: [String: String])
+        /// Start a session for `owner`, then report `opened` or `openFailed`.
+        case open(id: String)
+        /// Pass the request to the session, then report `finished`.
+        case forward(id: String, handle: Handle)
+        /// The session is gone from the table: stop it.
+        case close(handle: Handle)
+    }
+
+    let settings: MCPHTTPSettings
+    private(set) var entries: [String: Entry] = [:]
+    private(set) var opening: Set<String> = []
+
+    init(settings: MCPHTTPSettings) { self.settings = settings }
+
+    /// One request: its method, `Mcp-Session-Id`, `Origin`, `Host`, token, whether it is an
+    /// `initialize`, and its JSON-RPC id. `newID` names the session an `initialize` would open.
+    mutating func receive(
+        method: String, sessionID: String?, origin: String?, host: String?, owner: String,
+        isInitialize: Bool, rpcID: String?, now: ContinuousClock.Instant, newID: String
+    ) -> Action {
+        guard settings.allows(origin: origin, host: host) else {
+            return .reject(status: 403, message: "Forbidden: this Origin may not use the MCP endpoint", headers: [:])
+        }
+        guard method == "POST" || method == "DELETE" else {
+            // No server-initiated messages here, so no GET stream (the spec allows 405).
+            return .reject(status: 405, message: "Method Not Allowed", headers: [HTTPHeaderName.allow: "POST, DELETE"])
+        }
+        guard let sessionID else {
+            guard method == "POST", isInitialize else {
+                return .reject(
+                    status: 400, message: "Bad Request: send initialize first, or the Mcp-Session-Id it gave",
+                    headers: [:])
+            }
+            guard entries.count + opening.count < settings.maxSessions else {
+                return .reject(
+                    status: 503, message: "Service Unavailable: too many MCP sessions are open; try again later",
+                    headers: ["Retry-After": "30"])
+            }
+            opening.insert(newID)
+            return .open(id: newID)
+        }
+        guard var entry = entries[sessionID], entry.owner == owner else {
+            return .reject(
+                status: 404, message: "Not Found: unknown or expired session; initialize again", headers: [:])
+        }
+        if method == "DELETE" {
+            entries[sessionID] = nil
+            return .close(handle: entry.handle)
+        }
+        if let rpcID {
+            guard !entry.inFlight.contains(rpcID) else {
+                return .reject(
+                    status: 409, message: "Conflict: a request with this id is already in flight",
+                    headers: [HTTPHeaderName.sessionID: sessionID])
+            }
+            entry.inFlight.insert(rpcID)
+        }
+        entry.lastUsed = now
+        entries[sessionID] = entry
+        return .forward(id: sessionID, handle: entry.handle)
+    }
+
+    /// The session `id` started and answered its `initialize` well.
+    mutating func opened(_ id: String, handle: Handle, owner: String, now: ContinuousClock.Instant) {
+        opening.remove(id)
+        entries[id] = Entry(handle: handle, owner: owner, lastUsed: now)
+    }
+
+    mutating func openFailed(_ id: String) {
+        opening.remove(id)
+    }
+
+    /// A forwarded request has its answer.
+    mutating func finished(_ id: String, rpcID: String?, now: ContinuousClock.Instant) {
+        guard var entry = entries[id] else { return }
+        if let rpcID { entry.inFlight.remove(rpcID) }
+        entry.lastUsed = now
+        entries[id] = entry
+    }
+
+    /// Removes the sessions idle longer than the timeout (none with a request in flight); answers
+    /// them, to be stopped.
+    mutating func expire(now: ContinuousClock.Instant) -> [Handle] {
+        let limit = Duration.seconds(settings.idleTimeoutSeconds)
+        let expired = entries.filter { now - $0.value.lastUsed > limit && $0.value.inFlight.isEmpty }
+        for id in expired.keys { entries[id] = nil }
+        return expired.map(\.value.handle)
+    }
+}
+
 /// The `/mcp` sessions of `serve`: one `Server` and one transport per `Mcp-Session-Id`, since a
 /// `Server` refuses a second `initialize` and one shared transport would mix up the answers of
 /// clients that reuse JSON-RPC ids. Each session's transport answers with plain JSON and keeps
 /// nothing after the answer, so a session holds only its requests in flight. A session is owned by
-/// the token that opened it; another token gets 404 as if it did not exist.
+/// the token that opened it; another token gets 404 as if it did not exist. The rules are
+/// `SessionTable`'s; this actor runs what it decides.
 public actor MCPHTTPSessions {
-    struct Session {
+    struct Session: Sendable {
         var server: Server
         var transport: StatelessHTTPServerTransport
-        var owner: String
-        var lastUsed: ContinuousClock.Instant
-        var inFlight: Set<String>
     }
 
     public let settings: MCPHTTPSettings
     let logger: Logger
-    private var sessions: [String: Session] = [:]
+    private var table: SessionTable<Session>
     private let clock = ContinuousClock()
 
     public init(settings: MCPHTTPSettings, logger: Logger) {
         self.settings = settings
         self.logger = logger
+        table = SessionTable(settings: settings)
     }
 
-    public var count: Int { sessions.count }
+    public var count: Int { table.entries.count }
 
     /// Handles one HTTP request to `/mcp` whose token is already checked. `owner` names the token;
     /// `caller` reaches the API with it, for a session this request opens.
     public func handle(_ request: HTTPRequest, owner: String, caller: any APICaller) async -> HTTPResponse {
-        expireIdle()
-        guard settings.allows(origin: request.header("Origin"), host: request.header("Host")) else {
-            return .error(statusCode: 403, .invalidRequest("Forbidden: this Origin may not use the MCP endpoint"))
-        }
-        let method = request.method.uppercased()
-        guard method == "POST" || method == "DELETE" else {
-            // No server-initiated messages here, so no GET stream (the spec allows 405).
-            return .error(
-                statusCode: 405, .invalidRequest("Method Not Allowed"),
-                extraHeaders: [HTTPHeaderName.allow: "POST, DELETE"])
-        }
-        guard let id = request.header(HTTPHeaderName.sessionID) else {
-            return await open(request, owner: owner, caller: caller)
-        }
-        guard var session = sessions[id], session.owner == owner else {
-            return .error(statusCode: 404, .invalidRequest("Not Found: unknown or expired session; initialize again"))
-        }
-        session.lastUsed = clock.now
-        sessions[id] = session
-        if method == "DELETE" {
-            sessions[id] = nil
-            await session.server.stop()
-            logger.info("mcp session closed", metadata: ["sessions": "\(sessions.count)"])
-            return .ok(headers: [:])
+        let expired = table.expire(now: clock.now)
+        for session in expired { Task { await session.server.stop() } }
+        if !expired.isEmpty {
+            logger.info(
+                "mcp sessions expired", metadata: ["expired": "\(expired.count)", "sessions": "\(table.entries.count)"])
         }
         let rpcID = Self.requestID(request.body)
-        if let rpcID {
-            guard !session.inFlight.contains(rpcID) else {
-                return .error(
-                    statusCode: 409, .invalidRequest("Conflict: a request with this id is already in flight"),
-                    sessionID: id)
-            }
-            sessions[id]?.inFlight.insert(rpcID)
+        let action = table.receive(
+            method: request.method.uppercased(), sessionID: request.header(HTTPHeaderName.sessionID),
+            origin: request.header("Origin"), host: request.header("Host"), owner: owner,
+            isInitialize: request.body.map(Self.isInitialize) ?? false, rpcID: rpcID, now: clock.now,
+            newID: Self.newSessionID())
+        switch action {
+        case .reject(let status, let message, let headers):
+            return .error(statusCode: status, .invalidRequest(message), extraHeaders: headers)
+        case .close(let session):
+            await session.server.stop()
+            logger.info("mcp session closed", metadata: ["sessions": "\(table.entries.count)"])
+            return .ok(headers: [:])
+        case .forward(let id, let session):
+            let response = await session.transport.handleRequest(request)
+            table.finished(id, rpcID: rpcID, now: clock.now)
+            return Self.adding(sessionID: id, to: response)
+        case .open(let id):
+            return await open(id, request, owner: owner, caller: caller)
         }
-        let response = await session.transport.handleRequest(request)
-        if let rpcID { sessions[id]?.inFlight.remove(rpcID) }
-        sessions[id]?.lastUsed = clock.now
-        return Self.adding(sessionID: id, to: response)
     }
 
-    private func open(_ request: HTTPRequest, owner: String, caller: any APICaller) async -> HTTPResponse {
-        guard request.method.uppercased() == "POST", let body = request.body, Self.isInitialize(body) else {
-            return .error(
-                statusCode: 400, .invalidRequest("Bad Request: send initialize first, or the Mcp-Session-Id it gave"))
-        }
-        guard sessions.count < settings.maxSessions else {
-            return .error(
-                statusCode: 503,
-                .invalidRequest("Service Unavailable: too many MCP sessions are open; try again later"),
-                extraHeaders: ["Retry-After": "30"])
-        }
+    private func open(_ id: String, _ request: HTTPRequest, owner: String, caller: any APICaller) async
+        -> HTTPResponse
+    {
         let transport = StatelessHTTPServerTransport(
             validationPipeline: StandardValidationPipeline(validators: [
                 AcceptHeaderValidator(mode: .jsonOnly), ContentTypeValidator(), ProtocolVersionValidator(),
@@ -167,32 +252,18 @@ public actor MCPHTTPSessions {
         do {
             try await server.start(transport: transport)
         } catch {
+            table.openFailed(id)
             return .error(statusCode: 500, .internalError("The MCP session could not start"))
         }
-        let id = Self.newSessionID()
-        sessions[id] = Session(server: server, transport: transport, owner: owner, lastUsed: clock.now, inFlight: [])
-        logger.info("mcp session opened", metadata: ["sessions": "\(sessions.count)"])
         let response = await transport.handleRequest(request)
-        if response.statusCode >= 400 {
-            sessions[id] = nil
+        guard response.statusCode < 400 else {
+            table.openFailed(id)
             await server.stop()
             return response
         }
+        table.opened(id, handle: Session(server: server, transport: transport), owner: owner, now: clock.now)
+        logger.info("mcp session opened", metadata: ["sessions": "\(table.entries.count)"])
         return Self.adding(sessionID: id, to: response)
-    }
-
-    private func expireIdle() {
-        let limit = Duration.seconds(settings.idleTimeoutSeconds)
-        let now = clock.now
-        let expired = sessions.filter { now - $0.value.lastUsed > limit && $0.value.inFlight.isEmpty }
-        for (id, session) in expired {
-            sessions[id] = nil
-            Task { await session.server.stop() }
-        }
-        if !expired.isEmpty {
-            logger.info(
-                "mcp sessions expired", metadata: ["expired": "\(expired.count)", "sessions": "\(sessions.count)"])
-        }
     }
 
     static func newSessionID() -> String {
