@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -91,12 +93,24 @@ let package = Package(
             ]
         ),
         .target(
+            name: "MCPServer",
+            dependencies: [
+                "IMAPClient",
+                "MigrationEngine",
+                "Store",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "HTTPAPI",
             dependencies: [
                 "BulkImport",
                 "IMAPClient",
+                "MCPServer",
                 "MigrationEngine",
                 "Store",
+                .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -114,6 +128,11 @@ let package = Package(
                 "HTTPAPI",
                 "Notifications",
                 "SMTPClient",
+                "MCPServer",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -189,12 +208,20 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "MCPServerTests",
+            dependencies: [
+                "MCPServer",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "CLITests",
             dependencies: [
                 "IMAPClient", "MigrationEngine", "Store", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            resources: [.copy("WebUI")]
+            resources: [.copy("WebUI"), .copy("MCP")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -2,6 +2,7 @@ import BulkImport
 import Foundation
 import IMAPClient
 import Logging
+import MCPServer
 import MigrationEngine
 import Prometheus
 import Store
@@ -56,6 +57,8 @@ public struct APIEnvironment: Sendable {
     /// Counters of the runner and the API, written out at `/metrics`.
     public var metrics: PrometheusCollectorRegistry
     public var logger: Logger
+    /// Streamable HTTP at `/mcp`; nil leaves it unmounted.
+    public var mcp: MCPHTTPSettings?
 
     public init(
         store: Store, limits: APILimits = APILimits(), hasMasterCredentials: Bool = false,
@@ -65,7 +68,8 @@ public struct APIEnvironment: Sendable {
         storageUsedBytes: @escaping @Sendable (Account, Bool) async -> Int64? = { _, _ in nil },
         destinationAccepts: @escaping @Sendable (String) async -> Bool = { _ in false },
         metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-        logger: Logger = Logger(label: "mailporter.api")
+        logger: Logger = Logger(label: "mailporter.api"),
+        mcp: MCPHTTPSettings? = nil
     ) {
         self.store = store
         self.limits = limits
@@ -78,5 +82,6 @@ public struct APIEnvironment: Sendable {
         self.destinationAccepts = destinationAccepts
         self.metrics = metrics
         self.logger = logger
+        self.mcp = mcp
     }
 }

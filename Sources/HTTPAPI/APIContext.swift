@@ -20,6 +20,8 @@ public struct APIContext: RequestContext {
     public var caller: Caller?
     /// The peer's address, for audit events.
     public var clientIP: String?
+    /// Set on an MCP tool's in-process call, already counted as its `/mcp` request.
+    var countedAsMCPRequest = false
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MCPServer
 import Prometheus
 import Store
 
@@ -25,6 +26,15 @@ public enum APIRouter {
         BulkRoutes(environment: environment).register(on: api)
         MailboxRoutes(environment: environment).register(on: api)
         ReportRoutes(environment: environment).register(on: api)
+        if let settings = environment.mcp {
+            var restOnly = environment
+            restOnly.mcp = nil
+            MCPRoutes(
+                environment: environment,
+                sessions: MCPHTTPSessions(settings: settings, logger: environment.logger),
+                api: make(restOnly).buildResponder()
+            ).register(on: router)
+        }
         return router
     }
 

@@ -131,10 +131,14 @@ struct AuthMiddleware: RouterMiddleware {
         context.caller = Caller(account: account, token: apiToken)
 
         let now = Date()
-        let all = try await store.incrementRateLimit(key: "requests:\(apiToken.id)", now: now)
+        // An MCP tool's in-process call was counted as the `/mcp` request it came in; its
+        // migration writes count below like any other.
+        let all =
+            context.countedAsMCPRequest
+            ? nil : try await store.incrementRateLimit(key: "requests:\(apiToken.id)", now: now)
         var limit = limits.requestsPerMinute
         var used = all
-        if all.count > limits.requestsPerMinute {
+        if let all, all.count > limits.requestsPerMinute {
             throw Self.rateLimited(all, limit: limits.requestsPerMinute, what: "requests", now: now)
         }
         if Self.isMigrationWrite(request) {
@@ -142,14 +146,16 @@ struct AuthMiddleware: RouterMiddleware {
             if writes.count > limits.writesPerMinute {
                 throw Self.rateLimited(writes, limit: limits.writesPerMinute, what: "migration writes", now: now)
             }
-            if limits.writesPerMinute - writes.count < limits.requestsPerMinute - all.count {
+            if limits.writesPerMinute - writes.count < limits.requestsPerMinute - (all?.count ?? 0) {
                 limit = limits.writesPerMinute
                 used = writes
             }
         }
         var response = try await next(request, context)
-        response.headers[.rateLimitLimit] = String(limit)
-        response.headers[.rateLimitRemaining] = String(max(0, limit - used.count))
+        if let used {
+            response.headers[.rateLimitLimit] = String(limit)
+            response.headers[.rateLimitRemaining] = String(max(0, limit - used.count))
+        }
         return response
     }
 

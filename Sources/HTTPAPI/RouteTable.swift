@@ -29,6 +29,7 @@ enum RouteTable {
         // The Import page (WebRoutes).
         ([], [.get]),
         (["ui", .id("")], [.get]),
+        (["mcp"], [.get, .post, .delete]),
     ]
 
     enum Segment: ExpressibleByStringLiteral, Equatable {

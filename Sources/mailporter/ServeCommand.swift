@@ -6,6 +6,7 @@ import IMAPClient
 import JobRunner
 import Logging
 import MigrationEngine
+import MCPServer
 import Metrics
 import Notifications
 import Prometheus
@@ -161,7 +162,7 @@ struct ServeCommand: AsyncParsableCommand {
                 let account = MailAccount(server: destination.server, credentials: credentials)
                 return (try? await ConnectionCheck.run(account, side: .destination)) != nil
             },
-            metrics: registry, logger: logger)
+            metrics: registry, logger: logger, mcp: settings.mcp)
         let listen = settings.listen
         var services: [any Service] = [runner, storageWatch]
         if let notices = settings.notices {
@@ -209,6 +210,8 @@ struct ServeSettings {
     var logLevel: Logger.Level
     /// nil: no relay configured, notices stay in the outbox.
     var notices: NoticeDeliveryConfiguration?
+    /// `/mcp`: allowed origins, sessions, and the MAILPORTER_ALLOW_MIGRATION gate.
+    var mcp: MCPHTTPSettings
 
     init(_ command: ServeCommand, environment: [String: String]) throws {
         func value(_ option: String?, _ name: String) -> String? {
@@ -268,6 +271,12 @@ struct ServeSettings {
                 description: "MAILPORTER_LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
         }
         logLevel = level
+
+        do {
+            mcp = try MCPHTTPSettings(environment: environment)
+        } catch {
+            throw Failure(description: error.description)
+        }
 
         let securityName = value(command.destSecurity, "MAILPORTER_DEST_SECURITY")?.lowercased() ?? "none"
         guard let security = ConnectionSecurity(rawValue: securityName) else {
