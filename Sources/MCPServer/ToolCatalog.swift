@@ -291,6 +291,9 @@ public enum ToolCatalog {
 
     // MARK: Bulk migrations
 
+    static let createMissingHint =
+        "Treat invalid_destination rows as valid where the mailbox can be added: its domain is one the account already has mailboxes in and the destination server accepts it."
+
     static let previewBulk = ToolDefinition(
         name: "preview_bulk_migration", title: "Preview a bulk CSV",
         description:
@@ -298,7 +301,10 @@ public enum ToolCatalog {
         scope: .write, needsAllowMigration: true, confirmation: nil, method: "POST", ids: [],
         path: { _ in "/api/v1/migrations/bulk/preview" },
         fields: csv + [
-            body("check_logins", Schema.boolean("Also log in to each valid row's source (4 at a time, 30 s in all)."))
+            body("check_logins", Schema.boolean("Also log in to each valid row's source (4 at a time, 30 s in all).")),
+            body(
+                "create_missing_mailboxes",
+                Schema.boolean(createMissingHint + " Here they are only listed, in mailboxes_to_create.")),
         ],
         annotations: .init(readOnlyHint: true, idempotentHint: true, openWorldHint: true),
         outputSchema: envelope(
@@ -319,6 +325,9 @@ public enum ToolCatalog {
                     enum: FolderStrategy.allCases.map(\.rawValue))),
             body("import_since", Schema.date("Only messages received on or after this day (YYYY-MM-DD).")),
             body("skip_duplicates", Schema.boolean("Skip messages already in the destination (default true).")),
+            body(
+                "create_missing_mailboxes",
+                Schema.boolean(createMissingHint + " Here they are added, listed in mailboxes_created.")),
             body(
                 "idempotency_key",
                 Schema.string(
