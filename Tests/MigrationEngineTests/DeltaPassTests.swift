@@ -15,6 +15,7 @@ private final class Events: Sendable {
     var notices: [String] {
         events.withLock { $0 }.compactMap { if case .notice(_, let message) = $0 { message } else { nil } }
     }
+    var retries: Int { events.withLock { $0 }.filter { if case .retrying = $0 { true } else { false } }.count }
 }
 
 private func account(_ server: DovecotServer, _ user: String) -> MailAccount {
@@ -190,6 +191,47 @@ struct DeltaPassTests {
         }
         let second = try await Migration(request: request, checkpoints: checkpoints).run(emit: { _ in })
         #expect(folderCounts(second)?.flagsUpdated == 42)
+        let problems = differences(
+            try await contents(destination, destinationUser), try await contents(source, sourceUser))
+        #expect(problems.isEmpty, "\(problems.prefix(10))")
+    }
+
+    /// The destination connection drops right after the first UID STORE of a pass is answered: the
+    /// folder reconnects, the pass runs again from the last finished one, and the copies end exact.
+    @Test func aPassCutOffMidwayAndRunAgainIsExact() async throws {
+        let source = try await SharedServers.shared.server(.dot)
+        let destination = try await SharedServers.shared.server(.slash)
+        let sourceUser = try await source.freshUser("cutsrc")
+        let destinationUser = try await destination.freshUser("cutdst")
+        try await append((1...90).map { (flags: [], body: message($0, tag: sourceUser)) }, on: source, user: sourceUser)
+        let checkpoints = MemoryCheckpointStore()
+        let direct = MigrationRequest(
+            source: account(source, sourceUser), destination: account(destination, destinationUser))
+        _ = try await Migration(request: direct, checkpoints: checkpoints).run(emit: { _ in })
+        // Three different changes: three STOREs.
+        try await onFolder(source, sourceUser) { session in
+            try await store(1...30, .add, ["\\Seen"], on: session)
+            try await store(31...60, .add, ["$Later"], on: session)
+            try await store(61...90, .add, ["\\Flagged", "$Later"], on: session)
+        }
+
+        let proxy = try await FaultInjectingProxy.start(
+            upstreamPort: destination.imapPort, faults: [.dropAfterPattern(Array("tore completed".utf8), extraBytes: 0)]
+        )
+        var configuration = destination.configuration()
+        configuration.port = proxy.port
+        var cut = direct
+        cut.parallelFolders = 1  // one worker, on the planning sessions: the cut connection is the one that stores
+        cut.destination = MailAccount(
+            server: configuration, credentials: .password(username: destinationUser, password: DovecotServer.password))
+        let events = Events()
+        let pass = try await Migration(request: cut, checkpoints: checkpoints, backoff: { _, _ in 0.05 })
+            .run(emit: events.emit)
+        await proxy.stop()
+        #expect(events.retries == 1, "the first destination connection was cut mid-pass")
+        // The STOREs are pipelined: the server may have carried out all three before the cut, so the
+        // second attempt finds anything from none to all of them left to do; what counts is the result.
+        #expect((0...90).contains(folderCounts(pass)?.flagsUpdated ?? -1))
         let problems = differences(
             try await contents(destination, destinationUser), try await contents(source, sourceUser))
         #expect(problems.isEmpty, "\(problems.prefix(10))")
