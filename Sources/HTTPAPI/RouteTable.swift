@@ -20,6 +20,7 @@ enum RouteTable {
         (["api", "v1", "migrations", "bulk", .id("")], [.get, .delete]),
         (["api", "v1", "migrations", "bulk", .id(":cancel")], [.post]),
         (["api", "v1", "migrations", "bulk", .id(":retry")], [.post]),
+        (["api", "v1", "migrations", "bulk", .id(":sync")], [.post]),
         (["api", "v1", "migrations", "bulk", .id(":resume")], [.post]),
         (["api", "v1", "migrations", "bulk", .id(""), "jobs", .id(""), "password"], [.patch]),
         (["api", "v1", "mailboxes"], [.get, .post]),
