@@ -176,6 +176,7 @@ let package = Package(
             dependencies: [
                 "IMAPClient", "MigrationEngine", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

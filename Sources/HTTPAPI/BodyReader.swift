@@ -29,6 +29,28 @@ struct BodyReader {
         return (BodyReader(value), buffer)
     }
 
+    /// Like `read`, but an empty body is an empty object (for routes whose fields are all optional).
+    static func readOptional(_ request: Request, context: APIContext, limit: Int) async throws -> (
+        BodyReader, ByteBuffer
+    ) {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError.payloadTooLarge(limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError.payloadTooLarge(limit)
+        }
+        if buffer.readableBytesView.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
+            return (BodyReader(.object([])), ByteBuffer())
+        }
+        guard let value = JSONValue.parse(buffer.readableBytesView), case .object = value else {
+            throw APIError.invalidJSON
+        }
+        return (BodyReader(value), buffer)
+    }
+
     mutating func fail(_ field: String, _ message: String) {
         if !problems.contains(where: { $0.0 == field }) { problems.append((field, message)) }
     }

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import IMAPClient
 import MigrationEngine
+import NIOCore
 import Store
 
 /// `/api/v1/migrations/bulk…` (SPEC.md §5): preview a CSV, start a batch of jobs from it, and
@@ -20,6 +21,7 @@ struct BulkRoutes {
         group.get("migrations/bulk/{id}", use: get)
         group.post("migrations/bulk/{id}:cancel", use: cancel)
         group.post("migrations/bulk/{id}:retry", use: retry)
+        group.post("migrations/bulk/{id}:sync", use: sync)
         group.post("migrations/bulk/{id}:resume", use: resume)
         group.delete("migrations/bulk/{id}", use: delete)
         group.patch("migrations/bulk/{id}/jobs/{job}/password", use: updatePassword)
@@ -280,6 +282,19 @@ struct BulkRoutes {
         }
     }
 
+    /// A delta pass over every completed job of an ended batch; `sync_deletions` as for one migration.
+    @Sendable func sync(_ request: Request, context: APIContext) async throws -> Response {
+        var (body, raw) = try await BodyReader.readOptional(
+            request, context: context, limit: environment.limits.maxBodyBytes)
+        let deletions = body.bool("sync_deletions") ?? false
+        try body.finish()
+        return try await changeStatus(
+            request, context, .sync, audit: "bulk_migration_synced", queues: true, body: raw
+        ) { store, id, account in
+            .ok(try await store.syncBatch(id: id, accountID: account, syncDeletions: deletions))
+        }
+    }
+
     @Sendable func retry(_ request: Request, context: APIContext) async throws -> Response {
         try await changeStatus(request, context, .retry, audit: "bulk_migration_retried", queues: true) {
             store, id, account in
@@ -323,14 +338,14 @@ struct BulkRoutes {
     /// audit event, and the runner woken when jobs are queued again.
     private func changeStatus(
         _ request: Request, _ context: APIContext, _ transition: BatchTransition,
-        audit action: String, queues: Bool = false,
+        audit action: String, queues: Bool = false, body: ByteBuffer = ByteBuffer(),
         _ change: @escaping (Store, Int64, Int64) async throws -> Outcome
     ) async throws -> Response {
         let caller = try context.require(.migrationsWrite)
         let id = try Self.batchID(context)
         let step = StatusChange(
             environment: environment, resourceType: "bulk_migration", auditAction: action, queues: queues)
-        return try await step.run(request, context, caller: caller, id: id) {
+        return try await step.run(request, context, caller: caller, id: id, body: body) {
             do {
                 switch try await change(store, id, caller.account.id) {
                 case .ok(let detail): return Render.batchDetail(detail)

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import IMAPClient
 import MigrationEngine
+import NIOCore
 import Store
 
 /// `/api/v1/migrations…` (SPEC.md §4).
@@ -17,6 +18,7 @@ struct MigrationRoutes {
         group.get("migrations/{id}", use: get)
         group.post("migrations/{id}:cancel", use: cancel)
         group.post("migrations/{id}:retry", use: retry)
+        group.post("migrations/{id}:sync", use: sync)
         group.delete("migrations/{id}", use: delete)
     }
 
@@ -136,6 +138,20 @@ struct MigrationRoutes {
         }
     }
 
+    /// A delta pass of a completed migration: queued like a retry; it copies what is new, makes the
+    /// flags of its copies equal to the source's, and with `sync_deletions: true` deletes the copies of
+    /// messages expunged at the source (the choice is kept for later passes until given again).
+    @Sendable func sync(_ request: Request, context: APIContext) async throws -> Response {
+        var (body, raw) = try await BodyReader.readOptional(
+            request, context: context, limit: environment.limits.maxBodyBytes)
+        let deletions = body.bool("sync_deletions") ?? false
+        try body.finish()
+        return try await changeStatus(request, context, .sync, audit: "migration_synced", queues: true, body: raw) {
+            store, id, account in
+            .ok(try await store.syncMigration(id: id, accountID: account, syncDeletions: deletions))
+        }
+    }
+
     @Sendable func delete(_ request: Request, context: APIContext) async throws -> Response {
         try await changeStatus(request, context, .delete, audit: "migration_deleted") { store, id, account in
             try await store.deleteMigration(id: id, accountID: account)
@@ -154,14 +170,14 @@ struct MigrationRoutes {
     /// runner woken when a migration is queued again.
     private func changeStatus(
         _ request: Request, _ context: APIContext, _ transition: MigrationTransition,
-        audit action: String, queues: Bool = false,
+        audit action: String, queues: Bool = false, body: ByteBuffer = ByteBuffer(),
         _ change: @escaping (Store, Int64, Int64) async throws -> Outcome
     ) async throws -> Response {
         let caller = try context.require(.migrationsWrite)
         let id = try Self.migrationID(context)
         let step = StatusChange(
             environment: environment, resourceType: "migration", auditAction: action, queues: queues)
-        return try await step.run(request, context, caller: caller, id: id) {
+        return try await step.run(request, context, caller: caller, id: id, body: body) {
             do {
                 switch try await change(store, id, caller.account.id) {
                 case .ok(let record): return Render.migration(record)

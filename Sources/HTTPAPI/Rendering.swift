@@ -53,6 +53,9 @@ enum Render {
             ("selected_folders", record.selectedFolders.map { .array($0.map(JSONValue.string)) } ?? .null),
             ("import_since", .optional(record.importSince)),
             ("skip_duplicates", .bool(record.skipDuplicates)),
+            ("passes", .int(record.passes)),
+            ("last_pass_at", date(record.lastPassAt)),
+            ("sync_deletions", .bool(record.syncDeletions)),
             ("folders", .array(record.folders.map(folder))),
             ("error_code", .optional(record.error?.code)),
             ("error_message", .optional(record.error?.message)),
@@ -74,6 +77,8 @@ enum Render {
             ("imported", .int(folder.imported)),
             ("failed", .int(folder.failed)),
             ("skipped", .int(folder.skipped)),
+            ("flags_updated", .int(folder.flagsUpdated)),
+            ("deleted", .int(folder.deleted)),
         ])
     }
 

@@ -15,12 +15,14 @@ struct StatusChange {
     var queues: Bool
 
     /// `change` answers the resource as rendered, or nil once it is gone.
+    /// `body` is the request body where the change takes options (a sync's `sync_deletions`), so an
+    /// idempotency key replays only the same options.
     func run(
-        _ request: Request, _ context: APIContext, caller: Caller, id: Int64,
+        _ request: Request, _ context: APIContext, caller: Caller, id: Int64, body: ByteBuffer = ByteBuffer(),
         _ change: () async throws -> JSONValue?
     ) async throws -> Response {
         try await Idempotency(store: environment.store).run(
-            request, context: context, caller: caller, body: ByteBuffer()
+            request, context: context, caller: caller, body: body
         ) {
             let rendered = try await change()
             try await environment.store.audit(

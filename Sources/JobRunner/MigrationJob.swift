@@ -401,19 +401,20 @@ struct MigrationJob: Sendable {
             host: host, port: port, security: security,
             additionalTrustRootsPEM: configuration.sourceTrustRootsPEM,
             addressFilter: AddressPolicy.filter(allowPrivateHosts: configuration.allowPrivateHosts))
-        return .ready(
-            MigrationRequest(
-                source: MailAccount(
-                    server: source,
-                    credentials: .password(username: record.sourceUsername, password: secrets.sourcePassword)),
-                destination: MailAccount(server: configuration.destination.server, credentials: destinationCredentials),
-                provider: provider,
-                selectedFolders: record.selectedFolders,
-                strategy: strategy,
-                since: since,
-                skipDuplicates: record.skipDuplicates,
-                parallelFolders: configuration.parallelFolders,
-                batchSize: configuration.batchSize))
+        var request = MigrationRequest(
+            source: MailAccount(
+                server: source,
+                credentials: .password(username: record.sourceUsername, password: secrets.sourcePassword)),
+            destination: MailAccount(server: configuration.destination.server, credentials: destinationCredentials),
+            provider: provider,
+            selectedFolders: record.selectedFolders,
+            strategy: strategy,
+            since: since,
+            skipDuplicates: record.skipDuplicates,
+            parallelFolders: configuration.parallelFolders,
+            batchSize: configuration.batchSize)
+        request.propagateDeletions = record.syncDeletions
+        return .ready(request)
     }
 }
 

@@ -30,7 +30,8 @@ actor ProgressAccumulator {
                     sourceName: folder.sourceName, destinationName: folder.destinationName,
                     status: status, expected: folder.counts.expected,
                     imported: folder.counts.copied, failed: folder.counts.failed,
-                    skipped: folder.counts.skipped))
+                    skipped: folder.counts.skipped, flagsUpdated: folder.counts.flagsUpdated,
+                    deleted: folder.counts.deleted))
         }
         return (totals, rows)
     }

@@ -13,6 +13,23 @@ public struct FolderCheckpoint: Sendable, Codable, Equatable {
     public var skipped: Int
     public var failed: Int
     public var bytes: Int64
+    /// Source UID → destination UID of every message this migration appended (from APPENDUID), so a
+    /// later pass can carry flag changes and deletions to exactly those copies and no other message.
+    /// Nil in checkpoints written before it existed.
+    public var copiedMap: UIDMap?
+    /// Copies whose destination UID is not known (no APPENDUID, an older checkpoint, a changed
+    /// UIDVALIDITY): the next pass matches them by Message-ID or header hash, once.
+    public var unmatched: UnmatchedCopies?
+    /// The destination folder's UIDVALIDITY that `copiedMap`'s destination UIDs belong to.
+    public var destinationUIDValidity: UInt32?
+    /// The source folder's HIGHESTMODSEQ (CONDSTORE) when the last finished pass began: the next
+    /// pass asks only for flags changed since.
+    public var highestModSeq: UInt64?
+    /// The source folder's message count when the last finished pass began; fewer means expunges.
+    public var sourceMessages: Int?
+    /// The source's HIGHESTMODSEQ when a pass last looked for expunged copies (deletions asked for):
+    /// a pass that asks for deletions looks again unless nothing changed since.
+    public var deletionsCheckedModSeq: UInt64?
 
     public init(
         sourceUIDValidity: UInt32, lastSourceUID: UInt32 = 0, inFlight: InFlightBatch? = nil,
@@ -59,10 +76,24 @@ public struct InFlightBatch: Sendable, Codable, Equatable {
     }
 }
 
+/// Copies to be matched by Message-ID (or header hash) within the folder. Nil means every one not
+/// yet mapped: every source UID up to `lastSourceUID`, every destination UID.
+public struct UnmatchedCopies: Sendable, Codable, Equatable {
+    public var source: UIDSet?
+    public var destination: UIDSet?
+
+    public init(source: UIDSet? = nil, destination: UIDSet? = nil) {
+        self.source = source
+        self.destination = destination
+    }
+}
+
 /// Persists checkpoints; the CLI uses a state file, the service its database.
 public protocol CheckpointStore: Sendable {
     func load(folder: String) async throws -> FolderCheckpoint?
     func save(_ checkpoint: FolderCheckpoint, folder: String) async throws
+    /// Every folder with a checkpoint, so a folder gone from the source between passes is told.
+    func checkpointedFolders() async throws -> [String]
 }
 
 /// Checkpoints that live as long as the process: for one-shot runs without resume.
@@ -73,4 +104,5 @@ public actor MemoryCheckpointStore: CheckpointStore {
 
     public func load(folder: String) -> FolderCheckpoint? { checkpoints[folder] }
     public func save(_ checkpoint: FolderCheckpoint, folder: String) { checkpoints[folder] = checkpoint }
+    public func checkpointedFolders() -> [String] { Array(checkpoints.keys) }
 }

@@ -37,16 +37,29 @@ struct FolderCopier {
         var checkpoint: FolderCheckpoint
         var pending: [UInt32]
         var counts: FolderSummaryCounts
+        var pass: PassStart
+    }
+
+    /// The source folder as this pass found it, stored once the pass is done: the next one asks
+    /// for flag changes since this HIGHESTMODSEQ.
+    struct PassStart {
+        var highestModSeq: UInt64?
+        var messages: Int
+        /// The source keeps modification sequences for this folder (CONDSTORE).
+        var condstore: Bool { highestModSeq != nil }
     }
 
     /// The destination folder as the copy writes to it.
-    private struct Target {
+    struct Target {
         let session: IMAPSession
         let uidValidity: UInt32?
         /// Keywords the folder keeps; nil means any.
         let allowedKeywords: Set<String>?
         /// Without UIDPLUS the destination's UIDNEXT is asked for before each batch.
         let tracksUIDs: Bool
+        /// STOREs can carry UNCHANGEDSINCE (CONDSTORE), so a change made at the destination
+        /// meanwhile is not overwritten blindly.
+        let condstore: Bool
     }
 
     /// What the copy carries from batch to batch, besides the checkpoint.
@@ -54,9 +67,14 @@ struct FolderCopier {
         var counts: FolderSummaryCounts
         /// Keys already in the destination folder (for skip_duplicates).
         var existing = Set<DuplicateKey>()
-        /// Keys of an interrupted batch's messages that reached the destination, with how many of
-        /// each are still to be matched to source messages up to `reconcileUpTo`.
-        var arrived: [DuplicateKey: Int] = [:]
+        /// Keys of an interrupted batch's messages that reached the destination, with the
+        /// destination UIDs of those still to be matched to source messages up to `reconcileUpTo`.
+        var arrived: [DuplicateKey: [UInt32]] = [:]
+        /// Keys of the copies an earlier pass made before the source's UIDVALIDITY changed, with
+        /// their destination UIDs: a renumbered source message that has one is linked to it again.
+        var previous: [DuplicateKey: [UInt32]] = [:]
+        /// Those linked again in this pass, whose flags are compared whole afterwards.
+        var relinked: [(source: UInt32, destination: UInt32)] = []
         var reconcileUpTo: UInt32 = 0
         var destinationUIDNext: UInt32
     }
@@ -74,24 +92,31 @@ struct FolderCopier {
         var checkpoint = resumption.checkpoint
         let pending = resumption.pending
         emit(.folderBaseline(source: plan.sourceName, counts: resumption.counts))
-        // Nothing new: done without touching the destination (the fast no-change rerun).
         guard !pending.isEmpty else {
             if checkpoint.inFlight != nil {
                 checkpoint.inFlight = nil
                 try await checkpoints.save(checkpoint, folder: folderKey)
             }
-            return resumption.counts
+            // Nothing new: only the flags of earlier copies (the destination is opened only when
+            // one of them needs a change).
+            var counts = resumption.counts
+            try await syncPass(
+                source: source, target: nil, connect: connectDestination, checkpoint: &checkpoint,
+                counts: &counts, pass: resumption.pass, earlier: checkpoint.copiedMap ?? UIDMap())
+            return counts
         }
 
-        let (target, reconciled) = try await reconcile(
-            resumption, source: source, destination: try await connectDestination())
-        var state = reconciled
+        let (target, box) = try await openTarget(try await connectDestination(), checkpoint: &checkpoint)
+        let earlier = checkpoint.copiedMap ?? UIDMap()
+        var state = try await reconcile(
+            resumption, checkpoint: checkpoint, box: box, source: source, destination: target.session)
         let batches = stride(from: 0, to: pending.count, by: max(1, request.batchSize)).map {
             Array(pending[$0..<min(pending.count, $0 + request.batchSize)])
         }
         // The next batch's metadata is asked for while this batch's APPEND results come in.
         var next: NextMetadata? = .requested(
-            try await sendMetadata(on: source, uids: batches[0], reconcileUpTo: state.reconcileUpTo))
+            try await sendMetadata(
+                on: source, uids: batches[0], reconcileUpTo: state.reconcileUpTo, relinking: !state.previous.isEmpty))
         for (index, batch) in batches.enumerated() {
             try Task.checkCancellation()
             guard let last = batch.last, let metadata = next else { continue }
@@ -105,7 +130,11 @@ struct FolderCopier {
                 batch, last: last, infos: infos, following: following, from: source, to: target,
                 checkpoint: &checkpoint, state: &state)
         }
-        return state.counts
+        var counts = state.counts
+        try await syncPass(
+            source: source, target: target, connect: connectDestination, checkpoint: &checkpoint,
+            counts: &counts, pass: resumption.pass, earlier: earlier, relinked: state.relinked)
+        return counts
     }
 
     // MARK: Steps
@@ -113,15 +142,35 @@ struct FolderCopier {
     /// Opens the source folder and loads its checkpoint: what is left to copy is what the search
     /// finds above the last UID done.
     private func resume(on source: IMAPSession) async throws -> Resumption {
-        let sourceBox = try await source.select(plan.source, readOnly: true)
+        let sourceBox = try await source.select(plan.source, readOnly: true, condstore: true)
         guard let uidValidity = sourceBox.uidValidity else {
             throw IMAPError.protocolError("\(plan.sourceName) has no UIDVALIDITY")
         }
-        var checkpoint =
-            try await checkpoints.load(folder: folderKey) ?? FolderCheckpoint(sourceUIDValidity: uidValidity)
+        var checkpoint = try await checkpoints.load(folder: folderKey) ?? Self.fresh(uidValidity)
+        if checkpoint.copiedMap == nil {
+            if checkpoint.lastSourceUID > 0 || checkpoint.copied > 0 {
+                checkpoint.unmatched = UnmatchedCopies()
+                emit(
+                    .notice(
+                        folder: plan.sourceName,
+                        message:
+                            "the checkpoint was written by an earlier version and does not say which destination message each copy is: this pass matches them by Message-ID (or header hash) within the folder, once, and keeps their flags in step from then on"
+                    ))
+            }
+            checkpoint.copiedMap = UIDMap()
+        }
         if checkpoint.sourceUIDValidity != uidValidity {
-            // The source renumbered its messages: start over; duplicate detection keeps it exact.
-            checkpoint = FolderCheckpoint(sourceUIDValidity: uidValidity)
+            // The source renumbered its messages: every one is looked at again, and one already
+            // copied is linked to its copy by Message-ID instead of being copied twice.
+            let earlier = checkpoint.copiedMap?.destinations ?? UIDSet([])
+            emit(
+                .notice(
+                    folder: plan.sourceName,
+                    message:
+                        "the source folder's UIDVALIDITY changed (\(checkpoint.sourceUIDValidity) → \(uidValidity)): its messages were renumbered, so every one is compared again by Message-ID (or header hash); the \(earlier.count) earlier copies are recognised, not copied twice"
+                ))
+            checkpoint = Self.fresh(uidValidity)
+            checkpoint.unmatched = UnmatchedCopies(source: UIDSet([]), destination: earlier)
         }
         let lastUID = checkpoint.lastSourceUID
         var pending = try await source.uidSearch("UID \(lastUID &+ 1):* " + request.searchCriteria).filter {
@@ -130,22 +179,67 @@ struct FolderCopier {
         if plan.onlyUnlabelled { pending = try await GmailLabels.unlabelled(pending, on: source) }
         var counts = FolderSummaryCounts(accountedFor: checkpoint)
         counts.expected += pending.count
-        return Resumption(checkpoint: checkpoint, pending: pending, counts: counts)
+        return Resumption(
+            checkpoint: checkpoint, pending: pending, counts: counts,
+            pass: PassStart(
+                highestModSeq: await source.hasCapability("CONDSTORE") ? sourceBox.highestModSeq : nil,
+                messages: sourceBox.exists))
+    }
+
+    static func fresh(_ uidValidity: UInt32) -> FolderCheckpoint {
+        var checkpoint = FolderCheckpoint(sourceUIDValidity: uidValidity)
+        checkpoint.copiedMap = UIDMap()
+        return checkpoint
+    }
+
+    /// Opens the destination folder read-write. A changed UIDVALIDITY there makes the copies'
+    /// destination UIDs meaningless: they are matched again by Message-ID.
+    func openTarget(_ destination: IMAPSession, checkpoint: inout FolderCheckpoint) async throws
+        -> (Target, SelectedMailbox)
+    {
+        let box = try await onDestination { try await destination.select(plan.destination, condstore: true) }
+        let condstore = await destination.hasCapability("CONDSTORE")
+        let target = Target(
+            session: destination, uidValidity: box.uidValidity,
+            allowedKeywords: box.acceptsNewKeywords ? nil : Set((box.permanentFlags ?? []).map { $0.lowercased() }),
+            tracksUIDs: await destination.hasCapability("UIDPLUS"),
+            condstore: condstore && box.highestModSeq != nil)
+        if let known = checkpoint.destinationUIDValidity, let now = box.uidValidity, known != now,
+            let map = checkpoint.copiedMap, !map.isEmpty
+        {
+            emit(
+                .notice(
+                    folder: plan.sourceName,
+                    message:
+                        "the destination folder's UIDVALIDITY changed (\(known) → \(now)): its \(map.count) copies are matched to the source again by Message-ID (or header hash)"
+                ))
+            let earlier = checkpoint.unmatched
+            let sources =
+                earlier.map { $0.source.map { UIDSet.compact($0.values + map.sources.values) } } ?? map.sources
+            checkpoint.unmatched = UnmatchedCopies(source: sources, destination: nil)
+            checkpoint.copiedMap = UIDMap()
+        }
+        checkpoint.destinationUIDValidity = box.uidValidity
+        return (target, box)
     }
 
     /// Opens the destination folder and learns what must not be appended again: the keys already
     /// there (for skip_duplicates) and those of an interrupted batch that reached it (for exactness
     /// with or without skip_duplicates).
     private func reconcile(
-        _ resumption: Resumption, source: IMAPSession,
+        _ resumption: Resumption, checkpoint: FolderCheckpoint, box: SelectedMailbox, source: IMAPSession,
         destination: IMAPSession
-    ) async throws -> (Target, CopyState) {
-        let box = try await onDestination { try await destination.select(plan.destination) }
-        let target = Target(
-            session: destination, uidValidity: box.uidValidity,
-            allowedKeywords: box.acceptsNewKeywords ? nil : Set((box.permanentFlags ?? []).map { $0.lowercased() }),
-            tracksUIDs: await destination.hasCapability("UIDPLUS"))
+    ) async throws -> CopyState {
         var state = CopyState(counts: resumption.counts, destinationUIDNext: box.uidNext ?? 1)
+        if let unmatched = checkpoint.unmatched, unmatched.source?.ranges.isEmpty == true,
+            let earlier = unmatched.destination, !earlier.ranges.isEmpty, box.exists > 0
+        {
+            for (uid, key) in try await onDestination({ try await keys(on: destination, uids: earlier.description) })
+            where earlier.ranges.contains(where: { $0.contains(uid) }) {
+                state.previous[key, default: []].append(uid)
+            }
+            for key in state.previous.keys { state.previous[key]?.sort() }
+        }
         if request.skipDuplicates, box.exists > 0 {
             for (_, key) in try await onDestination({ try await keys(on: destination, uids: "1:*") }) {
                 state.existing.insert(key)
@@ -157,7 +251,7 @@ struct FolderCopier {
             state.arrived = try await arrivals(of: inFlight, source: source, destination: destination)
             state.reconcileUpTo = inFlight.lastSourceUID
         }
-        return (target, state)
+        return state
     }
 
     /// Copies one batch and checkpoints it. Asks for the `following` batch's metadata while the
@@ -168,7 +262,8 @@ struct FolderCopier {
         from source: IMAPSession, to target: Target,
         checkpoint: inout FolderCheckpoint, state: inout CopyState
     ) async throws -> NextMetadata? {
-        let toCopy = messagesToCopy(batch, infos: infos, state: &state)
+        var links = Links()
+        let toCopy = messagesToCopy(batch, infos: infos, state: &state, links: &links)
         let destination = target.session
         var appends: [AppendGroup] = []
         if !toCopy.isEmpty {
@@ -182,12 +277,17 @@ struct FolderCopier {
         }
         var next: NextMetadata?
         if let following {
-            next = .requested(try await sendMetadata(on: source, uids: following, reconcileUpTo: state.reconcileUpTo))
+            next = .requested(
+                try await sendMetadata(
+                    on: source, uids: following, reconcileUpTo: state.reconcileUpTo,
+                    relinking: !state.previous.isEmpty))
         }
         var uidNext = state.destinationUIDNext
         var batchCounts = state.counts
         let refused = try await onDestination {
-            try await collectAppends(appends, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
+            try await collectAppends(
+                appends, from: destination, target: target, counts: &batchCounts, destinationUIDNext: &uidNext,
+                links: &links)
         }
         if !refused.isEmpty {
             // A MULTIAPPEND refused for one of its messages stored none: again one by one, to find
@@ -201,7 +301,9 @@ struct FolderCopier {
                 grouped: false, counts: &batchCounts,
                 markSent: { try await markSent($0, around: $1, in: &checkpoint) })
             _ = try await onDestination {
-                try await collectAppends(again, from: destination, counts: &batchCounts, destinationUIDNext: &uidNext)
+                try await collectAppends(
+                    again, from: destination, target: target, counts: &batchCounts, destinationUIDNext: &uidNext,
+                    links: &links)
             }
         }
         state.counts = batchCounts
@@ -212,23 +314,52 @@ struct FolderCopier {
         checkpoint.skipped = state.counts.skipped
         checkpoint.failed = state.counts.failed
         checkpoint.bytes = state.counts.bytes
+        checkpoint.copiedMap = (checkpoint.copiedMap ?? UIDMap()).inserting(links.mapped)
+        if !links.unmapped.isEmpty {
+            // Matched by Message-ID at the end of this pass; an unmatched list of "all" covers them already.
+            var unmatched = checkpoint.unmatched ?? UnmatchedCopies(source: UIDSet([]), destination: nil)
+            if let known = unmatched.source { unmatched.source = UIDSet.compact(known.values + links.unmapped) }
+            unmatched.destination = nil
+            checkpoint.unmatched = unmatched
+        }
         try await checkpoints.save(checkpoint, folder: folderKey)
         return next
     }
 
+    /// Which destination message each source message of a batch became.
+    private struct Links {
+        var mapped: [(source: UInt32, destination: UInt32)] = []
+        /// Appended, but the destination did not say under which UID (no APPENDUID).
+        var unmapped: [UInt32] = []
+    }
+
     /// The batch's messages to append. Those expunged or flagged \Deleted since the search are not
     /// part of the job; those an interrupted run stored are counted as copied; duplicates are skipped.
-    private func messagesToCopy(_ batch: [UInt32], infos: [UInt32: MessageInfo], state: inout CopyState) -> [UInt32:
-        MessageInfo]
-    {
+    private func messagesToCopy(
+        _ batch: [UInt32], infos: [UInt32: MessageInfo], state: inout CopyState, links: inout Links
+    ) -> [UInt32: MessageInfo] {
         var toCopy: [UInt32: MessageInfo] = [:]
         for uid in batch {
             guard let info = infos[uid], !info.flags.contains(where: { $0.lowercased() == "\\deleted" }) else {
                 state.counts.expected -= 1
                 continue
             }
-            if uid <= state.reconcileUpTo, let key = info.key, let count = state.arrived[key], count > 0 {
-                state.arrived[key] = count - 1
+            if let key = info.key, let earlier = state.previous[key]?.first {
+                // Copied by an earlier pass before the source renumbered: that copy is this one's.
+                state.previous[key]?.removeFirst()
+                if state.previous[key]?.isEmpty == true { state.previous[key] = nil }
+                links.mapped.append((uid, earlier))
+                state.relinked.append((uid, earlier))
+                if request.skipDuplicates { state.existing.insert(key) }
+                state.counts.copied += 1
+                state.counts.bytes += Int64(info.size)
+                emit(.messageCopied(folder: plan.sourceName, bytes: info.size))
+                continue
+            }
+            if uid <= state.reconcileUpTo, let key = info.key, let arrivedUID = state.arrived[key]?.first {
+                state.arrived[key]?.removeFirst()
+                if state.arrived[key]?.isEmpty == true { state.arrived[key] = nil }
+                links.mapped.append((uid, arrivedUID))
                 // It is in the destination now, though it may have arrived after `existing` was read
                 // (or the folder looked empty then): a later duplicate of it is skipped.
                 if request.skipDuplicates { state.existing.insert(key) }
@@ -307,9 +438,9 @@ struct FolderCopier {
     /// until they show up, polling the destination, and only then is anything missing appended again.
     /// An APPEND that was never sent whole is dropped by the server, so it is not waited for.
     private func arrivals(of window: InFlightBatch, source: IMAPSession, destination: IMAPSession) async throws
-        -> [DuplicateKey: Int]
+        -> [DuplicateKey: [UInt32]]
     {
-        var arrived: [DuplicateKey: Int] = [:]
+        var arrived: [DuplicateKey: [UInt32]] = [:]
         var next = window.destinationUIDNext
         func look() async throws {
             // `keys` lists messages without a Message-ID last, out of UID order: filter by the bound
@@ -317,16 +448,17 @@ struct FolderCopier {
             let from = next
             for (uid, key) in try await onDestination({ try await keys(on: destination, uids: "\(from):*") })
             where uid >= from {
-                arrived[key, default: 0] += 1
+                arrived[key, default: []].append(uid)
                 next = max(next, uid &+ 1)
             }
         }
         try await look()
+        defer { for key in arrived.keys { arrived[key]?.sort() } }
         guard let sent = window.sent, !sent.ranges.isEmpty else { return arrived }
         // A message expunged from the source meanwhile is not appended again, so it needs no wait.
         var awaited: [DuplicateKey: Int] = [:]
         for (_, key) in try await keys(on: source, uids: sent.description) { awaited[key, default: 0] += 1 }
-        func missing() -> Int { awaited.reduce(0) { $0 + max(0, $1.value - arrived[$1.key, default: 0]) } }
+        func missing() -> Int { awaited.reduce(0) { $0 + max(0, $1.value - (arrived[$1.key]?.count ?? 0)) } }
         let started = ContinuousClock.now
         while missing() > 0 {
             guard ContinuousClock.now - started < request.interruptedAppendWait else {
@@ -353,10 +485,10 @@ struct FolderCopier {
     }
 
     /// Asks for UID, flags, date, size and (when needed) Message-ID of a batch; `collectMetadata` reads it.
-    private func sendMetadata(on source: IMAPSession, uids: [UInt32], reconcileUpTo: UInt32) async throws
-        -> MetadataRequest
-    {
-        let withKeys = request.skipDuplicates || uids.first.map { $0 <= reconcileUpTo } == true
+    private func sendMetadata(
+        on source: IMAPSession, uids: [UInt32], reconcileUpTo: UInt32, relinking: Bool = false
+    ) async throws -> MetadataRequest {
+        let withKeys = request.skipDuplicates || relinking || uids.first.map { $0 <= reconcileUpTo } == true
         let items = "UID FLAGS INTERNALDATE RFC822.SIZE" + (withKeys ? " BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]" : "")
         return MetadataRequest(
             tag: try await source.sendUIDFetch(UIDSet.compact(uids), items: items), withKeys: withKeys)
@@ -387,7 +519,7 @@ struct FolderCopier {
     }
 
     /// Keys of destination messages in a UID range (`1:*`, `n:*`).
-    private func keys(on session: IMAPSession, uids: String) async throws -> [(UInt32, DuplicateKey)] {
+    func keys(on session: IMAPSession, uids: String) async throws -> [(UInt32, DuplicateKey)] {
         let headers = try await fetchSections(on: session, set: uids, section: "HEADER.FIELDS (MESSAGE-ID)")
         var result: [(UInt32, DuplicateKey)] = []
         var withoutID: [UInt32] = []
@@ -416,7 +548,7 @@ struct FolderCopier {
     }
 
     /// Flags the destination will keep: the four user-visible system flags and accepted keywords.
-    private func flagsToCopy(_ flags: [String], allowedKeywords: Set<String>?) -> [String] {
+    func flagsToCopy(_ flags: [String], allowedKeywords: Set<String>?) -> [String] {
         flags.filter { flag in
             if flag.hasPrefix("\\") {
                 return ["\\seen", "\\answered", "\\flagged", "\\draft"].contains(flag.lowercased())
@@ -550,8 +682,8 @@ struct FolderCopier {
     /// so that only the message at fault fails. Quota and availability refusals end the folder
     /// (after all results are read).
     private func collectAppends(
-        _ groups: [AppendGroup], from destination: IMAPSession,
-        counts: inout FolderSummaryCounts, destinationUIDNext: inout UInt32
+        _ groups: [AppendGroup], from destination: IMAPSession, target: Target,
+        counts: inout FolderSummaryCounts, destinationUIDNext: inout UInt32, links: inout Links
     ) async throws -> [MessageInfo] {
         var firstFailure: Error?
         var retry: [MessageInfo] = []
@@ -560,6 +692,14 @@ struct FolderCopier {
                 let result = try await destination.appendResult(group.tag)
                 if let last = result.uids?.ranges.map(\.upperBound).max() {
                     destinationUIDNext = max(destinationUIDNext, last &+ 1)
+                }
+                // APPENDUID lists the new UIDs in the order the messages were sent.
+                if let uids = result.uids?.values, uids.count == group.messages.count,
+                    result.uidValidity == nil || result.uidValidity == target.uidValidity
+                {
+                    links.mapped += zip(group.messages.map(\.uid), uids).map { ($0, $1) }
+                } else {
+                    links.unmapped += group.messages.map(\.uid)
                 }
                 for info in group.messages {
                     counts.copied += 1
@@ -592,7 +732,7 @@ struct FolderCopier {
 
 /// Runs a destination operation, tagging its errors so they are classified as the destination's
 /// (`destination_unavailable` rather than a source timeout).
-private func onDestination<T>(_ body: () async throws -> T) async throws -> T {
+func onDestination<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
     } catch let error as IMAPError {

@@ -59,8 +59,10 @@ struct FolderPlanner {
     func plan(source: IMAPSession, destination: IMAPSession) async throws -> ([FolderPlan], [SkippedFolder]) {
         // Both sides at once: the plan waits for one side's round trips, not both in turn.
         async let destinationListing = listing(of: destination, statusItems: [])
+        // HIGHESTMODSEQ tells a folder whose flags nobody changed since the last pass from the list.
+        let modSeq: [StatusItem] = await source.hasCapability("CONDSTORE") ? [.highestModSeq] : []
         let (sourceMailboxes, sourceScheme) = try await listing(
-            of: source, statusItems: [.messages, .uidNext, .uidValidity])
+            of: source, statusItems: [.messages, .uidNext, .uidValidity] + modSeq)
         let (destinationMailboxes, destinationScheme) = try await destinationListing
 
         var destinationSpecial: [SpecialUse: [String]] = [:]

@@ -74,6 +74,13 @@ public struct Migration: Sendable {
             throw classify(error)
         }
         emit(.planned(plans))
+        do {
+            try await reportVanished(plans, emit: emit)
+        } catch {
+            await source.close()
+            await destination.close()
+            throw classify(error)
+        }
         for plan in plans {
             guard let counts = finishedAlready[plan.source.encoded] else { continue }
             emit(.folderBaseline(source: plan.sourceName, counts: counts))
@@ -183,7 +190,9 @@ public struct Migration: Sendable {
         for folder in skipped { emit(.notice(folder: folder.name, message: folder.reason)) }
         for index in plans.indices {
             let checkpoint = try await checkpoints.load(folder: plans[index].source.encoded)
-            if let counts = Self.finishedByStatus(plans[index].sourceStatus, checkpoint: checkpoint) {
+            if let counts = Self.finishedByStatus(
+                plans[index].sourceStatus, checkpoint: checkpoint, propagateDeletions: request.propagateDeletions)
+            {
                 plans[index].expected = counts.expected
                 finished[plans[index].source.encoded] = counts
                 continue
@@ -198,17 +207,27 @@ public struct Migration: Sendable {
                     let newer = try await GmailLabels.unlabelled(
                         uids.filter { $0 > checkpoint.lastSourceUID }, on: source)
                     plans[index].expected = done.expected + newer.count
-                    if newer.isEmpty { finished[plans[index].source.encoded] = done }
+                    if newer.isEmpty,
+                        Self.inStep(
+                            plans[index].sourceStatus, checkpoint: checkpoint,
+                            propagateDeletions: request.propagateDeletions)
+                    {
+                        finished[plans[index].source.encoded] = done
+                    }
                     continue
                 }
                 uids = try await GmailLabels.unlabelled(uids, on: source)
             }
             plans[index].expected = uids.count
-            if uids.isEmpty, checkpoint?.inFlight == nil {
+            if uids.isEmpty, checkpoint?.inFlight == nil, checkpoint?.copiedMap?.isEmpty ?? true,
+                checkpoint?.unmatched == nil
+            {
                 // Nothing selected: done, whatever an earlier run counted.
                 finished[plans[index].source.encoded] = FolderSummaryCounts(accountedFor: checkpoint)
             } else if let checkpoint, checkpoint.sourceUIDValidity == selected.uidValidity, checkpoint.inFlight == nil,
-                uids.allSatisfy({ $0 <= checkpoint.lastSourceUID })
+                uids.allSatisfy({ $0 <= checkpoint.lastSourceUID }),
+                Self.inStep(
+                    plans[index].sourceStatus, checkpoint: checkpoint, propagateDeletions: request.propagateDeletions)
             {
                 finished[plans[index].source.encoded] = FolderSummaryCounts(accountedFor: checkpoint)
             }
@@ -219,8 +238,12 @@ public struct Migration: Sendable {
     /// A folder is done without looking inside when the listed status shows nothing its checkpoint
     /// has not covered: the same UIDVALIDITY, no UID at or above the last one done, no batch in
     /// flight (or no message at all). This makes a run with nothing new one LIST per side.
-    static func finishedByStatus(_ status: MailboxStatus?, checkpoint: FolderCheckpoint?) -> FolderSummaryCounts? {
-        guard let status, checkpoint?.inFlight == nil else { return nil }
+    static func finishedByStatus(
+        _ status: MailboxStatus?, checkpoint: FolderCheckpoint?, propagateDeletions: Bool = false
+    ) -> FolderSummaryCounts? {
+        guard let status, checkpoint?.inFlight == nil,
+            inStep(status, checkpoint: checkpoint, propagateDeletions: propagateDeletions)
+        else { return nil }
         let done = FolderSummaryCounts(accountedFor: checkpoint)
         if status.messages == 0 { return done }
         guard let checkpoint, let uidValidity = status.uidValidity, let uidNext = status.uidNext,
@@ -229,6 +252,66 @@ public struct Migration: Sendable {
             return nil
         }
         return done
+    }
+
+    /// Whether the copies a checkpoint records can have nothing to carry over: none made, or the
+    /// source's HIGHESTMODSEQ and message count as the last pass left them (no flag changed, none
+    /// expunged). Without CONDSTORE the flags have to be compared, and a checkpoint without a UID
+    /// map has its copies matched first.
+    static func inStep(_ status: MailboxStatus?, checkpoint: FolderCheckpoint?, propagateDeletions: Bool) -> Bool {
+        guard let checkpoint else { return true }
+        guard checkpoint.unmatched == nil else { return false }
+        guard let map = checkpoint.copiedMap else { return checkpoint.lastSourceUID == 0 && checkpoint.copied == 0 }
+        if map.isEmpty { return true }
+        guard let status, let modSeq = status.highestModSeq, modSeq == checkpoint.highestModSeq,
+            let messages = status.messages, messages == checkpoint.sourceMessages
+        else { return false }
+        return !propagateDeletions || checkpoint.deletionsCheckedModSeq == modSeq
+    }
+
+    /// For a dry run with deletions asked for: per folder, the copies a pass would delete (source
+    /// UID → destination UID) because their source message was expunged. Changes nothing.
+    public func pendingDeletions(_ plans: [FolderPlan]) async throws(ImportFailure) -> [(
+        folder: String, pairs: [(source: UInt32, destination: UInt32)]
+    )] {
+        let source = try await open(.source)
+        do {
+            var result: [(folder: String, pairs: [(source: UInt32, destination: UInt32)])] = []
+            for plan in plans {
+                guard let checkpoint = try await checkpoints.load(folder: plan.source.encoded),
+                    let map = checkpoint.copiedMap, !map.isEmpty
+                else { continue }
+                let box = try await source.select(plan.source, readOnly: true)
+                // Renumbered: the map's UIDs name other messages now, so nothing is listed.
+                guard box.uidValidity == checkpoint.sourceUIDValidity else { continue }
+                let gone = try await FolderCopier.expunged(on: source, map: map)
+                if !gone.isEmpty {
+                    result.append(
+                        (plan.sourceName, gone.compactMap { uid in map.destination(of: uid).map { (uid, $0) } }))
+                }
+            }
+            await source.logout()
+            return result
+        } catch {
+            await source.close()
+            throw classify(error)
+        }
+    }
+
+    /// Folders an earlier pass copied that this plan no longer has (renamed or deleted at the
+    /// source, or no longer selected): told, and their copies left as they are.
+    private func reportVanished(_ plans: [FolderPlan], emit: @Sendable (MigrationEvent) -> Void) async throws {
+        let planned = Set(plans.map(\.source.encoded))
+        for folder in try await checkpoints.checkpointedFolders().sorted() where !planned.contains(folder) {
+            guard let checkpoint = try await checkpoints.load(folder: folder), checkpoint.copied > 0 else { continue }
+            let name = MailboxName(encoded: folder).decoded
+            emit(
+                .notice(
+                    folder: name,
+                    message:
+                        "\(name) was copied by an earlier pass (\(checkpoint.copied) messages) but is no longer at the source or no longer selected (renamed or deleted there?): its copies at the destination are left as they are; a renamed folder is copied under its new name"
+                ))
+        }
     }
 
     func classify(_ error: Error) -> ImportFailure {

@@ -26,13 +26,39 @@ public struct FolderSummaryCounts: Sendable, Equatable, Codable {
     public var skipped: Int
     public var failed: Int
     public var bytes: Int64
+    /// Copies whose flags or keywords this pass made equal to the source's again.
+    public var flagsUpdated: Int
+    /// Copies this pass removed from the destination because their source message was expunged.
+    public var deleted: Int
 
-    public init(expected: Int = 0, copied: Int = 0, skipped: Int = 0, failed: Int = 0, bytes: Int64 = 0) {
+    public init(
+        expected: Int = 0, copied: Int = 0, skipped: Int = 0, failed: Int = 0, bytes: Int64 = 0,
+        flagsUpdated: Int = 0, deleted: Int = 0
+    ) {
         self.expected = expected
         self.copied = copied
         self.skipped = skipped
         self.failed = failed
         self.bytes = bytes
+        self.flagsUpdated = flagsUpdated
+        self.deleted = deleted
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case expected, copied, skipped, failed, bytes, flagsUpdated, deleted
+    }
+
+    /// Counts stored before the pass counts existed read as zero passes' worth.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            expected: try container.decode(Int.self, forKey: .expected),
+            copied: try container.decode(Int.self, forKey: .copied),
+            skipped: try container.decode(Int.self, forKey: .skipped),
+            failed: try container.decode(Int.self, forKey: .failed),
+            bytes: try container.decode(Int64.self, forKey: .bytes),
+            flagsUpdated: try container.decodeIfPresent(Int.self, forKey: .flagsUpdated) ?? 0,
+            deleted: try container.decodeIfPresent(Int.self, forKey: .deleted) ?? 0)
     }
 
     /// The counts of several folders added up.
@@ -44,6 +70,8 @@ public struct FolderSummaryCounts: Sendable, Equatable, Codable {
             skipped += part.skipped
             failed += part.failed
             bytes += part.bytes
+            flagsUpdated += part.flagsUpdated
+            deleted += part.deleted
         }
     }
 

@@ -33,6 +33,11 @@ public struct MigrationRequest: Sendable {
     /// How long a resumed folder waits for the APPENDs an interrupted run sent whole to show up at
     /// the destination (see `InFlightBatch.sent`) before it takes them as refused and appends again.
     public var interruptedAppendWait: Duration = .seconds(30)
+    /// Remove from the destination the copies whose source message was expunged since they were
+    /// copied. Off by default: a pass then never deletes anything.
+    public var propagateDeletions = false
+    /// Source UIDs per FETCH FLAGS command when comparing flags without CONDSTORE (pipelined).
+    public var flagBatchSize = 5000
 
     public init(
         source: MailAccount, destination: MailAccount, provider: Provider = .genericIMAP,

@@ -2,7 +2,7 @@ import IMAPClient
 
 extension UIDSet {
     /// The shortest set for these UIDs: runs become ranges.
-    static func compact(_ uids: [UInt32]) -> UIDSet {
+    public static func compact(_ uids: [UInt32]) -> UIDSet {
         var ranges: [ClosedRange<UInt32>] = []
         for uid in uids.sorted() {
             if let last = ranges.last, last.upperBound &+ 1 == uid {

@@ -54,6 +54,9 @@ public enum BatchTransition: String, Sendable, CaseIterable {
     case cancel
     /// A user's retry: failed jobs are queued again (also when one job of the batch is retried).
     case retry
+    /// A user's delta pass over an ended batch: its completed jobs are queued again and each
+    /// carries what changed at its source since (see `MigrationTransition.sync`).
+    case sync
     /// A user's delete: the batch and its jobs are removed.
     case delete
 
@@ -67,6 +70,7 @@ public enum BatchTransition: String, Sendable, CaseIterable {
         case .finish: BatchStatus.active
         case .cancel: BatchStatus.active
         case .retry: [.completedWithErrors, .cancelled]
+        case .sync: [.completed, .completedWithErrors]
         case .delete: [.completed, .completedWithErrors, .cancelled]
         }
     }
@@ -75,7 +79,7 @@ public enum BatchTransition: String, Sendable, CaseIterable {
         switch self {
         case .start: [.processing]
         case .pause: [.paused]
-        case .resume, .retry: [.queued]
+        case .resume, .retry, .sync: [.queued]
         case .finish: [.completed, .completedWithErrors]
         case .cancel: [.cancelled]
         case .delete: []
@@ -95,6 +99,8 @@ public enum BatchTransition: String, Sendable, CaseIterable {
         case .finish: "only a queued, running or paused batch can finish"
         case .cancel: "only a queued, running or paused batch can be cancelled"
         case .retry: "only a batch that ended with errors or was cancelled can be retried"
+        case .sync:
+            "only a batch that ended (completed, or completed with errors) with completed jobs can run a delta pass"
         case .delete: "cancel it before deleting it"
         }
     }

@@ -18,6 +18,9 @@ public enum MigrationTransition: String, Sendable, CaseIterable {
     case cancel
     /// A user's retry: back to the queue, keeping what was already copied.
     case retry
+    /// A user's delta pass of a completed migration: back to the queue like a retry, keeping its
+    /// checkpoints, so it copies what is new and carries what changed at the source.
+    case sync
     /// A user's delete: the migration, its folders, checkpoints and stored credentials are removed.
     case delete
 
@@ -28,6 +31,7 @@ public enum MigrationTransition: String, Sendable, CaseIterable {
         case .takeOver, .advance, .requeue: MigrationStatus.running
         case .cancel: MigrationStatus.active
         case .retry: [.failed, .cancelled]
+        case .sync: [.completed]
         case .delete: MigrationStatus.terminal
         }
     }
@@ -38,7 +42,7 @@ public enum MigrationTransition: String, Sendable, CaseIterable {
         switch self {
         case .claim, .takeOver: [.validating]
         case .advance: [.planning, .processing, .completed, .failed]
-        case .requeue, .retry: [.pending]
+        case .requeue, .retry, .sync: [.pending]
         case .cancel: [.cancelled]
         case .delete: []
         }
@@ -58,6 +62,7 @@ public enum MigrationTransition: String, Sendable, CaseIterable {
         case .requeue: "only a running migration can be queued again"
         case .cancel: "only an active migration can be cancelled"
         case .retry: "only a failed or cancelled migration can be retried"
+        case .sync: "only a completed migration can run a delta pass (retry a failed or cancelled one)"
         case .delete: "cancel it before deleting it"
         }
     }

@@ -143,10 +143,15 @@ public struct FolderProgress: Sendable, Equatable, Codable {
     public var imported: Int
     public var failed: Int
     public var skipped: Int
+    /// Copies whose flags the last pass made equal to the source's again.
+    public var flagsUpdated: Int
+    /// Copies the last pass deleted because their source message was expunged.
+    public var deleted: Int
 
     public init(
         sourceName: String, destinationName: String, status: Status = .pending,
-        expected: Int = 0, imported: Int = 0, failed: Int = 0, skipped: Int = 0
+        expected: Int = 0, imported: Int = 0, failed: Int = 0, skipped: Int = 0,
+        flagsUpdated: Int = 0, deleted: Int = 0
     ) {
         self.sourceName = sourceName
         self.destinationName = destinationName
@@ -155,6 +160,8 @@ public struct FolderProgress: Sendable, Equatable, Codable {
         self.imported = imported
         self.failed = failed
         self.skipped = skipped
+        self.flagsUpdated = flagsUpdated
+        self.deleted = deleted
     }
 }
 
@@ -198,6 +205,11 @@ public struct MigrationRecord: Sendable, Equatable {
     /// Bytes of the messages copied, as the runner last wrote them.
     public var bytesCopied: Int64 = 0
     public var folders: [FolderProgress]
+    /// Runs that completed: the first copy and every delta pass since.
+    public var passes: Int = 0
+    public var lastPassAt: Date?
+    /// Whether passes also delete the copies of messages expunged at the source.
+    public var syncDeletions = false
     public var leaseOwner: String?
     public var leaseExpiresAt: Date?
     public var startedAt: Date?

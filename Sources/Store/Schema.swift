@@ -254,6 +254,18 @@ enum Schema {
                 "ALTER TABLE migrations ADD COLUMN bytes_copied BIGINT NOT NULL DEFAULT 0",
             ]
         },
+        // Delta passes (issue 16): a completed migration runs again (`:sync`) to carry what changed
+        // at the source; it counts its passes, remembers whether deletions were asked for, and each
+        // folder says what the last pass changed. Self-contained: only adds columns.
+        SchemaMigration(version: 5, name: "delta_passes") { _ in
+            [
+                "ALTER TABLE migrations ADD COLUMN passes INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE migrations ADD COLUMN last_pass_at BIGINT",
+                "ALTER TABLE migrations ADD COLUMN sync_deletions BOOLEAN NOT NULL DEFAULT FALSE",
+                "ALTER TABLE migration_folders ADD COLUMN flags_updated BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE migration_folders ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0",
+            ]
+        },
     ]
 
     /// Creates `schema_migrations` if needed and applies every version not yet recorded there.

@@ -224,6 +224,49 @@ extension Store {
         return try await required(batchDetail(id: id))
     }
 
+    /// A delta pass over an ended batch: every completed job goes back to the queue as its own
+    /// `:sync` would (checkpoints kept; `syncDeletions` for each), and the batch is queued again.
+    /// Throws `notFound`, or `invalidBatchStatus` when the batch has not ended or has no completed job.
+    public func syncBatch(id: Int64, accountID: Int64, syncDeletions: Bool, now: Date = Date()) async throws
+        -> BatchDetail
+    {
+        let stamp = now.storeMillis
+        struct NothingCompleted: Error {}
+        do {
+            let synced: Bool = try await transaction { db in
+                guard
+                    try await db.raw(
+                        """
+                        UPDATE bulk_batches SET status = \(BatchTransition.sync.sqlTo), finished_at = NULL,
+                            updated_at = \(bind: stamp)
+                        WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.sync.sqlFrom())
+                        RETURNING id
+                        """
+                    ).first() != nil
+                else { return false }
+                let jobs = try await db.raw(
+                    """
+                    UPDATE migrations SET status = \(MigrationTransition.sync.sqlTo), error_code = NULL,
+                        error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
+                        failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
+                        sync_deletions = \(bind: syncDeletions), updated_at = \(bind: stamp)
+                    WHERE batch_id = \(bind: id) AND \(MigrationTransition.sync.sqlFrom())
+                    RETURNING id
+                    """
+                ).all().map { try $0.int64("id") }
+                // Nothing to pass over: the batch stays as it was (the transaction is rolled back).
+                guard !jobs.isEmpty else { throw NothingCompleted() }
+                let ids = jobs.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
+                try await db.raw("DELETE FROM migration_folders WHERE migration_id IN (\(ids))").run()
+                return true
+            }
+            if !synced { try await throwWhyNot(batchID: id, accountID: accountID) }
+        } catch is NothingCompleted {
+            throw StoreError.invalidBatchStatus(.completedWithErrors)
+        }
+        return try await required(batchDetail(id: id))
+    }
+
     /// Takes a paused batch back to the queue: its jobs are claimed again and resume from their
     /// checkpoints. Whether storage allows it is the caller's to check first.
     /// Throws `notFound` or `invalidBatchStatus`.

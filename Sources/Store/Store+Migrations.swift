@@ -144,6 +144,8 @@ extension Store {
     ) async throws -> Bool {
         var sets: SQLQueryString = "status = \(bind: status.rawValue), updated_at = \(bind: now.storeMillis)"
         if status.isTerminal { sets += ", finished_at = \(bind: now.storeMillis)" }
+        // Every completed run is a pass: the first copy and each delta pass after it.
+        if status == .completed { sets += ", passes = passes + 1, last_pass_at = \(bind: now.storeMillis)" }
         if let error {
             sets += """
                 , error_code = \(bind: error.code), error_message = \(bind: error.message),
@@ -196,18 +198,19 @@ extension Store {
             """
             (\(bind: migrationID), \(bind: position), \(bind: folder.sourceName), \(bind: folder.destinationName),
              \(bind: folder.status.rawValue), \(bind: folder.expected), \(bind: folder.imported),
-             \(bind: folder.failed), \(bind: folder.skipped))
+             \(bind: folder.failed), \(bind: folder.skipped), \(bind: folder.flagsUpdated), \(bind: folder.deleted))
             """
         }
         try await database.raw(
             """
             INSERT INTO migration_folders (migration_id, position, source_name, destination_name, status,
-                expected, imported, failed, skipped)
+                expected, imported, failed, skipped, flags_updated, deleted)
             VALUES \(values.joined(separator: ", "))
             ON CONFLICT (migration_id, source_name) DO UPDATE SET
                 position = excluded.position, destination_name = excluded.destination_name,
                 status = excluded.status, expected = excluded.expected, imported = excluded.imported,
-                failed = excluded.failed, skipped = excluded.skipped
+                failed = excluded.failed, skipped = excluded.skipped, flags_updated = excluded.flags_updated,
+                deleted = excluded.deleted
             """
         ).run()
     }
@@ -218,7 +221,8 @@ extension Store {
         var result: [Int64: [FolderProgress]] = [:]
         for row in try await database.raw(
             """
-            SELECT migration_id, source_name, destination_name, status, expected, imported, failed, skipped
+            SELECT migration_id, source_name, destination_name, status, expected, imported, failed, skipped,
+                flags_updated, deleted
             FROM migration_folders WHERE migration_id IN (\(ids)) ORDER BY migration_id, position
             """
         ).all() {
@@ -230,7 +234,8 @@ extension Store {
                 FolderProgress(
                     sourceName: try row.string("source_name"), destinationName: try row.string("destination_name"),
                     status: status, expected: try row.int("expected"), imported: try row.int("imported"),
-                    failed: try row.int("failed"), skipped: try row.int("skipped")))
+                    failed: try row.int("failed"), skipped: try row.int("skipped"),
+                    flagsUpdated: try row.int("flags_updated"), deleted: try row.int("deleted")))
         }
         return result
     }
@@ -267,16 +272,32 @@ extension Store {
     /// `invalidStatus`, or `activeMigrationExists` (another single migration of the account is active).
     /// A job of a batch is claimed again only while its batch is queued or running.
     public func retryMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
+        try await requeue(id: id, accountID: accountID, .retry, now: now)
+    }
+
+    /// Runs a delta pass of a completed migration: back to the queue like a retry, its checkpoints
+    /// kept, so the pass copies what is new and carries flag changes (and, with `syncDeletions`,
+    /// deletions) to the copies it made. Throws `notFound`, `invalidStatus` or `activeMigrationExists`.
+    public func syncMigration(id: Int64, accountID: Int64, syncDeletions: Bool, now: Date = Date()) async throws
+        -> MigrationRecord
+    {
+        try await requeue(id: id, accountID: accountID, .sync, syncDeletions: syncDeletions, now: now)
+    }
+
+    private func requeue(
+        id: Int64, accountID: Int64, _ transition: MigrationTransition, syncDeletions: Bool? = nil, now: Date
+    ) async throws -> MigrationRecord {
+        let deletions: SQLQueryString = syncDeletions.map { ", sync_deletions = \(bind: $0)" } ?? ""
         // One transaction: the reset and the removal of the old folder rows, or neither.
         let retried = try await transaction { db in
             guard
                 try await db.raw(
                     """
-                    UPDATE migrations SET status = \(MigrationTransition.retry.sqlTo), error_code = NULL,
+                    UPDATE migrations SET status = \(transition.sqlTo), error_code = NULL,
                         error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
                         failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
-                        updated_at = \(bind: now.storeMillis)
-                    WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(MigrationTransition.retry.sqlFrom())
+                        updated_at = \(bind: now.storeMillis)\(deletions)
+                    WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(transition.sqlFrom())
                       AND (batch_id IS NOT NULL OR NOT EXISTS (
                             SELECT 1 FROM migrations o WHERE o.account_id = \(bind: accountID) AND o.batch_id IS NULL
                               AND o.id <> \(bind: id) AND o.status IN (\(unsafeRaw: Self.activeList))))
@@ -291,7 +312,7 @@ extension Store {
         }
         if !retried {
             guard let current = try await migration(id: id, accountID: accountID) else { throw StoreError.notFound }
-            guard MigrationTransition.retry.allows(from: current.status) else {
+            guard transition.allows(from: current.status) else {
                 throw StoreError.invalidStatus(current.status)
             }
             throw StoreError.activeMigrationExists

@@ -37,7 +37,8 @@ extension Store {
         (CASE WHEN m.target_password_enc IS NULL THEN 0 ELSE 1 END) AS has_target_password,
         m.selected_folders, m.import_since, m.skip_duplicates, m.status, m.error_code, m.error_message,
         m.error_hint, m.total_messages, m.imported_messages, m.failed_messages, m.skipped_duplicates, m.bytes_copied,
-        m.lease_owner, m.lease_expires_at, m.started_at, m.finished_at, m.created_at, m.updated_at
+        m.lease_owner, m.lease_expires_at, m.started_at, m.finished_at, m.created_at, m.updated_at,
+        m.passes, m.last_pass_at, m.sync_deletions
         FROM migrations m LEFT JOIN mailboxes mb ON mb.id = m.mailbox_id
         """
 
@@ -51,7 +52,7 @@ extension Store {
                 code: code, message: try row.optionalString("error_message") ?? "",
                 hint: try row.optionalString("error_hint"))
         }
-        return MigrationRecord(
+        var record = MigrationRecord(
             id: try row.int64("id"), accountID: try row.int64("account_id"), mailboxID: try row.int64("mailbox_id"),
             mailboxEmail: try row.optionalString("mailbox_email"), batchID: try row.optionalInt64("batch_id"),
             provider: try row.string("provider"), sourceHost: try row.string("source_host"),
@@ -68,6 +69,10 @@ extension Store {
             leaseExpiresAt: try row.optionalDate("lease_expires_at"), startedAt: try row.optionalDate("started_at"),
             finishedAt: try row.optionalDate("finished_at"), createdAt: try row.date("created_at"),
             updatedAt: try row.date("updated_at"))
+        record.passes = try row.int("passes")
+        record.lastPassAt = try row.optionalDate("last_pass_at")
+        record.syncDeletions = try row.decode(column: "sync_deletions", as: Bool.self)
+        return record
     }
 
     static func json(_ value: some Encodable) throws -> String {

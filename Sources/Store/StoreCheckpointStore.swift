@@ -15,6 +15,10 @@ public struct StoreCheckpointStore: CheckpointStore {
         try await store.loadCheckpoint(migrationID: migrationID, folder: folder)
     }
 
+    public func checkpointedFolders() async throws -> [String] {
+        Array(try await store.checkpoints(migrationID: migrationID).keys)
+    }
+
     public func save(_ checkpoint: FolderCheckpoint, folder: String) async throws {
         try await store.saveCheckpoint(checkpoint, migrationID: migrationID, folder: folder)
     }

@@ -14,7 +14,9 @@ struct MigrateCommand: AsyncParsableCommand {
             Passwords come from MAILPORTER_SOURCE_PASSWORD and MAILPORTER_DEST_PASSWORD, or prompts; never from the
             command line. Checkpoints are kept in a state file (by default one per source and destination under
             $XDG_STATE_HOME/mailporter, else ~/.local/state/mailporter): a rerun, after an interruption or later, copies
-            only what is new. Exit status: 0 when every
+            only what is new and makes the flags and keywords of every message it copied equal to the source's again
+            (a delta pass, as often as needed until cutover); with --propagate-deletions it also removes the copies of
+            messages expunged at the source since (never by default; --dry-run lists them). Exit status: 0 when every
             selected message was copied or skipped as a duplicate, 1 when some messages failed, 2 on a classified error.
             """
     )
@@ -44,6 +46,11 @@ struct MigrateCommand: AsyncParsableCommand {
     @Flag(help: "Keep no checkpoints: a rerun looks at every message again.") var noState = false
     @Option(help: "Folders copied at once (capped by the provider's connection limit).") var parallel: Int = 4
     @Flag(help: "Print the folder plan with mapping and counts; copy nothing.") var dryRun = false
+    @Flag(
+        help:
+            "Also delete at the destination the copies whose source message was expunged since (needs UIDPLUS there; with --dry-run: list them)."
+    )
+    var propagateDeletions = false
     @Flag(help: "Print one JSON event per line instead of a progress bar.") var json = false
     @Option(help: "Extra PEM certificates to trust for the source.") var sourceCaFile: String?
     @Option(help: "Extra PEM certificates to trust for the destination.") var destCaFile: String?
@@ -85,13 +92,14 @@ struct MigrateCommand: AsyncParsableCommand {
             destMasterUser.map { .master(user: destUser, masterUsername: $0, masterPassword: destPassword) }
             ?? .password(username: destUser, password: destPassword)
 
-        let request = MigrationRequest(
+        var request = MigrationRequest(
             source: MailAccount(
                 server: sourceServer, credentials: .password(username: sourceUser, password: sourcePassword)),
             destination: MailAccount(server: destServer, credentials: destCredentials),
             provider: provider,
             selectedFolders: folders.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
             strategy: folderStrategy, since: sinceDate, skipDuplicates: !noSkipDuplicates, parallelFolders: parallel)
+        request.propagateDeletions = propagateDeletions
         let statePath: String?
         let checkpoints: any CheckpointStore
         do {
@@ -112,7 +120,20 @@ struct MigrateCommand: AsyncParsableCommand {
         do {
             if dryRun {
                 let plans = try await migration.plan(emit: emit)
-                if !json { Self.printPlan(plans, notices: tracker.snapshot.notices) }
+                let deletions = propagateDeletions ? try await migration.pendingDeletions(plans) : []
+                if json {
+                    for (folder, pairs) in deletions {
+                        EventPrinter.line([
+                            "event": .string("would_delete"), "folder": .string(folder),
+                            "source_uids": .string(UIDSet.compact(pairs.map { $0.source }).description),
+                            "destination_uids": .string(UIDSet.compact(pairs.map { $0.destination }).description),
+                            "count": .int(pairs.count),
+                        ])
+                    }
+                } else {
+                    Self.printPlan(plans, notices: tracker.snapshot.notices)
+                    Self.printDeletions(deletions, asked: propagateDeletions)
+                }
                 return
             }
             let renderer =
@@ -135,14 +156,20 @@ struct MigrateCommand: AsyncParsableCommand {
             }
             if renderer != nil { Terminal.writeError("\r\u{1B}[K" + tracker.line() + "\n") }
             let totals = summary.totals
+            let baseline = tracker.baseline
             if json {
                 EventPrinter.line([
                     "event": .string("finished"), "expected": .int(totals.expected), "copied": .int(totals.copied),
                     "skipped": .int(totals.skipped), "failed": .int(totals.failed), "bytes": .int(totals.bytes),
+                    "new": .int(totals.copied - baseline.copied), "flags_updated": .int(totals.flagsUpdated),
+                    "deleted": .int(totals.deleted),
                     "state_file": statePath.map(JSONValue.string) ?? .null,
                 ])
             } else {
                 Self.printSummary(summary, failures: tracker.snapshot.failures, notices: tracker.snapshot.notices)
+                print(
+                    "pass: \(totals.copied - baseline.copied) new, \(totals.flagsUpdated) flags updated, "
+                        + "\(totals.deleted) deleted" + (propagateDeletions ? "" : " (deletions not propagated)"))
                 print(
                     statePath.map { "state: \($0) (a rerun copies only what is new)" }
                         ?? "state: none kept (--no-state)")
@@ -180,12 +207,29 @@ struct MigrateCommand: AsyncParsableCommand {
         for notice in notices { print("note: \(notice)") }
     }
 
+    static func printDeletions(
+        _ deletions: [(folder: String, pairs: [(source: UInt32, destination: UInt32)])], asked: Bool
+    ) {
+        guard asked else { return }
+        if deletions.isEmpty { print("deletions: none (no copied message was expunged at the source)") }
+        for (folder, pairs) in deletions {
+            print(
+                "would delete \(pairs.count) in \(folder): destination UIDs "
+                    + "\(UIDSet.compact(pairs.map { $0.destination })) "
+                    + "(source UIDs \(UIDSet.compact(pairs.map { $0.source })), expunged there)"
+            )
+        }
+    }
+
     static func printSummary(_ summary: MigrationSummary, failures: [String], notices: [String]) {
         print("folder -> destination: copied / skipped / failed of expected")
         for (plan, counts) in summary.folders {
+            let pass =
+                counts.flagsUpdated + counts.deleted > 0
+                ? " (this pass: \(counts.flagsUpdated) flags updated, \(counts.deleted) deleted)" : ""
             print(
                 "  \(plan.sourceName) -> \(plan.destinationName): \(counts.copied) / \(counts.skipped) / \(counts.failed) of \(counts.expected)"
-            )
+                    + pass)
         }
         let totals = summary.totals
         print(
@@ -242,6 +286,7 @@ enum EventPrinter {
             line([
                 "event": .string("folder_done"), "folder": .string(source), "expected": .int(summary.expected),
                 "copied": .int(summary.copied), "skipped": .int(summary.skipped), "failed": .int(summary.failed),
+                "flags_updated": .int(summary.flagsUpdated), "deleted": .int(summary.deleted),
             ])
         case .folderFailed(let source, let failure):
             line([

@@ -10,6 +10,8 @@ final class ProgressTracker: Sendable {
         var started = Date()
         var failures: [String] = []
         var notices: [String] = []
+        /// Each folder's counts when this run first looked at it, so a pass can say what it added.
+        var firstBaselines: [String: FolderSummaryCounts] = [:]
 
         var expected: Int { progress.totals.expected }
         var done: Int {
@@ -28,6 +30,8 @@ final class ProgressTracker: Sendable {
             switch event {
             case .planned:
                 snapshot.started = Date()
+            case .folderBaseline(let folder, let counts):
+                if snapshot.firstBaselines[folder] == nil { snapshot.firstBaselines[folder] = counts }
             case .messageFailed(let folder, let uid, let reason):
                 snapshot.failures.append("\(folder) UID \(uid): \(reason)")
             case .notice(let folder, let message):
@@ -39,6 +43,9 @@ final class ProgressTracker: Sendable {
     }
 
     var snapshot: Snapshot { state.withLock { $0 } }
+
+    /// The counts the run started from (what earlier runs had done).
+    var baseline: FolderSummaryCounts { FolderSummaryCounts(sum: Array(snapshot.firstBaselines.values)) }
 
     /// One status line: bar, counts, MB, MB/s, ETA.
     func line(width: Int = 24) -> String {

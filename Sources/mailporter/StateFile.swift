@@ -27,6 +27,7 @@ actor StateFileCheckpointStore: CheckpointStore {
     }
 
     func load(folder: String) -> FolderCheckpoint? { folders[folder] }
+    func checkpointedFolders() -> [String] { Array(folders.keys) }
 
     func save(_ checkpoint: FolderCheckpoint, folder: String) throws {
         folders[folder] = checkpoint

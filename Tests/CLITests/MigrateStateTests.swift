@@ -83,6 +83,41 @@ struct MigrateStateTests {
         }
     }
 
+    /// A rerun is a delta pass: it says what it carried (flags, and deletions only when asked, listed
+    /// first by a dry run).
+    @Test func aRerunCarriesFlagChangesAndDeletesOnlyWhenAsked() async throws {
+        let (run, corpus) = try await prepared()
+        let home = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let state = ["--state-file", home + "/state.json"]
+        let first = try await run.migrate(state, environment: [:])
+        #expect(first.status == 0, "\(first.stderr)")
+
+        let inbox = corpus.folders["INBOX"] ?? []
+        let copied = inbox.filter { !$0.isDeleted }.count
+        let gone = try #require(inbox.firstIndex { !$0.isDeleted }).advanced(by: 1)
+        _ = try run.source.doveadm(["flags", "add", "-u", run.sourceUser, "$Cutover", "mailbox", "INBOX", "ALL"])
+        _ = try run.source.doveadm(["expunge", "-u", run.sourceUser, "mailbox", "INBOX", "uid", "\(gone)"])
+
+        let second = try await run.migrate(state, environment: [:])
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(
+            second.stdout.contains("pass: 0 new, \(copied - 1) flags updated, 0 deleted (deletions not propagated)"),
+            "\(second.stdout)")
+
+        let dry = try await run.migrate(state + ["--propagate-deletions", "--dry-run"], environment: [:])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.contains("would delete 1 in INBOX"), "\(dry.stdout)")
+        let third = try await run.migrate(state + ["--propagate-deletions"], environment: [:])
+        #expect(third.status == 0, "\(third.stderr)")
+        #expect(third.stdout.contains("pass: 0 new, 0 flags updated, 1 deleted"), "\(third.stdout)")
+        let destinationInbox =
+            try await AccountSnapshot.take(run.destination, user: run.destinationUser)
+            .folders["INBOX"] ?? []
+        #expect(destinationInbox.count == copied - 1)
+        #expect(destinationInbox.allSatisfy { $0.flags.contains("$Cutover") })
+    }
+
     @Test func noStateKeepsNothingAndCannotBeCombinedWithAStateFile() async throws {
         let (run, _) = try await prepared()
         let home = try scratch()

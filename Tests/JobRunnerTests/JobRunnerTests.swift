@@ -328,6 +328,37 @@ struct JobRunnerTests {
 
     /// A refused source login runs against a Dovecot of its own: Dovecot slows down later logins
     /// from the same address after a failure, which would slow the other tests.
+    /// A completed migration synced (the API's `:sync`, with deletions): the pass goes through the
+    /// queue like a retry, carries the flag changes to its copies, deletes the copy of the message
+    /// expunged at the source, and the record counts the pass and what it did per folder.
+    @Test func aSyncedMigrationRunsADeltaPassAndTheRecordSaysWhatItDid() async throws {
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(
+            .init(largeAttachment: false))
+        let queued = try await queue(
+            store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
+        let config = configuration(destination: destination)
+        let first = try await runUntilSettled(store, queued.id, config)
+        #expect(first.status == .completed && first.passes == 1)
+        let copied = try #require(first.folders.first { $0.sourceName == "INBOX" }).imported
+        let gone = try #require((corpus.folders["INBOX"] ?? []).firstIndex { !$0.isDeleted && !$0.isDuplicate }) + 1
+
+        _ = try source.doveadm(["flags", "add", "-u", sourceUser, "$Synced", "mailbox", "INBOX", "ALL"])
+        _ = try source.doveadm(["expunge", "-u", sourceUser, "mailbox", "INBOX", "uid", "\(gone)"])
+        let synced = try await store.syncMigration(id: queued.id, accountID: queued.accountID, syncDeletions: true)
+        #expect(synced.status == .pending)
+        let second = try await runUntilSettled(store, queued.id, config)
+        #expect(second.status == .completed)
+        #expect(second.passes == 2)
+        #expect(second.lastPassAt != nil && second.lastPassAt != first.lastPassAt)
+        let inbox = try #require(second.folders.first { $0.sourceName == "INBOX" })
+        #expect(inbox.flagsUpdated == copied - 1)
+        #expect(inbox.deleted == 1)
+        let destinationInbox = try await AccountSnapshot.take(destination, user: destinationUser).folders["INBOX"] ?? []
+        #expect(destinationInbox.count == copied - 1)
+        #expect(destinationInbox.allSatisfy { $0.flags.contains("$Synced") })
+        try await store.close()
+    }
+
     @Test func wrongSourcePasswordFailsWithAuthenticationFailed() async throws {
         let destination = try await SharedServers.shared.server(.slash)
         let source = try startPrivateServer(layout: .dot)

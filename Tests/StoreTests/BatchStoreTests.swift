@@ -222,6 +222,31 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
+    /// `:sync` of a batch: only once it ended; its completed jobs (not the failed one) go back to the
+    /// queue with the deletions choice, and the batch is queued again.
+    @Test func aSyncQueuesTheCompletedJobsOfAnEndedBatch() async throws {
+        try await withMemoryStore { store in
+            let (acme, boxes) = try await account(store, mailboxes: 2)
+            let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "s"), jobs: jobs(boxes)).batch
+            await #expect(throws: StoreError.invalidBatchStatus(.queued)) {
+                try await store.syncBatch(id: batch.id, accountID: acme.id, syncDeletions: true)
+            }
+            var ids: [Int64] = []
+            while let job = try await store.claimPendingMigration(owner: "r", leaseSeconds: 30) { ids.append(job.id) }
+            #expect(try await store.updateStatus(migrationID: ids[0], to: .completed, owner: "r"))
+            #expect(
+                try await store.updateStatus(
+                    migrationID: ids[1], to: .failed, owner: "r", error: MigrationError(code: "x", message: "y")))
+            #expect(try await store.batch(id: batch.id)?.status == .completedWithErrors)
+
+            let synced = try await store.syncBatch(id: batch.id, accountID: acme.id, syncDeletions: true)
+            #expect(synced.batch.status == .queued && synced.batch.finishedAt == nil)
+            #expect(synced.jobs.map(\.migration.status) == [.pending, .failed])
+            #expect(synced.jobs[0].migration.syncDeletions && !synced.jobs[1].migration.syncDeletions)
+            #expect(synced.jobs[0].migration.passes == 1)
+        }
+    }
+
     @Test func aRetryWithNothingFailedChangesNothing() async throws {
         try await withMemoryStore { store in
             let (acme, boxes) = try await account(store, mailboxes: 2)
@@ -313,6 +338,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             .start: [.queued], .pause: [.queued, .processing], .resume: [.paused],
             .finish: [.queued, .processing, .paused],
             .cancel: [.queued, .processing, .paused], .retry: [.completedWithErrors, .cancelled],
+            .sync: [.completed, .completedWithErrors],
             .delete: [.completed, .completedWithErrors, .cancelled],
         ]
         for status in BatchStatus.allCases {
@@ -338,6 +364,14 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         try await old.raw("ALTER TABLE migrations DROP COLUMN notify").run()
         try await old.raw("ALTER TABLE migrations DROP COLUMN bytes_copied").run()
         try await old.raw("DELETE FROM schema_migrations WHERE version = 4").run()
+        // …and what v5 (delta passes) added.
+        for (table, column) in [
+            ("migrations", "passes"), ("migrations", "last_pass_at"), ("migrations", "sync_deletions"),
+            ("migration_folders", "flags_updated"), ("migration_folders", "deleted"),
+        ] {
+            try await old.raw("ALTER TABLE \(unsafeRaw: table) DROP COLUMN \(unsafeRaw: column)").run()
+        }
+        try await old.raw("DELETE FROM schema_migrations WHERE version = 5").run()
         #expect(try await first.schemaVersions() == [1])
         let sealed = try secrets.seal("old-pw")
         try await old.raw(

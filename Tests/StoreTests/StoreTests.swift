@@ -429,6 +429,8 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
         // cancel only from an active status; retry only from failed or cancelled; delete not while active.
         .cancel: ([.pending, .validating, .planning, .processing], [.cancelled]),
         .retry: ([.failed, .cancelled], [.pending]),
+        // a delta pass only of a completed migration.
+        .sync: ([.completed], [.pending]),
         .delete: ([.completed, .failed, .cancelled], []),
     ]
 
@@ -495,6 +497,19 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
                     try await store.retryMigration(id: retried.id, accountID: retried.accountID)
                 }
                 #expect(try await current(retried) == status)
+            }
+
+            let synced = try await migration()
+            if MigrationTransition.sync.allows(from: status) {
+                let record = try await store.syncMigration(
+                    id: synced.id, accountID: synced.accountID, syncDeletions: true)
+                #expect(record.status == .pending)
+                #expect(record.syncDeletions)
+            } else {
+                await #expect(throws: StoreError.invalidStatus(status)) {
+                    try await store.syncMigration(id: synced.id, accountID: synced.accountID, syncDeletions: true)
+                }
+                #expect(try await current(synced) == status)
             }
 
             let deleted = try await migration()

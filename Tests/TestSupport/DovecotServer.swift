@@ -50,14 +50,17 @@ public final class DovecotServer: Sendable {
     /// Starts a server on ports that were free a moment before. With the proxies and servers of
     /// tests running in parallel one is now and then taken meanwhile; a start that lost that race
     /// is tried again on other ports.
-    public static func start(layout: Layout, quotaKB: Int? = nil, certificate: Certificate = Certificate()) throws
-        -> DovecotServer
-    {
+    /// `imapCapability` replaces the capabilities Dovecot advertises after login (to test a server
+    /// without, say, CONDSTORE).
+    public static func start(
+        layout: Layout, quotaKB: Int? = nil, certificate: Certificate = Certificate(), imapCapability: String? = nil
+    ) throws -> DovecotServer {
         var attempt = 0
         while true {
             attempt += 1
             do {
-                return try startOnce(layout: layout, quotaKB: quotaKB, certificate: certificate)
+                return try startOnce(
+                    layout: layout, quotaKB: quotaKB, certificate: certificate, imapCapability: imapCapability)
             } catch let failure as ProcessFailure where attempt < 3 && failure.output.contains("Address already in use")
             {
                 continue
@@ -65,7 +68,9 @@ public final class DovecotServer: Sendable {
         }
     }
 
-    private static func startOnce(layout: Layout, quotaKB: Int?, certificate: Certificate) throws -> DovecotServer {
+    private static func startOnce(layout: Layout, quotaKB: Int?, certificate: Certificate, imapCapability: String?)
+        throws -> DovecotServer
+    {
         let directory =
             "/tmp/mp-dovecot-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
         let ports = try freePorts(2)
@@ -76,6 +81,7 @@ public final class DovecotServer: Sendable {
         if let quotaKB { arguments += ["--quota-kb", "\(quotaKB)"] }
         arguments += ["--cert-names", certificate.names.joined(separator: ",")]
         if certificate.selfSigned { arguments.append("--self-signed") }
+        if let imapCapability { arguments += ["--imap-capability", imapCapability] }
         do {
             _ = try runScript(arguments)
         } catch {

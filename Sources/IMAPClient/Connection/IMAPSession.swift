@@ -266,9 +266,14 @@ public actor IMAPSession {
         return MailboxStatus(collected)
     }
 
-    public func select(_ mailbox: MailboxName, readOnly: Bool = false) async throws -> SelectedMailbox {
+    /// `condstore` asks for modification sequences (RFC 7162) where the server offers CONDSTORE, so
+    /// the answer carries HIGHESTMODSEQ and later FETCH and STORE commands may use them.
+    public func select(_ mailbox: MailboxName, readOnly: Bool = false, condstore: Bool = false) async throws
+        -> SelectedMailbox
+    {
         var command = Command(readOnly ? "EXAMINE" : "SELECT")
         command.addMailbox(mailbox)
+        if condstore, hasCapability("CONDSTORE") { command.add("(CONDSTORE)") }
         var selected = SelectedMailbox(name: mailbox)
         let response = try await run(command, selecting: mailbox) { event in
             switch event {
@@ -279,6 +284,8 @@ public actor IMAPSession {
                 case .uidValidity(let value)?: selected.uidValidity = value
                 case .uidNext(let value)?: selected.uidNext = value
                 case .permanentFlags(let flags)?: selected.permanentFlags = flags
+                case .other(let name, let argument)? where name.uppercased() == "HIGHESTMODSEQ":
+                    selected.highestModSeq = argument.flatMap { UInt64($0) }
                 default: break
                 }
             default: break

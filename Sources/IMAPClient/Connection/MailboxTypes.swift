@@ -5,6 +5,8 @@ public enum StatusItem: String, Sendable, CaseIterable {
     case uidValidity = "UIDVALIDITY"
     case unseen = "UNSEEN"
     case size = "SIZE"
+    /// CONDSTORE (RFC 7162): changes whenever a flag changes or a message comes or goes.
+    case highestModSeq = "HIGHESTMODSEQ"
 }
 
 public struct MailboxStatus: Sendable, Equatable {
@@ -13,6 +15,7 @@ public struct MailboxStatus: Sendable, Equatable {
     public var uidValidity: UInt32?
     public var unseen: Int?
     public var size: Int64?
+    public var highestModSeq: UInt64?
 
     public init(_ items: [MailboxStatusItem]) {
         for item in items {
@@ -22,6 +25,7 @@ public struct MailboxStatus: Sendable, Equatable {
             case .uidValidity(let value): uidValidity = value
             case .unseen(let value): unseen = value
             case .size(let value): size = value
+            case .highestModSeq(let value): highestModSeq = value
             default: break
             }
         }
@@ -55,6 +59,8 @@ public struct SelectedMailbox: Sendable, Equatable {
     public var flags: [String] = []
     public var permanentFlags: [String]?
     public var isReadOnly = false
+    /// HIGHESTMODSEQ (CONDSTORE), when the server keeps modification sequences for the mailbox.
+    public var highestModSeq: UInt64?
 
     public init(name: MailboxName) { self.name = name }
 

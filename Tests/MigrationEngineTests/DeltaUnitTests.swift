@@ -1,0 +1,82 @@
+import Foundation
+import IMAPClient
+@testable import MigrationEngine
+import Testing
+
+@Suite("UID map of copies")
+struct UIDMapTests {
+    @Test func batchesAppendedInOrderBecomeOneRunEach() throws {
+        var map = UIDMap()
+        map.insert((1...500).map { (UInt32($0), UInt32($0 + 1000)) })
+        map.insert((501...700).map { (UInt32($0), UInt32($0 + 1000)) })
+        #expect(map.runs == [UIDMap.Run(source: 1, destination: 1001, count: 700)])
+        // A skipped duplicate leaves a gap in the source run; a failed append one in the destination's.
+        map.insert([(702, 1701), (703, 1703)])
+        #expect(map.runs.count == 3)
+        #expect(map.destination(of: 700) == 1700)
+        #expect(map.destination(of: 701) == nil)
+        #expect(map.destination(of: 703) == 1703)
+        #expect(map.count == 702)
+        #expect(map.sources.description == "1:700,702:703")
+        #expect(map.destinations.description == "1001:1701,1703")
+    }
+
+    @Test func pairsOutOfOrderAndRemovalsKeepItExact() {
+        var map = UIDMap(pairs: [(10, 5), (3, 1), (4, 2), (11, 6)])
+        #expect(map.runs == [.init(source: 3, destination: 1, count: 2), .init(source: 10, destination: 5, count: 2)])
+        map.insert([(5, 3)])
+        #expect(map.runs.first == .init(source: 3, destination: 1, count: 3))
+        map.remove(sources: [4])
+        #expect(map.pairs.map(\.source) == [3, 5, 10, 11])
+        #expect(map.destination(of: 4) == nil)
+        #expect(map.destination(of: 5) == 3)
+    }
+
+    @Test func storedAsTriplesAndOldCheckpointsStillLoad() throws {
+        var checkpoint = FolderCheckpoint(sourceUIDValidity: 7, lastSourceUID: 9, copied: 9)
+        checkpoint.copiedMap = UIDMap(pairs: (1...9).map { (UInt32($0), UInt32($0 + 20)) })
+        let data = try JSONEncoder().encode(checkpoint)
+        #expect(String(decoding: data, as: UTF8.self).contains("\"copiedMap\":[[1,21,9]]"))
+        #expect(try JSONDecoder().decode(FolderCheckpoint.self, from: data) == checkpoint)
+
+        let old = #"{"sourceUIDValidity":7,"lastSourceUID":9,"copied":9,"skipped":0,"failed":0,"bytes":10}"#
+        let loaded = try JSONDecoder().decode(FolderCheckpoint.self, from: Data(old.utf8))
+        #expect(loaded.copiedMap == nil)
+        #expect(loaded.copied == 9)
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(UIDMap.self, from: Data("[[5,1,2],[4,9,1]]".utf8))
+        }
+    }
+}
+
+@Suite("Flag updates grouped into UID STOREs")
+struct FlagUpdateTests {
+    @Test func copiesNeedingTheSameChangeShareOneStore() {
+        let current: [UInt32: [String]] = [
+            1: [], 2: [], 3: [], 7: ["\\Seen"], 8: ["\\Seen", "$Work"], 9: ["\\seen", "\\Recent"],
+        ]
+        let desired: [UInt32: [String]] = [
+            1: ["\\Seen", "\\Flagged"], 2: ["\\Flagged", "\\Seen"], 3: ["\\Seen", "\\Flagged"],
+            7: [], 8: ["$Work"], 9: ["\\Seen"],
+        ]
+        let plan = FlagUpdates.plan(desired: desired, current: current)
+        #expect(plan.count == 2)
+        #expect(plan[0].0 == .add(["\\Flagged", "\\Seen"]))
+        #expect(plan[0].1.description == "1:3")
+        #expect(plan[1].0 == .remove(["\\Seen"]))
+        #expect(plan[1].1.description == "7:8")
+    }
+
+    @Test func addAndRemoveTogetherIsOneReplaceThatKeepsDeleted() {
+        #expect(
+            FlagUpdates.update(from: ["\\Seen", "\\Deleted", "\\Recent", "$Old"], to: ["$New", "\\Seen"])
+                == .replace(["$New", "\\Deleted", "\\Seen"]))
+        #expect(FlagUpdates.update(from: ["$work"], to: ["$Work"]) == nil, "keywords compare without case")
+        #expect(FlagUpdates.update(from: [], to: ["\\Deleted", "\\Recent"]) == nil, "only managed flags count")
+    }
+
+    @Test func longSetsAreCutIntoBoundedChunks() {
+        let chunks = FolderCopier.chunks(of: UIDSet([1...7, 10...12, 20...20]), size: 4)
+        #expect(chunks.map(\.description) == ["1:4", "5:7,10", "11:12,20"])
+    }
+}
