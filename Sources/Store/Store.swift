@@ -18,14 +18,17 @@ public final class Store: Sendable {
     public let secrets: SecretBox
     let flavor: SQLFlavor
     let logger: Logger
+    /// The schema versions this store's `open` applied (empty when the database was up to date).
+    public let schemaVersionsAppliedAtOpen: [Int]
     private let closeDatabase: @Sendable () async throws -> Void
 
     /// A store over an open database whose schema is already migrated (see `open(database:…)`).
     init(
-        database: any SQLDatabase, secrets: SecretBox, logger: Logger,
+        database: any SQLDatabase, secrets: SecretBox, logger: Logger, appliedAtOpen: [Int] = [],
         close: @escaping @Sendable () async throws -> Void
     ) {
         self.database = database
+        self.schemaVersionsAppliedAtOpen = appliedAtOpen
         self.secrets = secrets
         self.flavor = SQLFlavor(dialectName: database.dialect.name)
         self.logger = logger
@@ -45,7 +48,7 @@ public final class Store: Sendable {
         if !applied.isEmpty {
             logger.info("applied schema migrations", metadata: ["versions": "\(applied)"])
         }
-        return Store(database: database, secrets: secrets, logger: logger, close: close)
+        return Store(database: database, secrets: secrets, logger: logger, appliedAtOpen: applied, close: close)
     }
 
     /// Opens (creating it and its directory if needed) the SQLite database at `path` in WAL mode and
