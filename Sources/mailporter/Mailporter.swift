@@ -9,6 +9,7 @@ struct Mailporter: AsyncParsableCommand {
             ServeCommand.self, TestConnectionCommand.self, MigrateCommand.self, AccountsCommand.self,
             MailboxesCommand.self,
             TokensCommand.self,
+            DatabaseCommand.self,
         ]
     )
 }
