@@ -63,6 +63,62 @@ struct PostgresCLITests {
         }
     }
 
+    /// `serve` on PostgreSQL: the API, the runner and the admin commands (other processes) share
+    /// the database, and a migration started over HTTP ends completed and exact. The server's log
+    /// never holds the database password.
+    @Test func serveOnPostgreSQLRunsAMigrationToCompletedAndExact() async throws {
+        let source = try await SharedServers.shared.server(.dot)
+        let destination = try await SharedServers.shared.server(.slash)
+        let sourceUser = try await source.freshUser("pgsrc")
+        let corpus = try await Corpus.fill(source, user: sourceUser, options: .init(largeAttachment: false))
+        let mailbox = "\(uniqueUser("pgdst"))@example.org"
+        try await destination.prepare(user: mailbox)
+        let e2e = ServeEndToEndTests()
+        try await withTestDatabase(.postgres) { database in
+            let dataDir = ServeEndToEndTests.temporaryDirectory()
+            let service = try ServeEndToEndTests.Service(
+                dataDir: dataDir, port: try DovecotServer.freePorts(1)[0], destination: destination,
+                environment: ["MAILPORTER_DATABASE_URL": database.url, "MAILPORTER_SECRET_KEY": key])
+            defer {
+                service.process.kill()
+                _ = service.process.poll()
+                service.process.cleanUp()
+            }
+            try await service.waitUntilReady()
+            func admin(_ arguments: [String]) async throws -> [String: Any] {
+                let result = try await run(arguments, url: database.url, key: key)
+                #expect(result.status == 0, "\(result.stderr)")
+                return try ServeEndToEndTests.object(result.stdout)
+            }
+            let account = try await admin(["accounts", "create", "--plan", "pro", "--email", "ops@example.com"])
+            let accountID = try #require(e2e.number(account["id"]))
+            let box = try await admin(["mailboxes", "add", "--account", "\(accountID)", mailbox])
+            let mailboxID = try #require(e2e.number(box["id"]))
+            let created = try await admin([
+                "tokens", "create", "--account", "\(accountID)", "--name", "pg",
+                "--scopes", "migrations:read,migrations:write",
+            ])
+            let token = try #require(created["token"] as? String)
+
+            let started = try await service.curl(
+                "POST", "/api/v1/migrations", token: token,
+                json: e2e.startBody(
+                    sourcePort: source.imapPort, user: sourceUser, mailboxID: mailboxID, skipDuplicates: true))
+            #expect(started.status == 201, "\(started.body)")
+            let id = try #require(e2e.number((try e2e.object(started.body)["data"] as? [String: Any])?["id"]))
+            let record = try await e2e.poll(service, id: id, token: token) {
+                ["completed", "failed", "cancelled"].contains($0["status"] as? String)
+            }
+            #expect(record["status"] as? String == "completed", "\(record)")
+            #expect(e2e.number(record["imported_messages"]) == corpus.selectedCount - corpus.duplicateCount)
+            let snapshot = try await AccountSnapshot.take(destination, user: mailbox)
+            let problems = snapshot.differences(from: corpus.expectedDestination(skipDuplicates: true))
+            #expect(problems.isEmpty, "\(problems)")
+            let server = try await SharedPostgres.shared.server()
+            #expect(!service.process.stderr.contains(server.password))
+        }
+    }
+
     @Test func aMalformedURLIsRefusedAtStart() async throws {
         let result = try await run(["accounts", "list"], url: "postgres://pw-only@/nodb", key: key)
         #expect(result.status == 2)
