@@ -35,10 +35,11 @@ public final class Store: Sendable {
         self.closeDatabase = close
     }
 
-    /// A store over any SQLKit database (the PostgreSQL adapter's entry point): applies the schema
-    /// migrations, then returns the store. `close` runs on `Store.close()`. The database's
-    /// `withSession` must give a session no other task's statements run in (a pooled connection;
-    /// `openSQLite` wraps its one connection in `ExclusiveSessionDatabase`): transactions run there.
+    /// A store over any SQLKit database (`openSQLite` and `openPostgres` end here): applies the
+    /// schema migrations, then returns the store. `close` runs on `Store.close()`. The database's
+    /// `withSession` must give a session no other task's statements run in (`openPostgres` leases
+    /// one pooled connection for it; `openSQLite` wraps its one connection in
+    /// `ExclusiveSessionDatabase`): transactions run there.
     public static func open(
         database: any SQLDatabase, secrets: SecretBox,
         logger: Logger = Logger(label: "mailporter.store"),
