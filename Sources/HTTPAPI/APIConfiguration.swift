@@ -48,9 +48,9 @@ public struct APIEnvironment: Sendable {
     /// The storage pool of each plan, as configured.
     public var storagePools: StoragePools
     /// Bytes an account's destination mailboxes hold, for the bulk preview, a batch's figures and
-    /// resume (`fresh`: measured now, not a recent reading); nil while nothing measures it (then
-    /// the figures say `measured: false` and count 0 bytes used).
-    public var storageUsedBytes: @Sendable (_ account: Account, _ fresh: Bool) async -> Int64?
+    /// resume, as current as the `StorageReading` asks; nil while nothing measures it (then the
+    /// figures say `measured: false` and count 0 bytes used).
+    public var storageUsedBytes: @Sendable (_ account: Account, _ reading: StorageReading) async -> Int64?
     /// Whether the destination server accepts a mailbox address (a master login succeeds), for
     /// `create_missing_mailboxes`; false without master credentials.
     public var destinationAccepts: @Sendable (String) async -> Bool
@@ -65,7 +65,7 @@ public struct APIEnvironment: Sendable {
         allowPrivateHosts: Bool = false, sourceTrustRootsPEM: [String] = [],
         migrationQueued: @escaping @Sendable () -> Void = {},
         storagePools: StoragePools = StoragePools(),
-        storageUsedBytes: @escaping @Sendable (Account, Bool) async -> Int64? = { _, _ in nil },
+        storageUsedBytes: @escaping @Sendable (Account, StorageReading) async -> Int64? = { _, _ in nil },
         destinationAccepts: @escaping @Sendable (String) async -> Bool = { _ in false },
         metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         logger: Logger = Logger(label: "mailporter.api"),

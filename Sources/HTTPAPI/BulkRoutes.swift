@@ -209,7 +209,7 @@ struct BulkRoutes {
                     ("service_jobs_at_once", .int(environment.limits.maxConcurrentMigrations)),
                 ])
             ),
-            ("storage", Render.storage(await storage(caller.account))),
+            ("storage", Render.storage(await storage(caller.account, .recent))),
             (
                 "estimate",
                 .object([
@@ -224,8 +224,8 @@ struct BulkRoutes {
         ])
     }
 
-    private func storage(_ account: Account, fresh: Bool = false) async -> StorageFigures {
-        let used = await environment.storageUsedBytes(account, fresh)
+    private func storage(_ account: Account, _ reading: StorageReading) async -> StorageFigures {
+        let used = await environment.storageUsedBytes(account, reading)
         return StorageFigures(
             poolBytes: environment.storagePools.bytes(for: account.plan), usedBytes: used ?? 0, measured: used != nil)
     }
@@ -270,7 +270,8 @@ struct BulkRoutes {
         guard let detail = try await store.batchDetail(id: id, accountID: caller.account.id) else {
             throw APIError.notFound("bulk migration")
         }
-        let storage = Render.storage(await storage(caller.account))
+        // Polled while the batch runs: the watch's last reading, never a measurement here.
+        let storage = Render.storage(await storage(caller.account, .cached))
         return jsonResponse(.object([("data", Render.batchDetail(detail).adding(("storage", storage)))]))
     }
 
@@ -311,7 +312,7 @@ struct BulkRoutes {
             guard BatchTransition.resume.allows(from: current.status) else {
                 throw StoreError.invalidBatchStatus(current.status)
             }
-            let figures = await storage(caller.account, fresh: true)
+            let figures = await storage(caller.account, .fresh)
             if figures.isAtPauseThreshold {
                 throw APIError.conflict(
                     "Storage is at \(figures.usedPercent)% of the pool, at or above the \(StorageFigures.pauseThresholdPercent)% at which batches pause.",

@@ -65,21 +65,18 @@ public final class StorageWatch: Service, Sendable {
         state.withLock { $0.appendedSince[accountID, default: 0] += Int64(bytes) }
     }
 
-    /// What the account's mailboxes hold: unless `fresh`, the last measurement while it is younger
-    /// than two intervals (plus what was appended since), else a new one; `fresh` for a resume, which
-    /// must see space just freed. Nil when the destination cannot be measured.
-    public func usedBytes(accountID: Int64, fresh: Bool = false) async -> Int64? {
+    /// What the account's mailboxes hold (nil when the destination cannot be measured), as current
+    /// as `reading` asks: `.recent` takes the last measurement while it is younger than two
+    /// intervals (the watch's own rounds renew it first, so reads while a batch runs never measure).
+    public func usedBytes(accountID: Int64, reading: StorageReading) async -> Int64? {
         let clock = ContinuousClock()
         let cached: Int64? = state.withLock { state in
-            if fresh { return nil }
-            // Twice the interval: the watch's own round renews it first, so API reads don't measure.
-            guard let last = state.measurements[accountID], clock.now - last.at < configuration.interval * 2 else {
-                return nil
-            }
+            guard reading != .fresh, let last = state.measurements[accountID] else { return nil }
+            if reading == .recent, clock.now - last.at >= configuration.interval * 2 { return nil }
             return last.usedBytes + (state.appendedSince[accountID] ?? 0)
         }
         if let cached { return cached }
-        return await measure(accountID: accountID)
+        return reading == .cached ? nil : await measure(accountID: accountID)
     }
 
     public func run() async throws {

@@ -27,6 +27,35 @@ enum SQLFlavor: Sendable {
         }
     }
 
+    /// The sum of an integer column as an integer: PostgreSQL sums BIGINT into NUMERIC, which
+    /// does not decode as an integer.
+    func sum(_ column: String) -> String {
+        switch self {
+        case .sqlite: "SUM(\(column))"
+        case .postgres: "CAST(SUM(\(column)) AS BIGINT)"
+        }
+    }
+
+    /// Locks the row a claim picks so concurrent claimers pass over it instead of waiting for it.
+    var claimRowLock: String {
+        switch self {
+        case .sqlite: ""
+        case .postgres: " FOR UPDATE OF m SKIP LOCKED"
+        }
+    }
+
+    /// Taken first in a claim's transaction, so claims run one at a time: the global and per-plan
+    /// limits are COUNTs over other rows, and under READ COMMITTED two claimers would both see
+    /// 19 running of 20 and both claim. Claims are short; the queue waits on IMAP, not on them.
+    /// SQLite needs none: a claim is one statement and SQLite has one writer at a time.
+    var claimLock: String? {
+        switch self {
+        case .sqlite: nil
+        // Key: "mp-claim" in ASCII.
+        case .postgres: "SELECT pg_advisory_xact_lock(7885852852569074029)"
+        }
+    }
+
     /// Starts a transaction that excludes any other schema migrator until it ends.
     var beginExclusive: [String] {
         switch self {
@@ -279,15 +308,24 @@ enum Schema {
     ) async throws -> [Int] {
         let flavor = SQLFlavor(dialectName: database.dialect.name)
         return try await database.withSession { db in
-            try await db.raw(
-                """
-                CREATE TABLE IF NOT EXISTS schema_migrations (
-                    version INTEGER PRIMARY KEY,
-                    name TEXT NOT NULL,
-                    applied_at BIGINT NOT NULL
-                )
-                """
-            ).run()
+            // Under the migrators' lock too: PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe
+            // against a concurrent one (both pass the check, one fails on a catalog unique index).
+            for statement in flavor.beginExclusive { try await db.raw(SQLQueryString(statement)).run() }
+            do {
+                try await db.raw(
+                    """
+                    CREATE TABLE IF NOT EXISTS schema_migrations (
+                        version INTEGER PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        applied_at BIGINT NOT NULL
+                    )
+                    """
+                ).run()
+                try await db.raw("COMMIT").run()
+            } catch {
+                try? await db.raw("ROLLBACK").run()
+                throw error
+            }
             var applied: [Int] = []
             for migration in migrations.sorted(by: { $0.version < $1.version }) {
                 if try await isApplied(migration.version, db) { continue }

@@ -29,3 +29,14 @@ public struct StorageFigures: Sendable, Equatable {
     /// At or above the threshold: a batch pauses, and a resume is refused.
     public var isAtPauseThreshold: Bool { usedBytes >= pauseThresholdBytes }
 }
+
+/// How current a storage reading must be, by what asks for it.
+public enum StorageReading: Sendable, Equatable {
+    /// What was last measured (plus what was appended since), never a new measurement: reads that
+    /// must answer at once, like a batch's GET polled while it runs.
+    case cached
+    /// The last measurement while it is recent, else a new one: a preview, which a person asks for.
+    case recent
+    /// Measured now: a resume, which must see space just freed.
+    case fresh
+}

@@ -108,8 +108,10 @@ extension Store {
         var result: [Int64: BatchCounts] = [:]
         for row in try await database.raw(
             """
-            SELECT batch_id, status, COUNT(*) AS n, SUM(total_messages) AS total, SUM(imported_messages) AS imported,
-                SUM(failed_messages) AS failed, SUM(skipped_duplicates) AS skipped
+            SELECT batch_id, status, COUNT(*) AS n, \(unsafeRaw: flavor.sum("total_messages")) AS total,
+                \(unsafeRaw: flavor.sum("imported_messages")) AS imported,
+                \(unsafeRaw: flavor.sum("failed_messages")) AS failed,
+                \(unsafeRaw: flavor.sum("skipped_duplicates")) AS skipped
             FROM migrations WHERE batch_id IN (\(ids)) GROUP BY batch_id, status
             """
         ).all() {

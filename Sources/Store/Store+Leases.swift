@@ -19,7 +19,9 @@ extension Store {
     /// while fewer migrations than that are held. Bulk jobs also respect their account's plan limit
     /// of jobs running at once, and are claimed only while their batch is queued or running (a
     /// paused or cancelled batch's pending jobs wait). Safe with any number of concurrent claimers: one statement,
-    /// re-checking its condition on the row it updates.
+    /// re-checking its condition on the row it updates. The limits count other rows, which a
+    /// concurrent claim may be changing: SQLite runs one writer at a time anyway; on PostgreSQL the
+    /// claim runs in a transaction behind `SQLFlavor.claimLock`, so two nodes cannot both see 19 < 20.
     public func claimPendingMigration(
         owner: String, leaseSeconds: Int, maxRunning: Int? = nil,
         now: Date = Date()
@@ -51,9 +53,9 @@ extension Store {
             (SELECT COUNT(*) FROM migrations h WHERE h.account_id = m.account_id
                 AND h.status IN (\(unsafeRaw: Self.runningList)) AND h.lease_expires_at >= \(bind: stamp)), m.id
             """
-        let lock: SQLQueryString = flavor == .postgres ? " FOR UPDATE OF m SKIP LOCKED" : ""
+        let lock = SQLQueryString(flavor.claimRowLock)
         // A claim and a take-over both go to `validating`: one SET serves both.
-        let row = try await database.raw(
+        let update: SQLQueryString =
             """
             UPDATE migrations SET status = \(MigrationTransition.claim.sqlTo), lease_owner = \(bind: owner),
                 lease_expires_at = \(bind: leaseEnd), started_at = COALESCE(started_at, \(bind: stamp)),
@@ -74,10 +76,22 @@ extension Store {
             AND \(claimable("migrations"))
             RETURNING id
             """
-        ).first()
-        guard let row else { return nil }
-        let id = try row.int64("id")
-        try await Self.startBatch(ofMigration: id, database, now: now)
+        let claim: @Sendable (any SQLDatabase) async throws -> Int64? = { db in
+            guard let row = try await db.raw(update).first() else { return nil }
+            let id = try row.int64("id")
+            try await Self.startBatch(ofMigration: id, db, now: now)
+            return id
+        }
+        let claimed: Int64?
+        if let claimLock = flavor.claimLock {
+            claimed = try await transaction { db in
+                try await db.raw(SQLQueryString(claimLock)).run()
+                return try await claim(db)
+            }
+        } else {
+            claimed = try await claim(database)
+        }
+        guard let id = claimed else { return nil }
         logger.debug("claimed migration", metadata: ["migration_id": "\(id)", "owner": "\(owner)"])
         return try await migration(id: id)
     }

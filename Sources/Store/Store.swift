@@ -18,24 +18,28 @@ public final class Store: Sendable {
     public let secrets: SecretBox
     let flavor: SQLFlavor
     let logger: Logger
+    /// The schema versions this store's `open` applied (empty when the database was up to date).
+    public let schemaVersionsAppliedAtOpen: [Int]
     private let closeDatabase: @Sendable () async throws -> Void
 
     /// A store over an open database whose schema is already migrated (see `open(database:…)`).
     init(
-        database: any SQLDatabase, secrets: SecretBox, logger: Logger,
+        database: any SQLDatabase, secrets: SecretBox, logger: Logger, appliedAtOpen: [Int] = [],
         close: @escaping @Sendable () async throws -> Void
     ) {
         self.database = database
+        self.schemaVersionsAppliedAtOpen = appliedAtOpen
         self.secrets = secrets
         self.flavor = SQLFlavor(dialectName: database.dialect.name)
         self.logger = logger
         self.closeDatabase = close
     }
 
-    /// A store over any SQLKit database (the PostgreSQL adapter's entry point): applies the schema
-    /// migrations, then returns the store. `close` runs on `Store.close()`. The database's
-    /// `withSession` must give a session no other task's statements run in (a pooled connection;
-    /// `openSQLite` wraps its one connection in `ExclusiveSessionDatabase`): transactions run there.
+    /// A store over any SQLKit database (`openSQLite` and `openPostgres` end here): applies the
+    /// schema migrations, then returns the store. `close` runs on `Store.close()`. The database's
+    /// `withSession` must give a session no other task's statements run in (`openPostgres` leases
+    /// one pooled connection for it; `openSQLite` wraps its one connection in
+    /// `ExclusiveSessionDatabase`): transactions run there.
     public static func open(
         database: any SQLDatabase, secrets: SecretBox,
         logger: Logger = Logger(label: "mailporter.store"),
@@ -45,7 +49,7 @@ public final class Store: Sendable {
         if !applied.isEmpty {
             logger.info("applied schema migrations", metadata: ["versions": "\(applied)"])
         }
-        return Store(database: database, secrets: secrets, logger: logger, close: close)
+        return Store(database: database, secrets: secrets, logger: logger, appliedAtOpen: applied, close: close)
     }
 
     /// Opens (creating it and its directory if needed) the SQLite database at `path` in WAL mode and

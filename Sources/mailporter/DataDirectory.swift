@@ -17,7 +17,9 @@ struct DataDirectoryOptions: ParsableArguments {
 
     @Option(
         name: .customLong("database-url"),
-        help: "sqlite:PATH or a file path (env MAILPORTER_DATABASE_URL; default <data-dir>/mailporter.sqlite).")
+        help:
+            "sqlite:PATH, a file path, or postgres://USER:PASSWORD@HOST:PORT/DATABASE (env MAILPORTER_DATABASE_URL; default <data-dir>/mailporter.sqlite)."
+    )
     var databaseURL: String?
 
     @Option(
@@ -56,6 +58,8 @@ struct DataDirectory: Sendable, Equatable {
     /// The database to open.
     enum Database: Sendable, Equatable {
         case sqlite(path: String)
+        /// Shared by any number of nodes.
+        case postgres(PostgresURL)
     }
 
     /// A configuration or start-up problem, printed as one `error:` line.
@@ -81,17 +85,27 @@ struct DataDirectory: Sendable, Equatable {
             ? .sqlite(path: (self.path as NSString).appendingPathComponent(Self.databaseFileName))
             : try Self.parseDatabaseURL(url)
         self.secretKey = secretKey
+        if case .postgres = database, secretKey?.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ?? true {
+            // A key generated here would differ from every other node's: credentials one node
+            // stored could not be opened by the node that runs the job.
+            throw Failure(
+                code: "secret_key_required",
+                message: "a PostgreSQL database is shared by several nodes, which must all use the same "
+                    + "secret key; set MAILPORTER_SECRET_KEY or --secret-key-file to the key every node uses "
+                    + "(`openssl rand -base64 32` makes one)")
+        }
     }
 
-    /// `sqlite:PATH`, `sqlite://PATH`, `file:PATH`, `file://PATH` or a plain path. PostgreSQL URLs are
-    /// recognised and refused until the PostgreSQL adapter exists.
+    /// `sqlite:PATH`, `sqlite://PATH`, `file:PATH`, `file://PATH`, a plain path, or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (see `PostgresURL.parse`).
     static func parseDatabaseURL(_ url: String) throws(Failure) -> Database {
         let lower = url.lowercased()
         if lower.hasPrefix("postgres:") || lower.hasPrefix("postgresql:") {
-            throw Failure(
-                code: "unsupported_database",
-                message: "PostgreSQL is not supported yet; set MAILPORTER_DATABASE_URL to sqlite:PATH "
-                    + "or leave it unset to use <data-dir>/\(databaseFileName)")
+            do {
+                return .postgres(try PostgresURL.parse(url))
+            } catch {
+                throw Failure(code: "invalid_database_url", message: error.reason)
+            }
         }
         for scheme in ["sqlite:", "file:"] where lower.hasPrefix(scheme) {
             var rest = String(url.dropFirst(scheme.count))
@@ -110,7 +124,7 @@ struct DataDirectory: Sendable, Equatable {
         {
             throw Failure(
                 code: "invalid_database_url",
-                message: "unsupported database URL scheme \(url[..<colon]); use sqlite:PATH")
+                message: "unsupported database URL scheme \(url[..<colon]); use sqlite:PATH or postgres://")
         }
         return .sqlite(path: url)
     }
@@ -145,18 +159,28 @@ struct DataDirectory: Sendable, Equatable {
         }
     }
 
-    /// Prepares the directory, loads the key and opens the store (applying schema migrations).
+    /// Prepares the directory, loads the key and opens the store (applying schema migrations). A
+    /// PostgreSQL node has no data directory of its own: its key is explicit (checked in `init`).
     func openStore(logger: Logger = DataDirectory.quietLogger) async throws(Failure) -> Store {
-        try prepare()
-        let secrets = try secretBox()
         switch database {
         case .sqlite(let databasePath):
+            try prepare()
+            let secrets = try secretBox()
             Self.createPrivateFile(databasePath)
             do {
                 return try await Store.openSQLite(path: databasePath, secrets: secrets, logger: logger)
             } catch {
                 throw Failure(
                     code: "database_unavailable", message: "cannot open SQLite database \(databasePath): \(error)")
+            }
+        case .postgres(let url):
+            let secrets = try secretBox()
+            do {
+                return try await Store.openPostgres(url: url, secrets: secrets, logger: logger)
+            } catch let failure as PostgresOpenFailure {
+                throw Failure(code: "database_unavailable", message: failure.description)
+            } catch {
+                throw Failure(code: "database_unavailable", message: "cannot open PostgreSQL database \(url.redacted)")
             }
         }
     }

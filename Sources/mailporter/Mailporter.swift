@@ -10,6 +10,7 @@ struct Mailporter: AsyncParsableCommand {
             MailboxesCommand.self,
             TokensCommand.self,
             MCPCommand.self,
+            DatabaseCommand.self,
         ]
     )
 }

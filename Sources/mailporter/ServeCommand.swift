@@ -154,7 +154,9 @@ struct ServeCommand: AsyncParsableCommand {
             hasMasterCredentials: settings.runner.destination.hasMasterCredentials,
             allowPrivateHosts: settings.allowPrivateHosts, sourceTrustRootsPEM: settings.sourceTrustRootsPEM,
             migrationQueued: { runner.wake() }, storagePools: settings.storage.pools,
-            storageUsedBytes: { account, fresh in await storageWatch.usedBytes(accountID: account.id, fresh: fresh) },
+            storageUsedBytes: { account, reading in
+                await storageWatch.usedBytes(accountID: account.id, reading: reading)
+            },
             destinationAccepts: { [destination = settings.runner.destination] email in
                 guard let credentials = destination.credentials(mailbox: email, targetPassword: nil) else {
                     return false

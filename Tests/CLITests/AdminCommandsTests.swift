@@ -245,9 +245,13 @@ struct AdminCommandsTests {
         let postgres = try await run(
             ["accounts", "list"], dataDir: dataDir,
             environment: ["MAILPORTER_DATABASE_URL": "postgres://user:pw@localhost/mailporter"])
+        // Nodes sharing a PostgreSQL database must share a key: none is generated for one.
         #expect(postgres.status == 2)
-        #expect(postgres.stderr.hasPrefix("error: ") && postgres.stderr.contains("PostgreSQL is not supported yet"))
+        #expect(postgres.stderr.hasPrefix("error: secret_key_required: "), "\(postgres.stderr)")
+        #expect(postgres.stderr.contains("same secret key") && postgres.stderr.contains("MAILPORTER_SECRET_KEY"))
+        #expect(!postgres.stderr.contains("pw"))
         #expect(postgres.stderr.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: dataDir))
 
         let parent = (dataDir as NSString).deletingLastPathComponent
         let custom = (parent as NSString).appendingPathComponent("elsewhere/custom.sqlite")

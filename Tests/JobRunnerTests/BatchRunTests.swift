@@ -36,7 +36,8 @@ struct BatchRunTests {
         }
     }
 
-    @Test func aBatchRunsToCompletedWithErrorsThenAFixedPasswordAndARetryCompleteIt() async throws {
+    @Test(arguments: StoreBackend.allCases)
+    func aBatchRunsToCompletedWithErrorsThenAFixedPasswordAndARetryCompleteIt(_ backend: StoreBackend) async throws {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let options = Corpus.Options(scale: 1, largeAttachment: false, bodyBytes: 300...1500)
@@ -45,7 +46,7 @@ struct BatchRunTests {
         for user in sourceUsers { corpora.append(try await Corpus.fill(source, user: user, options: options)) }
         let destinationUsers = [try await destination.freshUser("bdst"), try await destination.freshUser("bdst")]
 
-        let store = try await Store.openInMemorySQLite()
+        let store = try await emptyStore(backend)
         let account = try await store.createAccount(plan: .starter, notificationEmail: "ops@example.com")
         var jobs: [NewBatchJob] = []
         for index in 0..<2 {
@@ -99,7 +100,8 @@ struct BatchRunTests {
 
     /// A batch started with `folder_strategy: standard` copies INBOX and the special-use folders
     /// only, each message once; `Work` and the other plain folders stay behind.
-    @Test func aStandardBatchCopiesInboxAndSpecialUseFoldersOnly() async throws {
+    @Test(arguments: StoreBackend.allCases)
+    func aStandardBatchCopiesInboxAndSpecialUseFoldersOnly(_ backend: StoreBackend) async throws {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = uniqueUser("ssrc")
@@ -107,7 +109,7 @@ struct BatchRunTests {
             source, user: sourceUser,
             options: Corpus.Options(scale: 1, largeAttachment: false, bodyBytes: 300...1500))
         let destinationUser = try await destination.freshUser("sdst")
-        let store = try await Store.openInMemorySQLite()
+        let store = try await emptyStore(backend)
         let account = try await store.createAccount(plan: .starter, notificationEmail: "ops@example.com")
         let mailbox = try await store.addMailbox(accountID: account.id, email: destinationUser)
         let batch = try await store.createBatch(
@@ -144,7 +146,8 @@ struct BatchRunTests {
 
     /// Paused for storage while copying (as a storage watch would), the running job lets go at a
     /// safe point and nothing of the batch is claimed; resumed, it continues and ends exact.
-    @Test func aPausedBatchStopsAtASafePointAndResumesExactly() async throws {
+    @Test(arguments: StoreBackend.allCases)
+    func aPausedBatchStopsAtASafePointAndResumesExactly(_ backend: StoreBackend) async throws {
         let source = try await SharedServers.shared.server(.dot)
         let destination = try await SharedServers.shared.server(.slash)
         let sourceUser = uniqueUser("psrc")
@@ -156,7 +159,7 @@ struct BatchRunTests {
         let proxy = try await FaultInjectingProxy.start(
             upstreamPort: source.imapPort,
             faults: Array(repeating: .throttle(bytesPerSecond: 60_000), count: 200))
-        let store = try await Store.openInMemorySQLite()
+        let store = try await emptyStore(backend)
         let account = try await store.createAccount(plan: .pro, notificationEmail: "ops@example.com")
         let mailbox = try await store.addMailbox(accountID: account.id, email: destinationUser)
         let batch = try await store.createBatch(

@@ -107,8 +107,17 @@ private func expectExact(
     }
 }
 
+/// An empty store on `backend`: SQLite in memory, or a fresh database of the test cluster (left
+/// to the cluster's removal when the tests end).
+func emptyStore(_ backend: StoreBackend) async throws -> Store {
+    switch backend {
+    case .sqlite: try await Store.openInMemorySQLite()
+    case .postgres: try await TestDatabase.make(.postgres).open()
+    }
+}
+
 /// Two servers, a source account filled with a corpus, a fresh destination account, an empty store.
-private func scenario(_ options: Corpus.Options) async throws
+private func scenario(_ options: Corpus.Options, backend: StoreBackend = .sqlite) async throws
     -> (
         source: DovecotServer, destination: DovecotServer, sourceUser: String, destinationUser: String,
         corpus: Corpus, store: Store
@@ -118,7 +127,7 @@ private func scenario(_ options: Corpus.Options) async throws
     let sourceUser = uniqueUser("src")
     let destinationUser = try await destination.freshUser("dst")
     let corpus = try await Corpus.fill(source, user: sourceUser, options: options)
-    return (source, destination, sourceUser, destinationUser, corpus, try await Store.openInMemorySQLite())
+    return (source, destination, sourceUser, destinationUser, corpus, try await emptyStore(backend))
 }
 
 /// Runs a runner until migration `id` is settled, then stops it; returns the record.
@@ -200,9 +209,10 @@ private func destinationCount(_ destination: DovecotServer, _ user: String) asyn
 /// parallel, each with its own store, users and (where it must be slow) a throttling proxy.
 @Suite("Job runner", .timeLimit(.minutes(3)))
 struct JobRunnerTests {
-    @Test func queuedMigrationRunsToCompletedAndIsExact() async throws {
+    @Test(arguments: StoreBackend.allCases)
+    func queuedMigrationRunsToCompletedAndIsExact(_ backend: StoreBackend) async throws {
         let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(
-            .init(largeAttachment: false))
+            .init(largeAttachment: false), backend: backend)
         let queued = try await queue(
             store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
 
@@ -383,22 +393,34 @@ struct JobRunnerTests {
     }
 
     /// Two nodes, each allowed one migration, share the global limit of one: while one migration
-    /// runs, the other stays pending; both end exact.
-    @Test func globalLimitKeepsTheSecondMigrationPendingUntilTheFirstEnds() async throws {
+    /// runs, the other stays pending; both end exact. On PostgreSQL each node has its own store
+    /// (its own pool) on the shared database, as two processes would.
+    @Test(arguments: StoreBackend.allCases)
+    func globalLimitKeepsTheSecondMigrationPendingUntilTheFirstEnds(_ backend: StoreBackend) async throws {
         let (source, destination) = try await servers()
         let sourceUser = uniqueUser("src")
         let destinationUsers = [try await destination.freshUser("dst"), try await destination.freshUser("dst")]
         let corpus = try await Corpus.fill(
             source, user: sourceUser, options: .init(largeAttachment: false, bodyBytes: 300...2000))
         let proxy = try await slowSource(source, bytesPerSecond: 80_000)
-        let store = try await Store.openInMemorySQLite()
+        let database = backend == .postgres ? try await TestDatabase.make(.postgres) : nil
+        let store: Store
+        let secondNodeStore: Store
+        if let database {
+            store = try await database.open()
+            secondNodeStore = try await database.open()
+        } else {
+            store = try await Store.openInMemorySQLite()
+            secondNodeStore = store
+        }
         var ids: [Int64] = []
         for user in destinationUsers {
             ids.append(try await queue(store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: user).id)
         }
-        let runners = ["node-a", "node-b"].map {
+        let runners = [("node-a", store), ("node-b", secondNodeStore)].map { nodeID, nodeStore in
             JobRunner(
-                store: store, configuration: configuration(destination: destination, nodeID: $0, maxConcurrent: 1),
+                store: nodeStore,
+                configuration: configuration(destination: destination, nodeID: nodeID, maxConcurrent: 1),
                 logger: quietLogger)
         }
         let tasks = runners.map { start($0) }
@@ -432,6 +454,8 @@ struct JobRunnerTests {
                 record, corpus, source: source, destination: destination, user: user,
                 "migration \(record.id)")
         }
+        if secondNodeStore !== store { try await secondNodeStore.close() }
+        await database?.remove()
         try await store.close()
     }
 
@@ -508,9 +532,10 @@ struct JobRunnerTests {
 
     /// A migration still leased under this node id (its process was killed) is requeued when a
     /// runner with that id starts, rather than waiting out the lease, and then finished.
-    @Test func leasesLeftUnderTheNodeIDAreTakenBackAtStart() async throws {
+    @Test(arguments: StoreBackend.allCases)
+    func leasesLeftUnderTheNodeIDAreTakenBackAtStart(_ backend: StoreBackend) async throws {
         let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(
-            .init(largeAttachment: false, bodyBytes: 300...1500))
+            .init(largeAttachment: false, bodyBytes: 300...1500), backend: backend)
         let queued = try await queue(
             store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
         let nodeID = uniqueUser("node")

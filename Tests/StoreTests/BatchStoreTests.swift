@@ -2,6 +2,7 @@ import Foundation
 import MigrationEngine
 import SQLKit
 @testable import Store
+import TestSupport
 import Testing
 
 /// An account with `count` mailboxes, `m0@acme.example`…
@@ -26,8 +27,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
 /// Batches as the API and the runner use them: created whole, claimed under their rules, ended
 /// by their jobs, and changed only as `BatchTransition` says.
 @Suite struct BatchStoreTests {
-    @Test func aBatchIsCreatedWithAllItsJobsOrNotAtAll() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aBatchIsCreatedWithAllItsJobsOrNotAtAll(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 3)
             let (other, otherBoxes) = try await account(store, mailboxes: 1)
             let detail = try await store.createBatch(
@@ -76,8 +78,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func listingIsPagedNewestFirstAndFiltered() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func listingIsPagedNewestFirstAndFiltered(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 1)
             var ids: [Int64] = []
             for index in 0..<5 {
@@ -96,8 +99,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func jobsAreClaimedWithinThePlanAndTheBatchEndsWithThem() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func jobsAreClaimedWithinThePlanAndTheBatchEndsWithThem(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (starter, boxes) = try await account(store, plan: .starter, mailboxes: 3)
             let batch = try await store.createBatch(NewBatch(accountID: starter.id, name: "s"), jobs: jobs(boxes)).batch
             let first = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
@@ -122,8 +126,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func aBatchWhoseJobsAllCompleteIsCompleted() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aBatchWhoseJobsAllCompleteIsCompleted(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 2)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "ok"), jobs: jobs(boxes)).batch
             while let job = try await store.claimPendingMigration(owner: "r", leaseSeconds: 30) {
@@ -139,8 +144,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func cancelStopsQueuedAndRunningJobs() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func cancelStopsQueuedAndRunningJobs(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 3)
             let (other, _) = try await account(store, mailboxes: 0)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "c"), jobs: jobs(boxes)).batch
@@ -171,8 +177,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func aFailedJobGetsANewPasswordAndTheRetryQueuesOnlyFailedJobs() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aFailedJobGetsANewPasswordAndTheRetryQueuesOnlyFailedJobs(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 3)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "r"), jobs: jobs(boxes)).batch
             var ids: [Int64] = []
@@ -224,8 +231,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
 
     /// `:sync` of a batch: only once it ended; its completed jobs (not the failed one) go back to the
     /// queue with the deletions choice, and the batch is queued again.
-    @Test func aSyncQueuesTheCompletedJobsOfAnEndedBatch() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aSyncQueuesTheCompletedJobsOfAnEndedBatch(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 2)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "s"), jobs: jobs(boxes)).batch
             await #expect(throws: StoreError.invalidBatchStatus(.queued)) {
@@ -247,8 +255,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func aRetryWithNothingFailedChangesNothing() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aRetryWithNothingFailedChangesNothing(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 2)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "n"), jobs: jobs(boxes)).batch
             let detail = try await store.cancelBatch(id: batch.id, accountID: acme.id)
@@ -260,8 +269,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func aPausedBatchsJobsWaitAndResumeWhereTheyStopped() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aPausedBatchsJobsWaitAndResumeWhereTheyStopped(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 2)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "p"), jobs: jobs(boxes)).batch
             let running = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
@@ -294,8 +304,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func aPausedBatchWhoseLastJobIsCancelledEnds() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aPausedBatchWhoseLastJobIsCancelledEnds(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 1)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "p"), jobs: jobs(boxes)).batch
             #expect(try await store.pauseBatch(id: batch.id, reason: "storage"))
@@ -305,8 +316,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func claimsTakeTurnsAcrossAccounts() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func claimsTakeTurnsAcrossAccounts(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (big, bigBoxes) = try await account(store, plan: .agency, mailboxes: 6)
             let (small, smallBoxes) = try await account(store, plan: .starter, mailboxes: 2)
             _ = try await store.createBatch(NewBatch(accountID: big.id, name: "big"), jobs: jobs(bigBoxes))
@@ -320,8 +332,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         }
     }
 
-    @Test func aJobRetriedOnItsOwnReopensItsBatch() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aJobRetriedOnItsOwnReopensItsBatch(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (acme, boxes) = try await account(store, mailboxes: 1)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "o"), jobs: jobs(boxes)).batch
             let job = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))

@@ -3,6 +3,7 @@ import MigrationEngine
 import SQLKit
 @testable import Store
 import Testing
+import TestSupport
 
 /// The outbox: a notice is written with the change that causes it, once per batch (or migration)
 /// and event, and claimed, retried and marked by the delivery service under a lease.
@@ -33,8 +34,9 @@ import Testing
         }
     }
 
-    @Test func aFinishedBatchQueuesOneNoticeWhateverRepeatsTheEnd() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aFinishedBatchQueuesOneNoticeWhateverRepeatsTheEnd(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (account, detail) = try await batch(store, jobs: 3)
             try await end(store, jobs: 3) { $0 == 0 ? .failed : .completed }
             var notices = try await store.allNotices()
@@ -57,8 +59,9 @@ import Testing
         }
     }
 
-    @Test func moreThanHalfFailedIsToldOnceAndNotForHalf() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func moreThanHalfFailedIsToldOnceAndNotForHalf(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             _ = try await batch(store, jobs: 4)
             // Two of four failed: half, not more than half.
             try await end(store, jobs: 2) { _ in .failed }
@@ -69,8 +72,9 @@ import Testing
         }
     }
 
-    @Test func aPauseForStorageIsToldWithItsFiguresAndOtherPausesAreNot() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aPauseForStorageIsToldWithItsFiguresAndOtherPausesAreNot(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (_, first) = try await batch(store, jobs: 1)
             let second = try await store.createBatch(
                 NewBatch(accountID: first.batch.accountID, name: "other"),
@@ -88,8 +92,9 @@ import Testing
         }
     }
 
-    @Test func aSingleMigrationIsToldOnlyWhenItAskedTo() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aSingleMigrationIsToldOnlyWhenItAskedTo(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let account = try await store.createAccount(plan: .pro, notificationEmail: "ops@acme.example")
             let box = try await store.addMailbox(accountID: account.id, email: "jane@acme.example")
             var new = NewMigration(
@@ -109,8 +114,9 @@ import Testing
         }
     }
 
-    @Test func deliveryIsLeasedRetriedAndMarked() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func deliveryIsLeasedRetriedAndMarked(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             _ = try await batch(store, jobs: 1)
             try await end(store, jobs: 1) { _ in .completed }
             let now = Date()

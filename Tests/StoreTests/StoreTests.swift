@@ -2,6 +2,7 @@ import Foundation
 import MigrationEngine
 import SQLKit
 @testable import Store
+import TestSupport
 import Testing
 
 /// A scratch directory removed at the end of the test.
@@ -10,19 +11,6 @@ private func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: path) }
     return try await body(path)
-}
-
-/// A fresh in-memory store for the body, closed afterwards (the store test files share it).
-func withMemoryStore<T>(_ body: (Store) async throws -> T) async throws -> T {
-    let store = try await Store.openInMemorySQLite()
-    do {
-        let result = try await body(store)
-        try await store.close()
-        return result
-    } catch {
-        try? await store.close()
-        throw error
-    }
 }
 
 private func newMigration(
@@ -47,57 +35,86 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
 }
 
 @Suite struct SchemaTests {
-    @Test func migrationsApplyOnceAndAgainWithoutError() async throws {
+    @Test func aNewSQLiteDatabaseIsMadeInItsDirectoryInWALMode() async throws {
         try await withTemporaryDirectory { dir in
-            let path = dir + "/data/mailporter.sqlite"
-            let secrets = SecretBox.random()
-            let first = try await Store.openSQLite(path: path, secrets: secrets)
+            let store = try await Store.openSQLite(path: dir + "/data/mailporter.sqlite", secrets: .random())
+            let mode = try await store.database.raw("PRAGMA journal_mode").first()?
+                .decode(column: "journal_mode", as: String.self)
+            #expect(mode == "wal")
+            try await store.close()
+        }
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func migrationsApplyOnceAndAgainWithoutError(_ backend: StoreBackend) async throws {
+        try await withTestDatabase(backend) { database in
+            let first = try await database.open()
             #expect(try await first.schemaVersions() == Schema.migrations.map(\.version))
             #expect(try await first.migrateSchema().isEmpty)
             let account = try await first.createAccount(plan: .starter, notificationEmail: "a@example.com")
-            let mode = try await first.database.raw("PRAGMA journal_mode").first()?
-                .decode(column: "journal_mode", as: String.self)
-            #expect(mode == "wal")
             try await first.close()
 
-            let second = try await Store.openSQLite(path: path, secrets: secrets)
+            let second = try await database.open()
             #expect(try await second.schemaVersions() == Schema.migrations.map(\.version))
             #expect(try await second.account(id: account.id) == account)
             try await second.close()
         }
     }
 
-    @Test func aNewVersionIsAppliedOnTopOnTheNextStart() async throws {
-        let store = try await Store.openInMemorySQLite()
-        let extra = SchemaMigration(version: 999, name: "test") { _ in
-            ["CREATE TABLE schema_test (id INTEGER)"]
+    /// Nodes start together: each applies the schema under the migrators' advisory lock, none
+    /// fails, and every version is applied once. (PostgreSQL: nodes share a database only there.)
+    @Test func storesOpeningAFreshPostgreSQLDatabaseAtOnceAllSucceed() async throws {
+        try await withTestDatabase(.postgres) { database in
+            let stores = try await withThrowingTaskGroup(of: Store.self) { group in
+                for _ in 0..<4 { group.addTask { try await database.open() } }
+                var stores: [Store] = []
+                for try await store in group { stores.append(store) }
+                return stores
+            }
+            for store in stores {
+                #expect(try await store.schemaVersions() == Schema.migrations.map(\.version))
+            }
+            let rows = try await stores[0].database.raw("SELECT COUNT(*) AS n FROM schema_migrations").first()
+            #expect(try rows?.decode(column: "n", as: Int.self) == Schema.migrations.count)
+            for store in stores { try await store.close() }
         }
-        let applied = try await Schema.migrate(store.database, migrations: Schema.migrations + [extra])
-        #expect(applied == [999])
-        #expect(try await Schema.migrate(store.database, migrations: Schema.migrations + [extra]).isEmpty)
-        #expect(try await store.schemaVersions().last == 999)
-        try await store.close()
     }
 
-    @Test func aFailingVersionIsRolledBackAndNotRecorded() async throws {
-        let store = try await Store.openInMemorySQLite()
-        let broken = SchemaMigration(version: 998, name: "broken") { _ in
-            ["CREATE TABLE half_done (id INTEGER)", "THIS IS NOT SQL"]
+    @Test(arguments: StoreBackend.allCases)
+    func aNewVersionIsAppliedOnTopOnTheNextStart(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
+            let extra = SchemaMigration(version: 999, name: "test") { _ in
+                ["CREATE TABLE schema_test (id INTEGER)"]
+            }
+            let applied = try await Schema.migrate(store.database, migrations: Schema.migrations + [extra])
+            #expect(applied == [999])
+            #expect(try await Schema.migrate(store.database, migrations: Schema.migrations + [extra]).isEmpty)
+            #expect(try await store.schemaVersions().last == 999)
         }
-        await #expect(throws: (any Error).self) {
-            try await Schema.migrate(store.database, migrations: Schema.migrations + [broken])
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func aFailingVersionIsRolledBackAndNotRecorded(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
+            let broken = SchemaMigration(version: 998, name: "broken") { _ in
+                ["CREATE TABLE half_done (id INTEGER)", "THIS IS NOT SQL"]
+            }
+            await #expect(throws: (any Error).self) {
+                try await Schema.migrate(store.database, migrations: Schema.migrations + [broken])
+            }
+            let versions = try await store.schemaVersions()
+            #expect(versions == Schema.migrations.map(\.version))
+            // The table the broken version made first is gone with it.
+            await #expect(throws: (any Error).self) {
+                try await store.database.raw("SELECT COUNT(*) AS n FROM half_done").run()
+            }
         }
-        #expect(try await store.schemaVersions() == Schema.migrations.map(\.version))
-        let table = try await store.database.raw(
-            "SELECT name FROM sqlite_master WHERE name = 'half_done'"
-        ).first()
-        #expect(table == nil)
-        try await store.close()
     }
 
     @Test func theOneActiveSingleMigrationIndexCoversExactlyTheActiveStatuses() async throws {
-        // v1's index is frozen SQL; if the active statuses change, a new schema version must rebuild it.
-        try await withMemoryStore { store in
+        // v1's index is frozen SQL (the same on both databases; SQLite keeps its text as written);
+        // if the active statuses change, a new schema version must rebuild it.
+        try await withStore(.sqlite) { store in
             let row = try #require(
                 try await store.database.raw(
                     "SELECT sql FROM sqlite_master WHERE name = 'migrations_one_active_single'"
@@ -113,8 +130,9 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
 }
 
 @Suite struct AccountAndTokenTests {
-    @Test func accountsMailboxesAndTokens() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func accountsMailboxesAndTokens(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let now = Date(timeIntervalSince1970: 1_700_000_000)
             let account = try await store.createAccount(plan: .pro, notificationEmail: " ops@example.com ", now: now)
             #expect(account.plan == .pro)
@@ -184,8 +202,9 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
 }
 
 @Suite struct SecretTests {
-    @Test func passwordsAreEncryptedAtRestAndNeverInTheRecord() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func passwordsAreEncryptedAtRestAndNeverInTheRecord(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (account, box) = try await makeAccount(store)
             let password = "s3cret, \"quoted\" pässword"
             let record = try await store.createMigration(
@@ -254,8 +273,9 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
 }
 
 @Suite struct MigrationRecordTests {
-    @Test func paginationAndFilters() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func paginationAndFilters(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (account, box) = try await makeAccount(store, plan: .agency)
             let second = try await store.addMailbox(accountID: account.id, email: "second@example.com")
             for index in 0..<45 {
@@ -323,8 +343,9 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
         #expect(MigrationStatus.planning.label == "Preparing")
     }
 
-    @Test func oneActiveSingleMigrationPerAccountAndTheLifecycle() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func oneActiveSingleMigrationPerAccountAndTheLifecycle(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (account, box) = try await makeAccount(store)
             let (other, _) = try await makeAccount(store)
             let first = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
@@ -449,9 +470,9 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
 
     /// The store's SQL, generated from the table, for a migration in `status`: each move happens
     /// exactly when the table allows it, and a refused one leaves the migration as it was.
-    @Test(arguments: MigrationStatus.allCases)
-    func theStoreMovesAMigrationOnlyAsTheTableSays(_ status: MigrationStatus) async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases, MigrationStatus.allCases)
+    func theStoreMovesAMigrationOnlyAsTheTableSays(_ backend: StoreBackend, _ status: MigrationStatus) async throws {
+        try await withStore(backend) { store in
             func migration(leasedTo owner: String? = nil) async throws -> MigrationRecord {
                 let (account, box) = try await makeAccount(store)
                 let record = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
@@ -540,8 +561,9 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
 @Suite struct TransactionTests {
     private struct Abandon: Error {}
 
-    @Test func anotherTasksStatementIsNotRolledBackWithATransaction() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func anotherTasksStatementIsNotRolledBackWithATransaction(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (account, _) = try await makeAccount(store)
             let (opened, signal) = AsyncStream.makeStream(of: Void.self)
             let transaction = Task {
@@ -566,8 +588,9 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
         }
     }
 
-    @Test func aRetryThatCannotFinishChangesNothing() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func aRetryThatCannotFinishChangesNothing(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (account, box) = try await makeAccount(store)
             let record = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
             _ = try #require(try await store.claimPendingMigration(owner: "runner-a", leaseSeconds: 30))
@@ -580,12 +603,28 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
                     migrationID: record.id, to: .failed, owner: "runner-a",
                     error: MigrationError(code: "authentication_failed", message: "no", hint: nil)))
             // The second half of the retry (clearing the folder rows) fails.
-            try await store.database.raw(
-                """
-                CREATE TRIGGER keep_folders BEFORE DELETE ON migration_folders
-                BEGIN SELECT RAISE(ABORT, 'folder rows are kept'); END
-                """
-            ).run()
+            switch backend {
+            case .sqlite:
+                try await store.database.raw(
+                    """
+                    CREATE TRIGGER keep_folders BEFORE DELETE ON migration_folders
+                    BEGIN SELECT RAISE(ABORT, 'folder rows are kept'); END
+                    """
+                ).run()
+            case .postgres:
+                try await store.database.raw(
+                    """
+                    CREATE FUNCTION keep_folders() RETURNS trigger LANGUAGE plpgsql
+                    AS 'BEGIN RAISE EXCEPTION ''folder rows are kept''; END'
+                    """
+                ).run()
+                try await store.database.raw(
+                    """
+                    CREATE TRIGGER keep_folders BEFORE DELETE ON migration_folders
+                    FOR EACH ROW EXECUTE FUNCTION keep_folders()
+                    """
+                ).run()
+            }
             await #expect(throws: (any Error).self) {
                 try await store.retryMigration(id: record.id, accountID: account.id)
             }
@@ -606,12 +645,11 @@ extension Result {
 }
 
 @Suite struct ClaimTests {
-    @Test func concurrentClaimersNeverTakeTheSameMigration() async throws {
-        try await withTemporaryDirectory { dir in
-            let path = dir + "/claims.sqlite"
-            let secrets = SecretBox.random()
-            let storeA = try await Store.openSQLite(path: path, secrets: secrets)
-            let storeB = try await Store.openSQLite(path: path, secrets: secrets)
+    @Test(arguments: StoreBackend.allCases)
+    func concurrentClaimersNeverTakeTheSameMigration(_ backend: StoreBackend) async throws {
+        try await withTestDatabase(backend) { database in
+            let storeA = try await database.open()
+            let storeB = try await database.open()
             var expected: Set<Int64> = []
             for index in 0..<24 {
                 let (account, box) = try await makeAccount(storeA, mailbox: "u\(index)@example.com")
@@ -643,8 +681,53 @@ extension Result {
         }
     }
 
-    @Test func limitsAndExpiredLeases() async throws {
-        try await withMemoryStore { store in
+    /// Nodes claiming at once, several claimers each: the global limit and a plan's limit of bulk
+    /// jobs hold exactly, counted over rows the other claimers are changing at that moment.
+    @Test(arguments: StoreBackend.allCases)
+    func limitsHoldExactlyWithManyClaimersAtOnce(_ backend: StoreBackend) async throws {
+        try await withTestDatabase(backend) { database in
+            var stores: [Store] = []
+            for _ in 0..<3 { stores.append(try await database.open()) }
+            for index in 0..<30 {
+                let (account, box) = try await makeAccount(stores[0], mailbox: "l\(index)@example.com")
+                _ = try await stores[0].createMigration(newMigration(account: account.id, mailbox: box.id))
+            }
+            let (starter, box) = try await makeAccount(stores[0], plan: .starter, mailbox: "bulk@example.com")
+            for _ in 0..<8 {
+                _ = try await stores[0].createMigration(newMigration(account: starter.id, mailbox: box.id, batch: 5))
+            }
+            let limit = 7
+            func claimAll(maxRunning: Int?) async throws -> [MigrationRecord] {
+                try await withThrowingTaskGroup(of: [MigrationRecord].self) { group in
+                    for claimer in 0..<12 {
+                        let store = stores[claimer % stores.count]
+                        group.addTask {
+                            var mine: [MigrationRecord] = []
+                            while let claimed = try await store.claimPendingMigration(
+                                owner: "node-\(claimer)", leaseSeconds: 600, maxRunning: maxRunning)
+                            {
+                                mine.append(claimed)
+                            }
+                            return mine
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0 += $1 }
+                }
+            }
+            let underGlobalLimit = try await claimAll(maxRunning: limit)
+            #expect(underGlobalLimit.count == limit)
+            #expect(try await stores[1].runningCount() == limit)
+            // No global limit now: everything else is claimed, the starter's batch two at a time.
+            let rest = try await claimAll(maxRunning: nil)
+            #expect(rest.filter { $0.batchID != nil }.count == Plan.starter.maxConcurrentBulkJobs)
+            #expect(Set((underGlobalLimit + rest).map(\.id)).count == underGlobalLimit.count + rest.count)
+            for store in stores { try await store.close() }
+        }
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func limitsAndExpiredLeases(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let now = Date(timeIntervalSince1970: 1_800_000_000)
             // The global limit.
             var ids: [Int64] = []
@@ -695,8 +778,9 @@ extension Result {
 }
 
 @Suite struct CheckpointTests {
-    @Test func checkpointStoreRoundTrip() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func checkpointStoreRoundTrip(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let (account, box) = try await makeAccount(store)
             let migration = try await store.createMigration(newMigration(account: account.id, mailbox: box.id))
             let checkpoints: any CheckpointStore = store.checkpointStore(migrationID: migration.id)
@@ -728,8 +812,9 @@ extension Result {
 }
 
 @Suite struct RequestControlTests {
-    @Test func idempotency() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func idempotency(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let now = Date(timeIntervalSince1970: 1_800_000_000)
             let hash = Store.requestHash(method: "POST", path: "/api/v1/migrations", body: Array("{}".utf8))
             let otherHash = Store.requestHash(method: "POST", path: "/api/v1/migrations", body: Array("{ }".utf8))
@@ -793,8 +878,9 @@ extension Result {
         }
     }
 
-    @Test func rateLimitCountsPerWindowAndKey() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func rateLimitCountsPerWindowAndKey(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let start = Date(timeIntervalSince1970: 1_800_000_020)  // 20 s into a minute
             var last: RateLimitCount?
             for expected in 1...3 {
@@ -820,8 +906,9 @@ extension Result {
         }
     }
 
-    @Test func auditEventsAndPurge() async throws {
-        try await withMemoryStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func auditEventsAndPurge(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
             let now = Date(timeIntervalSince1970: 1_800_000_000)
             let day: TimeInterval = 24 * 3600
             let old = try await store.recordAudit(
