@@ -43,7 +43,21 @@ public final class SMTPSink: Sendable {
         DovecotServer.repositoryRoot.appendingPathComponent(".build-venv/bin/python").path
     }
 
+    /// A free port can be taken by a parallel test between the pick and the bind: then again, on another.
     public static func start(_ options: Options = Options()) async throws -> SMTPSink {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await startOnce(options)
+            } catch let failure as ProcessFailure where attempt < 3 && failure.output.contains("address already in use")
+            {
+                continue
+            }
+        }
+    }
+
+    private static func startOnce(_ options: Options) async throws -> SMTPSink {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("mp-smtp-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory + "/mail", withIntermediateDirectories: true)
@@ -72,7 +86,10 @@ public final class SMTPSink: Sendable {
         while ContinuousClock.now < deadline {
             if process.stdout.contains("ready") { return sink }
             if let status = process.poll() {
-                throw ProcessFailure(command: "aiosmtpd sink", status: status, output: process.stderr)
+                let output = process.stderr
+                process.cleanUp()
+                try? FileManager.default.removeItem(atPath: directory)
+                throw ProcessFailure(command: "aiosmtpd sink", status: status, output: output)
             }
             try await Task.sleep(for: .milliseconds(50))
         }
