@@ -196,30 +196,12 @@ extension Store {
         let stamp = now.storeMillis
         enum Outcome: Sendable { case retried, refused, nothingFailed }
         let outcome: Outcome = try await transaction { db in
-            guard
-                try await db.raw(
-                    """
-                    UPDATE bulk_batches SET status = \(BatchTransition.retry.sqlTo), finished_at = NULL,
-                        updated_at = \(bind: stamp)
-                    WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.retry.sqlFrom())
-                    RETURNING id
-                    """
-                ).first() != nil
-            else { return .refused }
-            let retried = try await db.raw(
-                """
-                UPDATE migrations SET status = \(MigrationTransition.retry.sqlTo), error_code = NULL,
-                    error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
-                    failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
-                    updated_at = \(bind: stamp)
-                WHERE batch_id = \(bind: id) AND status = \(bind: MigrationStatus.failed.rawValue)
-                RETURNING id
-                """
-            ).all().map { try $0.int64("id") }
+            let retried = try await Self.requeueBatch(
+                .retry, id: id, accountID: accountID, jobs: .retry, extraSet: "",
+                where: "status = \(bind: MigrationStatus.failed.rawValue)", db, stamp: stamp)
+            guard let retried else { return .refused }
             // Nothing to queue: the batch stays as it was (the transaction is rolled back).
             guard !retried.isEmpty else { throw StoreError.noFailedJobs }
-            let ids = retried.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
-            try await db.raw("DELETE FROM migration_folders WHERE migration_id IN (\(ids))").run()
             return .retried
         }
         if outcome == .refused { try await throwWhyNot(batchID: id, accountID: accountID) }
@@ -236,30 +218,14 @@ extension Store {
         struct NothingCompleted: Error {}
         do {
             let synced: Bool = try await transaction { db in
-                guard
-                    try await db.raw(
-                        """
-                        UPDATE bulk_batches SET status = \(BatchTransition.sync.sqlTo), finished_at = NULL,
-                            updated_at = \(bind: stamp)
-                        WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.sync.sqlFrom())
-                        RETURNING id
-                        """
-                    ).first() != nil
-                else { return false }
-                let jobs = try await db.raw(
-                    """
-                    UPDATE migrations SET status = \(MigrationTransition.sync.sqlTo), error_code = NULL,
-                        error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
-                        failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
-                        sync_deletions = \(bind: syncDeletions), updated_at = \(bind: stamp)
-                    WHERE batch_id = \(bind: id) AND \(MigrationTransition.sync.sqlFrom())
-                    RETURNING id
-                    """
-                ).all().map { try $0.int64("id") }
+                let jobs = try await Self.requeueBatch(
+                    .sync, id: id, accountID: accountID, jobs: .sync,
+                    extraSet: ", sync_deletions = \(bind: syncDeletions)", where: MigrationTransition.sync.sqlFrom(),
+                    db,
+                    stamp: stamp)
+                guard let jobs else { return false }
                 // Nothing to pass over: the batch stays as it was (the transaction is rolled back).
                 guard !jobs.isEmpty else { throw NothingCompleted() }
-                let ids = jobs.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
-                try await db.raw("DELETE FROM migration_folders WHERE migration_id IN (\(ids))").run()
                 return true
             }
             if !synced { try await throwWhyNot(batchID: id, accountID: accountID) }
@@ -267,6 +233,39 @@ extension Store {
             throw StoreError.invalidBatchStatus(.completedWithErrors)
         }
         return try await required(batchDetail(id: id))
+    }
+
+    /// A retry's or a sync's step inside its transaction: the batch back to the queue under
+    /// `transition`, and the jobs `condition` selects reset under `jobs` as a single migration's
+    /// retry resets one (error and counts cleared, folder rows removed, checkpoints kept, so nothing
+    /// is copied twice). Nil when the batch may not move; else the ids of the jobs reset.
+    private static func requeueBatch(
+        _ transition: BatchTransition, id: Int64, accountID: Int64, jobs: MigrationTransition,
+        extraSet: SQLQueryString, where condition: SQLQueryString, _ db: any SQLDatabase, stamp: Int64
+    ) async throws -> [Int64]? {
+        guard
+            try await db.raw(
+                """
+                UPDATE bulk_batches SET status = \(transition.sqlTo), finished_at = NULL, updated_at = \(bind: stamp)
+                WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(transition.sqlFrom())
+                RETURNING id
+                """
+            ).first() != nil
+        else { return nil }
+        let reset = try await db.raw(
+            """
+            UPDATE migrations SET status = \(jobs.sqlTo), error_code = NULL,
+                error_message = NULL, error_hint = NULL, total_messages = 0, imported_messages = 0,
+                failed_messages = 0, skipped_duplicates = 0, started_at = NULL, finished_at = NULL,
+                updated_at = \(bind: stamp)\(extraSet)
+            WHERE batch_id = \(bind: id) AND \(condition)
+            RETURNING id
+            """
+        ).all().map { try $0.int64("id") }
+        guard !reset.isEmpty else { return reset }
+        let ids = reset.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
+        try await db.raw("DELETE FROM migration_folders WHERE migration_id IN (\(ids))").run()
+        return reset
     }
 
     /// Takes a paused batch back to the queue: its jobs are claimed again and resume from their

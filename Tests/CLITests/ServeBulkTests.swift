@@ -91,6 +91,22 @@ struct ServeBulkTests {
             && jobs(batch).allSatisfy { ["completed", "failed", "cancelled"].contains($0["status"] as? String) }
     }
 
+    /// Reads `counts` every 3 s until two readings agree (mailboxes no longer receiving) or `within`
+    /// passes; returns whether they became still, and the last reading.
+    static func untilStill<Counts: Equatable>(
+        within limit: Duration, _ counts: () async throws -> Counts
+    ) async throws -> (still: Bool, last: Counts) {
+        let deadline = ContinuousClock.now + limit
+        var previous = try await counts()
+        while ContinuousClock.now < deadline {
+            try await Task.sleep(for: .seconds(3))
+            let now = try await counts()
+            if now == previous { return (true, now) }
+            previous = now
+        }
+        return (false, previous)
+    }
+
     static func launch(_ destination: DovecotServer, dataDir: String, port: Int) async throws -> Service {
         let service = try Service(dataDir: dataDir, port: port, destination: destination)
         try await service.waitUntilReady()
@@ -265,15 +281,7 @@ struct ServeBulkTests {
             }
             return counts
         }
-        let settleDeadline = ContinuousClock.now + .seconds(15)
-        var previous = try await counts()
-        var still = false
-        while !still, ContinuousClock.now < settleDeadline {
-            try await Task.sleep(for: .seconds(3))
-            let now = try await counts()
-            still = now == previous
-            previous = now
-        }
+        let (still, previous) = try await Self.untilStill(within: .seconds(15), counts)
         #expect(
             still, "the cancelled batch's mailboxes were still receiving messages 15 s after the cancel: \(previous)")
         // Read again once the mailboxes are still: the runner writes what it copied up to the cancel

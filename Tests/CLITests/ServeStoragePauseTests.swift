@@ -97,15 +97,7 @@ struct ServeStoragePauseTests {
             }
             return counts
         }
-        let settleDeadline = ContinuousClock.now + .seconds(20)
-        var previous = try await counts()
-        var still = false
-        while !still, ContinuousClock.now < settleDeadline {
-            try await Task.sleep(for: .seconds(3))
-            let now = try await counts()
-            still = now == previous
-            previous = now
-        }
+        let (still, previous) = try await ServeBulkTests.untilStill(within: .seconds(20), counts)
         #expect(still, "paused mailboxes were still receiving messages 20 s after the pause: \(previous)")
         let total = accounts.corpora.reduce(0) { $0 + $1.selectedCount } + 3  // each holds one filler
         let held = previous.reduce(0, +)
