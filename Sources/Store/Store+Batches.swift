@@ -220,6 +220,7 @@ extension Store {
             guard !retried.isEmpty else { throw StoreError.noFailedJobs }
             let ids = retried.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
             try await db.raw("DELETE FROM migration_folders WHERE migration_id IN (\(ids))").run()
+            try await Self.clearFailedMessages(migrationIDs: ids, db)
             return .retried
         }
         if outcome == .refused { try await throwWhyNot(batchID: id, accountID: accountID) }
@@ -260,6 +261,7 @@ extension Store {
                 guard !jobs.isEmpty else { throw NothingCompleted() }
                 let ids = jobs.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
                 try await db.raw("DELETE FROM migration_folders WHERE migration_id IN (\(ids))").run()
+                try await Self.clearFailedMessages(migrationIDs: ids, db)
                 return true
             }
             if !synced { try await throwWhyNot(batchID: id, accountID: accountID) }
