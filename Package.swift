@@ -201,6 +201,7 @@ let package = Package(
             dependencies: [
                 "IMAPClient", "MigrationEngine", "Store", "JobRunner", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

@@ -20,8 +20,11 @@ struct ReportRoutes {
         "started_at", "finished_at", "error_code", "error_hint",
     ]
 
+    /// One CSV, every record the same width (RFC 4180): `kind` says what a row is. `folder` rows
+    /// fill the count columns, `failed_message` rows (after them) the message columns.
     static let migrationHeader = [
-        "folder", "destination_folder", "status", "expected", "imported", "skipped", "failed",
+        "kind", "folder", "destination_folder", "status", "expected", "imported", "skipped", "failed", "uid", "size",
+        "internal_date", "reason",
     ]
 
     /// One row per job, in the CSV's order; the source address masked as everywhere in the API.
@@ -50,21 +53,45 @@ struct ReportRoutes {
         return Self.csvResponse(csv, filename: "bulk-\(id)-report.csv")
     }
 
-    /// One row per folder. Messages that failed are counted per folder; the store keeps no list
-    /// of them (and never their content).
+    /// One row per folder, then one per message that failed in the latest run (at most
+    /// `Store.failedMessageLimit`; the folder rows count them all): where it was, its size, date
+    /// and the server's reason, never its content.
     @Sendable func migrationReport(_ request: Request, context: APIContext) async throws -> Response {
         let caller = try context.require(.migrationsRead)
         let id = try MigrationRoutes.migrationID(context)
         guard let record = try await store.migration(id: id, accountID: caller.account.id) else {
             throw APIError.notFound("migration")
         }
+        let failed = try await store.failedMessages(migrationID: id)
         var csv = CSVWriter(header: Self.migrationHeader)
+        let noMessage = [CSVWriter.Field](repeating: .empty, count: 4)
         for folder in record.folders {
-            csv.append([
-                .text(folder.sourceName), .text(folder.destinationName), .text(folder.status.rawValue),
-                .number(Int64(folder.expected)), .number(Int64(folder.imported)), .number(Int64(folder.skipped)),
-                .number(Int64(folder.failed)),
-            ])
+            let counts: [CSVWriter.Field] = [
+                .text("folder"), .text(folder.sourceName), .text(folder.destinationName),
+                .text(folder.status.rawValue), .number(Int64(folder.expected)), .number(Int64(folder.imported)),
+                .number(Int64(folder.skipped)), .number(Int64(folder.failed)),
+            ]
+            csv.append(counts + noMessage)
+        }
+        // In the folder rows' order, then by UID.
+        let position = Dictionary(
+            record.folders.enumerated().map { ($1.sourceName, $0) }, uniquingKeysWith: { first, _ in first })
+        let destination = Dictionary(
+            record.folders.map { ($0.sourceName, $0.destinationName) }, uniquingKeysWith: { first, _ in first })
+        let ordered = failed.sorted {
+            (position[$0.folder] ?? Int.max, $0.uid) < (position[$1.folder] ?? Int.max, $1.uid)
+        }
+        let noCounts = [CSVWriter.Field](repeating: .empty, count: 5)
+        for message in ordered {
+            let place: [CSVWriter.Field] = [
+                .text("failed_message"), .text(message.folder),
+                destination[message.folder].map(CSVWriter.Field.text) ?? .empty,
+            ]
+            let detail: [CSVWriter.Field] = [
+                .number(Int64(message.uid)), message.size.map(CSVWriter.Field.number) ?? .empty,
+                Self.time(message.internalDate), .text(message.reason),
+            ]
+            csv.append(place + noCounts + detail)
         }
         return Self.csvResponse(csv, filename: "migration-\(id)-report.csv")
     }

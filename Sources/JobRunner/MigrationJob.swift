@@ -175,6 +175,12 @@ struct MigrationJob: Sendable {
                 await writeProgress(progress)
             case .messageCopied(_, let bytes):
                 storageWatch?.recordAppended(accountID: record.accountID, bytes: bytes)
+            case .messageFailed(let folder, let uid, let size, let internalDate, let reason):
+                await recordFailed(
+                    FailedMessage(
+                        folder: folder, uid: uid, size: size.map(Int64.init),
+                        internalDate: internalDate.map { Date(timeIntervalSince1970: Double($0.secondsSince1970)) },
+                        reason: reason))
             default:
                 break
             }
@@ -279,6 +285,17 @@ struct MigrationJob: Sendable {
                     "error": "\(error)",
                 ])
             return false
+        }
+    }
+
+    /// For the report's list. Awaited, so the list follows the engine's order, but never fatal:
+    /// a message the store could not list is still counted in its folder's row.
+    private func recordFailed(_ message: FailedMessage) async {
+        do {
+            try await store.recordFailedMessage(migrationID: id, owner: owner, message)
+        } catch {
+            logger.warning(
+                "could not record a failed message", metadata: ["uid": "\(message.uid)", "error": "\(error)"])
         }
     }
 

@@ -590,7 +590,8 @@ struct FolderCopier {
                     counts.failed += 1
                     emit(
                         .messageFailed(
-                            folder: plan.sourceName, uid: messageUID, reason: "the source server returned no content"))
+                            folder: plan.sourceName, uid: messageUID, size: info.size, internalDate: info.internalDate,
+                            reason: "the source server returned no content"))
                     continue
                 }
                 info.size = size
@@ -623,7 +624,10 @@ struct FolderCopier {
                             throw SidedError(side: .destination, underlying: error)
                         }
                         counts.failed += 1
-                        emit(.messageFailed(folder: plan.sourceName, uid: messageUID, reason: text.text))
+                        emit(
+                            .messageFailed(
+                                folder: plan.sourceName, uid: messageUID, size: size, internalDate: info.internalDate,
+                                reason: text.text))
                         continue
                     }
                 }
@@ -722,7 +726,10 @@ struct FolderCopier {
                     continue
                 }
                 counts.failed += 1
-                emit(.messageFailed(folder: plan.sourceName, uid: info.uid, reason: text.text))
+                emit(
+                    .messageFailed(
+                        folder: plan.sourceName, uid: info.uid, size: info.size, internalDate: info.internalDate,
+                        reason: text.text))
             }
         }
         if let firstFailure { throw firstFailure }

@@ -1,3 +1,5 @@
+import IMAPClient
+
 /// What a migration reports as it goes; totals, percent, throughput and ETA follow from these.
 public enum MigrationEvent: Sendable {
     /// Both logins worked.
@@ -10,7 +12,9 @@ public enum MigrationEvent: Sendable {
     case folderBaseline(source: String, counts: FolderSummaryCounts)
     case messageCopied(folder: String, bytes: Int)
     case messageSkipped(folder: String)
-    case messageFailed(folder: String, uid: UInt32, reason: String)
+    /// A message this run could not copy and why (the server's words). `size` and `internalDate`
+    /// are the source's, when its metadata arrived before the failure; never any content.
+    case messageFailed(folder: String, uid: UInt32, size: Int?, internalDate: InternalDate?, reason: String)
     /// A connection dropped or the server throttled; the folder resumes from its checkpoint.
     case retrying(folder: String, attempt: Int, delaySeconds: Double, reason: String)
     /// Something a person watching should know that changes no count (a folder left out of the

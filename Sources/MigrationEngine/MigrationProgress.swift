@@ -52,7 +52,7 @@ public struct MigrationProgress: Sendable {
             }
         case .messageSkipped(let folder):
             update(folder) { $0.counts.skipped += 1 }
-        case .messageFailed(let folder, _, _):
+        case .messageFailed(let folder, _, _, _, _):
             update(folder) { $0.counts.failed += 1 }
         case .retrying(let folder, _, _, _):
             update(folder) { $0.state = .reconnecting }

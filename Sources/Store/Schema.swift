@@ -295,6 +295,26 @@ enum Schema {
                 "ALTER TABLE migration_folders ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0",
             ]
         },
+        // The messages a migration's latest run could not copy, for its report (issue 12): source
+        // folder, UID, size, internal date and the server's reason, never content. One row per
+        // message (a folder retried after a dropped connection fails it again: upserted), at most
+        // `Store.failedMessageLimit` per migration; a retry or delta pass clears them.
+        SchemaMigration(version: 6, name: "failed_messages") { _ in
+            [
+                """
+                CREATE TABLE migration_failed_messages (
+                    migration_id BIGINT NOT NULL REFERENCES migrations(id) ON DELETE CASCADE,
+                    folder TEXT NOT NULL,
+                    uid BIGINT NOT NULL,
+                    size BIGINT,
+                    internal_date BIGINT,
+                    reason TEXT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    PRIMARY KEY (migration_id, folder, uid)
+                )
+                """
+            ]
+        },
     ]
 
     /// Creates `schema_migrations` if needed and applies every version not yet recorded there.

@@ -237,8 +237,8 @@ extension Store {
 
     /// A retry's or a sync's step inside its transaction: the batch back to the queue under
     /// `transition`, and the jobs `condition` selects reset under `jobs` as a single migration's
-    /// retry resets one (error and counts cleared, folder rows removed, checkpoints kept, so nothing
-    /// is copied twice). Nil when the batch may not move; else the ids of the jobs reset.
+    /// retry resets one (error and counts cleared, folder rows and the failed-message list removed,
+    /// checkpoints kept, so nothing is copied twice). Nil when the batch may not move; else the ids of the jobs reset.
     private static func requeueBatch(
         _ transition: BatchTransition, id: Int64, accountID: Int64, jobs: MigrationTransition,
         extraSet: SQLQueryString, where condition: SQLQueryString, _ db: any SQLDatabase, stamp: Int64
@@ -265,6 +265,7 @@ extension Store {
         guard !reset.isEmpty else { return reset }
         let ids = reset.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
         try await db.raw("DELETE FROM migration_folders WHERE migration_id IN (\(ids))").run()
+        try await clearFailedMessages(migrationIDs: ids, db)
         return reset
     }
 

@@ -306,6 +306,7 @@ extension Store {
                 ).first() != nil
             else { return false }
             try await db.raw("DELETE FROM migration_folders WHERE migration_id = \(bind: id)").run()
+            try await Self.clearFailedMessages(migrationIDs: "\(bind: id)", db)
             // A job of an ended batch retried on its own takes its batch back to the queue.
             try await Self.reopenBatch(ofMigration: id, db, now: now)
             return true

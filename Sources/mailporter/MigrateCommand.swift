@@ -270,7 +270,7 @@ enum EventPrinter {
             line(["event": .string("message_copied"), "folder": .string(folder), "bytes": .int(bytes)])
         case .messageSkipped(let folder):
             line(["event": .string("message_skipped"), "folder": .string(folder)])
-        case .messageFailed(let folder, let uid, let reason):
+        case .messageFailed(let folder, let uid, _, _, let reason):
             line([
                 "event": .string("message_failed"), "folder": .string(folder), "uid": .int(Int(uid)),
                 "reason": .string(reason),

@@ -32,7 +32,7 @@ final class ProgressTracker: Sendable {
                 snapshot.started = Date()
             case .folderBaseline(let folder, let counts):
                 if snapshot.firstBaselines[folder] == nil { snapshot.firstBaselines[folder] = counts }
-            case .messageFailed(let folder, let uid, let reason):
+            case .messageFailed(let folder, let uid, _, _, let reason):
                 snapshot.failures.append("\(folder) UID \(uid): \(reason)")
             case .notice(let folder, let message):
                 snapshot.notices.append("\(folder): \(message)")

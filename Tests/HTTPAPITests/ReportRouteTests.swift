@@ -86,9 +86,82 @@ struct ReportRouteTests {
                 let rows = try CSVRows.parse(reply.text)
                 #expect(
                     rows == [
-                        ["folder", "destination_folder", "status", "expected", "imported", "skipped", "failed"],
-                        ["INBOX", "INBOX", "completed", "10", "8", "2", "0"],
-                        ["Projects, \"2024\"", "Projects, \"2024\"", "completed", "2", "1", "0", "1"],
+                        [
+                            "kind", "folder", "destination_folder", "status", "expected", "imported", "skipped",
+                            "failed",
+                            "uid", "size", "internal_date", "reason",
+                        ],
+                        ["folder", "INBOX", "INBOX", "completed", "10", "8", "2", "0", "", "", "", ""],
+                        [
+                            "folder", "Projects, \"2024\"", "Projects, \"2024\"", "completed", "2", "1", "0", "1", "",
+                            "",
+                            "", "",
+                        ],
+                    ])
+            }
+        }
+    }
+
+    @Test func theMigrationReportListsTheLatestRunsFailedMessagesAfterTheFolders() async throws {
+        try await APIFixture.with { fixture in
+            let store = fixture.store
+            let record = try await store.createMigration(
+                NewMigration(
+                    accountID: fixture.pro.id, mailboxID: fixture.mailbox.id, provider: "generic_imap",
+                    sourceHost: "imap.old.example", sourcePort: 993, sourceSecurity: "ssl",
+                    sourceEmail: "jane@old.example", sourcePassword: "s3cret"))
+            let claimed = try #require(try await store.claimPendingMigration(owner: "n", leaseSeconds: 30))
+            #expect(claimed.id == record.id)
+            try await store.updateProgress(
+                migrationID: record.id, owner: "n",
+                totals: MigrationTotals(total: 7, imported: 4, failed: 3, skipped: 0),
+                folders: [
+                    FolderProgress(
+                        sourceName: "Sent", destinationName: "Sent Items", status: .completed, expected: 3,
+                        imported: 2, failed: 1, skipped: 0),
+                    FolderProgress(
+                        sourceName: "Archive", destinationName: "Archive", status: .completed, expected: 4,
+                        imported: 2, failed: 2, skipped: 0),
+                ])
+            // 2023-05-01T08:30:00Z
+            let date = Date(timeIntervalSince1970: 1_682_929_800)
+            for message in [
+                FailedMessage(folder: "Archive", uid: 41, reason: "=cmd|' /C calc'!A0, \"quoted\""),
+                FailedMessage(folder: "Sent", uid: 17, size: 52_311, internalDate: date, reason: "message too large"),
+                FailedMessage(folder: "Archive", uid: 5, size: 0, internalDate: date, reason: "zero byte\r\nmessage"),
+            ] {
+                #expect(try await store.recordFailedMessage(migrationID: record.id, owner: "n", message))
+            }
+            try await store.updateStatus(migrationID: record.id, to: .completed, owner: "n")
+            try await fixture.test { client in
+                let reply = try await client.call(
+                    .get, "/api/v1/migrations/\(record.id)/report.csv", token: fixture.readOnlyToken)
+                #expect(reply.status == .ok)
+                let rows = try CSVRows.parse(reply.text)
+                // RFC 4180: every record as wide as the header.
+                #expect(rows.allSatisfy { $0.count == 12 }, "\(rows)")
+                #expect(
+                    rows.map(\.first) == [
+                        "kind", "folder", "folder", "failed_message", "failed_message", "failed_message",
+                    ])
+                let failed = Array(rows.dropFirst(3))
+                // In the folder rows' order, then by UID.
+                #expect(
+                    failed[0] == [
+                        "failed_message", "Sent", "Sent Items", "", "", "", "", "", "17", "52311",
+                        "2023-05-01T08:30:00+00:00", "message too large",
+                    ])
+                #expect(
+                    failed[1] == [
+                        "failed_message", "Archive", "Archive", "", "", "", "", "", "5", "0",
+                        "2023-05-01T08:30:00+00:00",
+                        "zero byte message",
+                    ])
+                // Unknown size and date stay empty; a server's words never run as a formula.
+                #expect(
+                    failed[2] == [
+                        "failed_message", "Archive", "Archive", "", "", "", "", "", "41", "", "",
+                        "'=cmd|' /C calc'!A0, \"quoted\"",
                     ])
             }
         }

@@ -3,6 +3,7 @@ import IMAPClient
 import JobRunner
 import Logging
 import MigrationEngine
+import NIOCore
 import ServiceLifecycle
 import Store
 import Testing
@@ -588,5 +589,36 @@ struct DestinationServerTests {
         }
         #expect(user == "a@example.com" && password == "t")
         #expect(destination.credentials(mailbox: "a@example.com", targetPassword: nil) == nil)
+    }
+}
+
+/// The runner keeps the report's list: a message the destination refuses (Dovecot stores no empty
+/// message; the source is the scripted server, since no real server holds one) is in the store
+/// with its source UID, size and date and the server's reason, and the migration still completes.
+@Suite("Job runner: failed messages", .timeLimit(.minutes(2)))
+struct JobRunnerFailedMessageTests {
+    @Test func aRefusedMessageIsListedWithItsUIDSizeDateAndReason() async throws {
+        let date = InternalDate(year: 2023, month: 5, day: 2, hour: 9, minute: 30, second: 0, zoneMinutes: 60)
+        let messages = ["Subject: one\r\n\r\nBody one.\r\n", "", "Subject: three\r\n\r\nBody three.\r\n"].map {
+            ScriptedGmailServer.Message(
+                bytes: ByteBuffer(string: $0), flags: [], internalDate: date, labels: ["\\Inbox"])
+        }
+        let source = try await ScriptedGmailServer.start(messages: messages, gmailExtension: false)
+        defer { Task { await source.stop() } }
+        let destination = try await SharedServers.shared.server(.slash)
+        let destinationUser = try await destination.freshUser("failed")
+        let store = try await Store.openInMemorySQLite()
+        let queued = try await queue(
+            store, sourceUser: "jane@example.org", sourcePort: source.port, destinationUser: destinationUser,
+            sourcePassword: ScriptedGmailServer.password, selectedFolders: ["INBOX"])
+        let record = try await runUntilSettled(store, queued.id, configuration(destination: destination))
+        #expect(record.status == .completed, "\(String(describing: record.error))")
+        #expect(record.importedMessages == 2 && record.failedMessages == 1)
+        let listed = try await store.failedMessages(migrationID: queued.id)
+        #expect(listed.map(\.folder) == ["INBOX"] && listed.map(\.uid) == [2], "\(listed)")
+        #expect(listed.first?.size == 0)
+        #expect(listed.first?.internalDate == Date(timeIntervalSince1970: TimeInterval(date.secondsSince1970)))
+        #expect(listed.first?.reason.contains("zero byte") == true, "\(listed)")
+        try await store.close()
     }
 }

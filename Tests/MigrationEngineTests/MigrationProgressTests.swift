@@ -29,7 +29,7 @@ struct MigrationProgressTests {
         progress.apply(
             .folderBaseline(source: "INBOX", counts: FolderSummaryCounts(expected: 3, copied: 1, bytes: 100)))
         progress.apply(.messageCopied(folder: "INBOX", bytes: 50))
-        progress.apply(.messageFailed(folder: "INBOX", uid: 9, reason: "refused"))
+        progress.apply(.messageFailed(folder: "INBOX", uid: 9, size: 120, internalDate: nil, reason: "refused"))
         #expect(progress.folders[0].counts == FolderSummaryCounts(expected: 3, copied: 2, failed: 1, bytes: 150))
 
         let summary = FolderSummaryCounts(expected: 3, copied: 2, skipped: 1, bytes: 150)

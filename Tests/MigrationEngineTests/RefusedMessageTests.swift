@@ -38,9 +38,11 @@ struct RefusedMessageTests {
                 credentials: .password(username: user, password: DovecotServer.password)),
             strategy: .inboxOnly)
         let store = MemoryCheckpointStore()
-        let failures = Mutex<[String]>([])
+        let failures = Mutex<[(uid: UInt32, size: Int?, date: InternalDate?, reason: String)]>([])
         let emit: @Sendable (MigrationEvent) -> Void = { event in
-            if case .messageFailed(_, _, let reason) = event { failures.withLock { $0.append(reason) } }
+            if case .messageFailed(_, let uid, let size, let date, let reason) = event {
+                failures.withLock { $0.append((uid, size, date, reason)) }
+            }
         }
 
         let summary = try await Migration(request: request, checkpoints: store).run(emit: emit)
@@ -56,8 +58,13 @@ struct RefusedMessageTests {
         #expect(
             summary.totals == FolderSummaryCounts(expected: 6, copied: 5, failed: 1, bytes: goodBytes),
             "\(summary.totals)")
-        let reasons = failures.withLock { $0 }
-        #expect(reasons.count == 1 && reasons.first?.contains("zero byte") == true, "\(reasons)")
+        let reported = failures.withLock { $0 }
+        #expect(reported.count == 1 && reported.first?.reason.contains("zero byte") == true, "\(reported)")
+        // What the report lists: the source's UID, size and date of the message at fault.
+        let refused = Self.messages[Self.emptyIndex]
+        #expect(reported.first?.uid == UInt32(Self.emptyIndex + 1))
+        #expect(reported.first?.size == 0)
+        #expect(reported.first?.date == refused.internalDate)
 
         // Run again: the failed message is accounted for, nothing is copied twice.
         let rerun = try await Migration(request: request, checkpoints: store).run(emit: { _ in })

@@ -385,6 +385,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             try await old.raw("ALTER TABLE \(unsafeRaw: table) DROP COLUMN \(unsafeRaw: column)").run()
         }
         try await old.raw("DELETE FROM schema_migrations WHERE version = 5").run()
+        // …and v6's failed-message list.
+        try await old.raw("DROP TABLE migration_failed_messages").run()
+        try await old.raw("DELETE FROM schema_migrations WHERE version = 6").run()
         #expect(try await first.schemaVersions() == [1])
         let sealed = try secrets.seal("old-pw")
         try await old.raw(
@@ -405,6 +408,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         let migration = try #require(try await store.migration(id: 1, accountID: 1))
         #expect(migration.status == .completed && migration.batchID == nil)
         #expect(try await store.credentials(forMigration: 1)?.sourcePassword == "old-pw")
+        #expect(try await store.failedMessages(migrationID: 1).isEmpty)
         let box = try #require(try await store.mailboxes(accountID: 1).first)
         let detail = try await store.createBatch(NewBatch(accountID: 1, name: "after upgrade"), jobs: jobs([box]))
         #expect(detail.jobs.map(\.line) == [2])
