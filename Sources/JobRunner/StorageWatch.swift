@@ -76,7 +76,13 @@ public final class StorageWatch: Service, Sendable {
             return last.usedBytes + (state.appendedSince[accountID] ?? 0)
         }
         if let cached { return cached }
-        return reading == .cached ? nil : await measure(accountID: accountID)
+        guard reading != .cached else { return nil }
+        if let measured = await measure(accountID: accountID) { return measured }
+        // Not every mailbox could be measured now (a timeout, a failed login): the last complete
+        // measurement stands, so a resume is not let through on a partial sum.
+        return state.withLock { state in
+            state.measurements[accountID].map { $0.usedBytes + (state.appendedSince[accountID] ?? 0) }
+        }
     }
 
     public func run() async throws {
@@ -129,8 +135,9 @@ public final class StorageWatch: Service, Sendable {
         return paused
     }
 
-    /// Measures every mailbox of the account, a few at a time. Mailboxes that cannot be measured
-    /// (gone at the server, a failed login) are left out and logged; nil when none could be.
+    /// Measures every mailbox of the account, a few at a time. Nil unless every one was measured
+    /// (a mailbox gone at the server, a failed login or a timeout is logged): a partial sum would
+    /// understate the usage, and the pause rule must never act on less than the whole.
     private func measure(accountID: Int64) async -> Int64? {
         let destination = configuration.destination
         guard destination.hasMasterCredentials else { return nil }
@@ -150,6 +157,7 @@ public final class StorageWatch: Service, Sendable {
         }
         var total: Int64 = 0
         var measured = 0
+        var unmeasurable = 0
         await withTaskGroup(of: Int64?.self) { group in
             var pending = emails[...]
             func addNext() {
@@ -174,11 +182,13 @@ public final class StorageWatch: Service, Sendable {
                 if let used {
                     total += used
                     measured += 1
+                } else {
+                    unmeasurable += 1
                 }
                 addNext()
             }
         }
-        guard measured > 0 else {
+        guard measured > 0, unmeasurable == 0 else {
             // Nothing was measured: keep counting what is appended.
             state.withLock { $0.appendedSince[accountID, default: 0] += appendedBefore }
             return nil
