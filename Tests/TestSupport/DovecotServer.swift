@@ -145,17 +145,37 @@ public final class DovecotServer: Sendable {
         return try runProcess(script, arguments, input: input)
     }
 
-    /// Ports that were free a moment ago (the kernel's choice for port 0).
+    /// Ports that were free a moment ago, for servers a test starts. Drawn from below the kernel's
+    /// ephemeral range (32768–60999 here), which the many outgoing connections of parallel tests draw
+    /// their local ports from: a port the kernel handed out as free for port 0 was, more than once, taken
+    /// by such a connection before the server bound it. No port is handed out twice in one test process.
     public static func freePorts(_ count: Int) throws -> [Int] {
-        var channels: [Channel] = []
-        defer { for channel in channels { try? channel.close().wait() } }
-        for _ in 0..<count {
-            let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .bind(host: "127.0.0.1", port: 0).wait()
-            channels.append(channel)
+        var ports: [Int] = []
+        var attempts = 0
+        while ports.count < count {
+            attempts += 1
+            guard attempts < 10_000 else {
+                throw ProcessFailure(command: "bind", status: -1, output: "no free loopback port in 20000-32000")
+            }
+            let port = Int.random(in: 20_000..<32_000)
+            guard PortRegistry.shared.claim(port) else { continue }
+            if let channel = try? ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: port).wait()
+            {
+                try? channel.close().wait()
+                ports.append(port)
+            }
         }
-        return channels.compactMap { $0.localAddress?.port }
+        return ports
     }
+}
+
+/// The ports this test process has handed out, so two tests never get the same one.
+final class PortRegistry: Sendable {
+    static let shared = PortRegistry()
+    private let handedOut = Mutex<Set<Int>>([])
+
+    func claim(_ port: Int) -> Bool { handedOut.withLock { $0.insert(port).inserted } }
 }
 
 /// A loopback port that refuses connections for as long as this lives: bound, never listening, so
