@@ -14,37 +14,34 @@ struct BodyReader {
 
     /// The body as a JSON object, or 400/413.
     static func read(_ request: Request, context: APIContext, limit: Int) async throws -> (BodyReader, ByteBuffer) {
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError.payloadTooLarge(limit)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError.payloadTooLarge(limit)
-        }
-        guard let value = JSONValue.parse(buffer.readableBytesView), case .object = value else {
-            throw APIError.invalidJSON
-        }
-        return (BodyReader(value), buffer)
+        try parse(try await collect(request, limit: limit))
     }
 
     /// Like `read`, but an empty body is an empty object (for routes whose fields are all optional).
     static func readOptional(_ request: Request, context: APIContext, limit: Int) async throws -> (
         BodyReader, ByteBuffer
     ) {
+        let buffer = try await collect(request, limit: limit)
+        if buffer.readableBytesView.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
+            return (BodyReader(.object([])), ByteBuffer())
+        }
+        return try parse(buffer)
+    }
+
+    /// The whole body, or 413 past `limit`.
+    private static func collect(_ request: Request, limit: Int) async throws -> ByteBuffer {
         var request = request
-        let buffer: ByteBuffer
         do {
-            buffer = try await request.collectBody(upTo: limit)
+            return try await request.collectBody(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw APIError.payloadTooLarge(limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw APIError.payloadTooLarge(limit)
         }
-        if buffer.readableBytesView.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
-            return (BodyReader(.object([])), ByteBuffer())
-        }
+    }
+
+    /// A JSON object, or 400.
+    private static func parse(_ buffer: ByteBuffer) throws -> (BodyReader, ByteBuffer) {
         guard let value = JSONValue.parse(buffer.readableBytesView), case .object = value else {
             throw APIError.invalidJSON
         }

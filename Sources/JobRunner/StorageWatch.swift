@@ -45,6 +45,9 @@ public final class StorageWatch: Service, Sendable {
         var measurements: [Int64: Measurement] = [:]
         /// Bytes appended per account since its last measurement began.
         var appendedSince: [Int64: Int64] = [:]
+        /// The measurement running per account: one at a time, since each restarts `appendedSince`
+        /// and a second would drop what was appended during the first.
+        var inFlight: [Int64: Task<Int64?, Never>] = [:]
     }
 
     private let store: Store
@@ -139,6 +142,20 @@ public final class StorageWatch: Service, Sendable {
     /// (a mailbox gone at the server, a failed login or a timeout is logged): a partial sum would
     /// understate the usage, and the pause rule must never act on less than the whole.
     private func measure(accountID: Int64) async -> Int64? {
+        let task: Task<Int64?, Never> = state.withLock { state in
+            if let running = state.inFlight[accountID] { return running }
+            let task = Task { await self.measureEveryMailbox(accountID: accountID) }
+            state.inFlight[accountID] = task
+            return task
+        }
+        let used = await task.value
+        state.withLock { state in
+            if state.inFlight[accountID] == task { state.inFlight[accountID] = nil }
+        }
+        return used
+    }
+
+    private func measureEveryMailbox(accountID: Int64) async -> Int64? {
         let destination = configuration.destination
         guard destination.hasMasterCredentials else { return nil }
         let emails: [String]

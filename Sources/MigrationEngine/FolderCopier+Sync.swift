@@ -44,8 +44,12 @@ extension FolderCopier {
                 counts.flagsUpdated += try await storeFlags(desired, on: target)
             }
         }
-        // Looked for already at this HIGHESTMODSEQ: nothing can have gone since.
-        let looked = pass.condstore && checkpoint.deletionsCheckedModSeq == pass.highestModSeq
+        // Looked for already at this HIGHESTMODSEQ and count: nothing can have gone since. The count
+        // too, because a server with CONDSTORE but without QRESYNC need not raise HIGHESTMODSEQ on an
+        // expunge (as `Migration.inStep` also checks).
+        let looked =
+            pass.condstore && checkpoint.deletionsCheckedModSeq == pass.highestModSeq
+            && checkpoint.sourceMessages == pass.messages
         var deletionsDone = request.propagateDeletions
         if request.propagateDeletions, !looked, let map = checkpoint.copiedMap, !map.isEmpty {
             let gone = try await Self.expunged(on: source, map: map)

@@ -551,7 +551,7 @@ struct FolderCopier {
     func flagsToCopy(_ flags: [String], allowedKeywords: Set<String>?) -> [String] {
         flags.filter { flag in
             if flag.hasPrefix("\\") {
-                return ["\\seen", "\\answered", "\\flagged", "\\draft"].contains(flag.lowercased())
+                return FlagUpdates.systemFlags.contains(flag.lowercased())
             }
             return allowedKeywords?.contains(flag.lowercased()) ?? true
         }

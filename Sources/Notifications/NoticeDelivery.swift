@@ -15,7 +15,8 @@ public struct NoticeDeliveryConfiguration: Sendable {
     /// The name this node holds delivery leases under.
     public var nodeID: String
     public var pollInterval: Duration
-    /// How long a claimed notice is this node's; a node that dies mid-delivery leaves it to another after this.
+    /// How long a claimed notice is this node's; a node that dies mid-delivery leaves it to another
+    /// after this. It must outlast one delivery (`SMTPConfiguration.longestSessionSeconds`).
     public var leaseSeconds: Int
     /// Attempts before a notice that keeps failing for a transient reason is given up.
     public var maxAttempts: Int
@@ -24,7 +25,7 @@ public struct NoticeDeliveryConfiguration: Sendable {
 
     public init(
         smtp: SMTPConfiguration, from: String, publicURL: String? = nil, nodeID: String,
-        pollInterval: Duration = .seconds(2), leaseSeconds: Int = 300, maxAttempts: Int = 8,
+        pollInterval: Duration = .seconds(2), leaseSeconds: Int? = nil, maxAttempts: Int = 8,
         backoff: @escaping @Sendable (Int) -> Duration = NoticeDeliveryConfiguration.exponentialBackoff
     ) {
         self.smtp = smtp
@@ -32,7 +33,8 @@ public struct NoticeDeliveryConfiguration: Sendable {
         self.publicURL = publicURL
         self.nodeID = nodeID
         self.pollInterval = pollInterval
-        self.leaseSeconds = leaseSeconds
+        // By default longer than the slowest delivery the SMTP timeouts allow, plus a minute.
+        self.leaseSeconds = leaseSeconds ?? smtp.longestSessionSeconds + 60
         self.maxAttempts = maxAttempts
         self.backoff = backoff
     }
@@ -110,7 +112,7 @@ public final class NoticeDelivery: Service, Sendable {
             guard let subject = try await subject(of: notice) else {
                 try await store.markNoticeFailed(
                     id: notice.id, owner: configuration.nodeID, code: "subject_deleted",
-                    message: "the batch or migration was deleted before its notice went out", retryAt: nil)
+                    message: "the batch or migration was deleted before its notice went out", retryAt: nil, now: now)
                 return true
             }
             let text = composer.compose(notice, about: subject)
@@ -121,11 +123,14 @@ public final class NoticeDelivery: Service, Sendable {
             do {
                 try await client.send(message, envelopeSender: sender)
             } catch {
-                try await record(error, for: notice, logger: logger)
+                try await record(error, for: notice, now: now, logger: logger)
                 return true
             }
-            try await store.markNoticeSent(id: notice.id, owner: configuration.nodeID)
-            logger.info("notice sent", metadata: ["attempt": "\(notice.attempts)"])
+            if try await store.markNoticeSent(id: notice.id, owner: configuration.nodeID, now: now) {
+                logger.info("notice sent", metadata: ["attempt": "\(notice.attempts)"])
+            } else {
+                logger.warning("notice sent after its lease ran out; another node may send it too")
+            }
         } catch {
             // The store failed: the lease runs out and the notice is claimed again.
             logger.error("could not finish a notice", metadata: ["error": "\(error)"])
@@ -133,12 +138,12 @@ public final class NoticeDelivery: Service, Sendable {
         return true
     }
 
-    private func record(_ error: SMTPError, for notice: Notice, logger: Logger) async throws {
+    private func record(_ error: SMTPError, for notice: Notice, now: Date, logger: Logger) async throws {
         let retry = error.isTransient && notice.attempts < configuration.maxAttempts
-        let retryAt = retry ? Date().addingTimeInterval(Self.seconds(configuration.backoff(notice.attempts))) : nil
+        let retryAt = retry ? now.addingTimeInterval(Self.seconds(configuration.backoff(notice.attempts))) : nil
         try await store.markNoticeFailed(
             id: notice.id, owner: configuration.nodeID, code: error.code, message: error.description,
-            retryAt: retryAt)
+            retryAt: retryAt, now: now)
         logger.warning(
             retry ? "notice not delivered; tried again later" : "notice not delivered; given up",
             metadata: ["attempt": "\(notice.attempts)", "error_code": "\(error.code)", "error": "\(error)"])

@@ -17,6 +17,12 @@ public struct SMTPConfiguration: Sendable {
     /// The wait for the reply to the message itself, which the server may scan first.
     public var messageTimeout: TimeAmount
 
+    /// The longest one delivery can take under these timeouts (connect, up to ten replies, the
+    /// message), in whole seconds: a delivery lease must outlast it, or another node sends again.
+    public var longestSessionSeconds: Int {
+        Int((connectTimeout.nanoseconds + 10 * replyTimeout.nanoseconds + messageTimeout.nanoseconds) / 1_000_000_000)
+    }
+
     public init(
         endpoint: SMTPEndpoint, credentials: SMTPCredentials? = nil, additionalTrustRootsPEM: [String] = [],
         clientName: String = "mailporter.localdomain", connectTimeout: TimeAmount = .seconds(15),
