@@ -13,6 +13,14 @@ final class ReplyHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     /// Names the step of a failure the handler notices by itself (a close, a TLS error).
     var step = "the greeting"
+    /// The server, for the wording of a network or TLS error met mid-session.
+    private let host: String
+    private let port: Int
+
+    init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
 
     /// Whether bytes arrived that no returned reply accounts for (must be none when TLS starts).
     var hasUnreadBytes: Bool { !replies.isEmpty || parser.hasBufferedBytes }
@@ -41,7 +49,7 @@ final class ReplyHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        fail(TLSErrorWording.classify(error), context: context)
+        fail(TLSErrorWording.classify(error, host: host, port: port), context: context)
     }
 
     /// The next reply, waiting up to `timeout` for it.

@@ -131,7 +131,8 @@ final class SMTPConnection: Sendable {
                         let tls = try NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
                         try channel.pipeline.syncOperations.addHandler(tls)
                     }
-                    let handler = ReplyHandler()
+                    let handler = ReplyHandler(
+                        host: configuration.endpoint.host, port: configuration.endpoint.port)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     handlerPromise.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }

@@ -9,7 +9,7 @@ import NIOSSL
 /// Turns what NIO and NIOSSL throw into `SMTPError`s in words a person can act on: never a
 /// library's type name, reason code path or build path.
 enum TLSErrorWording {
-    static func classify(_ error: Error, host: String = "the mail server", port: Int = 0) -> SMTPError {
+    static func classify(_ error: Error, host: String, port: Int) -> SMTPError {
         switch error {
         case let error as SMTPError:
             return error
