@@ -51,7 +51,7 @@ public final class JobRunner: Service, Sendable {
     }
 
     private func runLoop(stopping: Flag) async {
-        await releaseLeftoverLeases()
+        let nodeLock = await releaseLeftoverLeases()
         let clock = ContinuousClock()
         var nextPurge = clock.now
         let running = JobCount()
@@ -80,6 +80,7 @@ public final class JobRunner: Service, Sendable {
             // the group waits for all of them.
             group.cancelAll()
         }
+        await nodeLock?.release()
         logger.info("job runner stopped")
     }
 
@@ -105,8 +106,24 @@ public final class JobRunner: Service, Sendable {
     }
 
     /// Leases still under this node id belong to an earlier process with the same id that was
-    /// killed: requeued now rather than after they expire.
-    private func releaseLeftoverLeases() async {
+    /// killed: requeued now rather than after they expire. Only while this process holds the node
+    /// lock, which it keeps until it stops: a live process with the same id (two started by mistake
+    /// with one `--node-id`) keeps its leases, which then expire or are released as usual.
+    private func releaseLeftoverLeases() async -> NodeLock? {
+        let lock: NodeLock?
+        do {
+            lock = try await store.lockNode(configuration.nodeID)
+        } catch {
+            logger.error(
+                "could not take the node lock; leftover leases expire on their own", metadata: ["error": "\(error)"])
+            return nil
+        }
+        guard let lock else {
+            logger.warning(
+                "another live process runs under this node id: its leases are left alone; give each process its own MAILPORTER_NODE_ID"
+            )
+            return nil
+        }
         do {
             let released = try await store.releaseLeases(owner: configuration.nodeID)
             if !released.isEmpty {
@@ -117,6 +134,7 @@ public final class JobRunner: Service, Sendable {
         } catch {
             logger.error("could not release leftover leases; they expire on their own", metadata: ["error": "\(error)"])
         }
+        return lock
     }
 
     private func purgeExpired() async {

@@ -28,7 +28,10 @@ struct MigrationJob: Sendable {
     let logger: Logger
 
     private var id: Int64 { record.id }
-    private var owner: String { configuration.nodeID }
+    /// What every write of this job is made under: a take-over by another node refuses them.
+    private var lease: Lease {
+        record.lease ?? Lease(migrationID: record.id, owner: configuration.nodeID, token: record.leaseToken)
+    }
 
     func run() async {
         // Shut down between the claim and the start: hand it straight back.
@@ -59,9 +62,9 @@ struct MigrationJob: Sendable {
 
         let progress = ProgressAccumulator()
         let (events, continuation) = AsyncStream.makeStream(of: MigrationEvent.self)
+        let checkpoints = JobCheckpoints(store.checkpointStore(migrationID: id, lease: lease))
         let migration = Migration(
-            request: request, checkpoints: store.checkpointStore(migrationID: id),
-            logger: logger, backoff: configuration.backoff)
+            request: request, checkpoints: checkpoints, logger: logger, backoff: configuration.backoff)
 
         var result: Result<MigrationSummary, ImportFailure>?
         var stop: JobStop?
@@ -110,6 +113,8 @@ struct MigrationJob: Sendable {
         switch result {
         case .success(let summary)?:
             await settle(.completed(summary, progress: progress))
+        case .failure? where !Task.isCancelled && checkpoints.storeFailure != nil:
+            await settle(.storeFailed(checkpoints.storeFailure, progress: progress))
         case .failure(let failure)? where !Task.isCancelled:
             await settle(.failed(MigrationError(failure), progress: progress))
         case .failure?, nil:
@@ -131,6 +136,8 @@ struct MigrationJob: Sendable {
         case completed(MigrationSummary, progress: ProgressAccumulator)
         case failed(MigrationError, progress: ProgressAccumulator?)
         case stopped(JobStop, progress: ProgressAccumulator)
+        /// The run failed because the store refused or could not take its checkpoints.
+        case storeFailed((any Error)?, progress: ProgressAccumulator)
         /// Back to pending for the next start (shutdown), with the progress so far.
         case requeue(progress: ProgressAccumulator?)
         /// Released as it is (the migration was deleted meanwhile).
@@ -150,6 +157,17 @@ struct MigrationJob: Sendable {
                 await fail(error, progress: progress)
             case .stopped(let reason, let progress):
                 await stopped(reason, progress: progress)
+            case .storeFailed(is LeaseLost, let progress):
+                await stopped(.leaseLost, progress: progress)
+            case .storeFailed(let error, let progress):
+                // Not the import's failure: back to the queue, to resume from the checkpoints that
+                // were written; if the store is still out of reach, the lease runs out instead and
+                // a node takes the migration over once the database is back.
+                logger.error(
+                    "migration interrupted: its checkpoints could not be written; requeued",
+                    metadata: ["error": "\(error.map { "\($0)" } ?? "unknown")"])
+                await writeProgress(progress, interrupted: true)
+                await release(requeue: true)
             case .requeue(let progress):
                 if let progress { await writeProgress(progress, interrupted: true) }
                 await release(requeue: true)
@@ -202,9 +220,7 @@ struct MigrationJob: Sendable {
                 // Renewed before progress is written: after a cancel (and a quick retry that
                 // reset the counts) this run's counts must not be written over them.
                 guard
-                    let status = try await store.renewLease(
-                        migrationID: id, owner: owner,
-                        leaseSeconds: configuration.leaseSeconds)
+                    let status = try await store.renewLease(lease, leaseSeconds: configuration.leaseSeconds)
                 else {
                     return .leaseLost
                 }
@@ -276,7 +292,7 @@ struct MigrationJob: Sendable {
 
     private func setStatus(_ status: MigrationStatus, error: MigrationError? = nil) async -> Bool {
         do {
-            return try await store.updateStatus(migrationID: id, to: status, owner: owner, error: error)
+            return try await store.updateStatus(lease, to: status, error: error)
         } catch {
             logger.error(
                 "could not update the migration's status",
@@ -292,7 +308,7 @@ struct MigrationJob: Sendable {
     /// a message the store could not list is still counted in its folder's row.
     private func recordFailed(_ message: FailedMessage) async {
         do {
-            try await store.recordFailedMessage(migrationID: id, owner: owner, message)
+            try await store.recordFailedMessage(lease, message)
         } catch {
             logger.warning(
                 "could not record a failed message", metadata: ["uid": "\(message.uid)", "error": "\(error)"])
@@ -307,7 +323,7 @@ struct MigrationJob: Sendable {
         let snapshot = await progress.snapshot(interrupted: interrupted)
         do {
             try await store.updateProgress(
-                migrationID: id, owner: owner, whileStatus: status, totals: snapshot.totals, folders: snapshot.folders)
+                lease, whileStatus: status, totals: snapshot.totals, folders: snapshot.folders)
         } catch {
             // A cancelled ticker's last write is refused; the final write follows anyway.
             if Task.isCancelled { return }
@@ -317,7 +333,7 @@ struct MigrationJob: Sendable {
 
     private func release(requeue: Bool) async {
         do {
-            try await store.releaseLease(migrationID: id, owner: owner, requeue: requeue)
+            try await store.releaseLease(lease, requeue: requeue)
         } catch {
             logger.error("could not release the lease; it expires on its own", metadata: ["error": "\(error)"])
         }

@@ -212,6 +212,8 @@ public struct MigrationRecord: Sendable, Equatable {
     public var syncDeletions = false
     public var leaseOwner: String?
     public var leaseExpiresAt: Date?
+    /// The fencing token of the latest claim (see `Lease`).
+    public var leaseToken: Int64 = 0
     public var startedAt: Date?
     public var finishedAt: Date?
     public var createdAt: Date

@@ -315,6 +315,11 @@ enum Schema {
                 """
             ]
         },
+        // A fencing token per migration, incremented by every claim (see `Lease`): a runner that lost
+        // its lease can no longer write, whatever its clock says.
+        SchemaMigration(version: 7, name: "lease_token") { _ in
+            ["ALTER TABLE migrations ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0"]
+        },
     ]
 
     /// Creates `schema_migrations` if needed and applies every version not yet recorded there.

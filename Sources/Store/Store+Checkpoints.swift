@@ -14,17 +14,27 @@ extension Store {
         return try Self.decodeJSON(FolderCheckpoint.self, try row.string("data"))
     }
 
+    /// Saves a folder's checkpoint; with `lease`, only while that lease holds the migration (the
+    /// same statement checks it, under `fence`), else throws `LeaseLost`. The engine saves before
+    /// every write that completes an APPEND, so a runner that lost its lease can append nothing more.
     public func saveCheckpoint(
-        _ checkpoint: FolderCheckpoint, migrationID: Int64, folder: String,
+        _ checkpoint: FolderCheckpoint, migrationID: Int64, folder: String, lease: Lease? = nil,
         now: Date = Date()
     ) async throws {
-        try await database.raw(
+        let values: SQLQueryString =
+            "\(bind: migrationID), \(bind: folder), \(bind: try Self.json(checkpoint)), \(bind: now.storeMillis)"
+        // `WHERE true`: SQLite reads `ON CONFLICT` after a bare SELECT as a join constraint.
+        let source: SQLQueryString =
+            if let lease { "SELECT \(values) WHERE EXISTS (\(fence(lease)))" } else { "SELECT \(values) WHERE true" }
+        let written = try await database.raw(
             """
             INSERT INTO checkpoints (migration_id, folder, data, updated_at)
-            VALUES (\(bind: migrationID), \(bind: folder), \(bind: try Self.json(checkpoint)), \(bind: now.storeMillis))
+            \(source)
             ON CONFLICT (migration_id, folder) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at
+            RETURNING migration_id
             """
-        ).run()
+        ).first()
+        if written == nil, let lease { throw LeaseLost(lease: lease) }
     }
 
     /// Every checkpoint of a migration, by source folder.
@@ -40,8 +50,8 @@ extension Store {
         return result
     }
 
-    /// The engine's `CheckpointStore` for one migration.
-    public func checkpointStore(migrationID: Int64) -> StoreCheckpointStore {
-        StoreCheckpointStore(store: self, migrationID: migrationID)
+    /// The engine's `CheckpointStore` for one migration; with `lease`, its saves are fenced by it.
+    public func checkpointStore(migrationID: Int64, lease: Lease? = nil) -> StoreCheckpointStore {
+        StoreCheckpointStore(store: self, migrationID: migrationID, lease: lease)
     }
 }

@@ -53,24 +53,21 @@ extension Store {
     public static let failedMessageLimit = 1_000
 
     /// Records a message the run holding the migration could not copy (upserted by folder and
-    /// UID: the latest reason wins). Only while the migration is running and, with `owner`, while
-    /// that runner holds it, so a cancelled or retried migration's list gets nothing from a runner
-    /// that has not yet stopped. Past `failedMessageLimit` rows, new messages are not kept. Returns
-    /// whether the row was written. One runner holds a migration and records one message at a
-    /// time, so the limit's count is not raced.
+    /// UID: the latest reason wins). Only while the migration is running and `lease` holds it, so
+    /// a cancelled, retried or taken-over migration's list gets nothing from a runner that has not
+    /// yet stopped. Past `failedMessageLimit` rows, new messages are not kept. Returns whether the
+    /// row was written. One runner holds a migration and records one message at a time, so the
+    /// limit's count is not raced.
     @discardableResult
-    public func recordFailedMessage(
-        migrationID: Int64, owner: String? = nil, _ message: FailedMessage, now: Date = Date()
-    ) async throws -> Bool {
-        let ownerCondition: SQLQueryString = owner.map { " AND m.lease_owner = \(bind: $0)" } ?? ""
+    public func recordFailedMessage(_ lease: Lease, _ message: FailedMessage, now: Date = Date()) async throws -> Bool {
+        let migrationID = lease.migrationID
         return try await database.raw(
             """
             INSERT INTO migration_failed_messages (migration_id, folder, uid, size, internal_date, reason, created_at)
             SELECT \(bind: migrationID), \(bind: message.folder), \(bind: Int64(message.uid)), \(bind: message.size),
                 \(bind: message.internalDate?.storeMillis), \(bind: FailedMessage.storedReason(message.reason)),
                 \(bind: now.storeMillis)
-            WHERE EXISTS (SELECT 1 FROM migrations m WHERE m.id = \(bind: migrationID)
-                            AND \(MigrationTransition.advance.sqlFrom("m.status"))\(ownerCondition))
+            WHERE EXISTS (\(fence(lease, and: MigrationTransition.advance.sqlFrom("f.status"))))
               AND ((SELECT COUNT(*) FROM migration_failed_messages f WHERE f.migration_id = \(bind: migrationID))
                     < \(bind: Self.failedMessageLimit)
                    OR EXISTS (SELECT 1 FROM migration_failed_messages f WHERE f.migration_id = \(bind: migrationID)

@@ -133,14 +133,29 @@ extension Store {
     // MARK: - Migrations: the runner's writes
 
     /// Moves a running migration to `status` (a runner walking validating → planning → processing →
-    /// completed | failed). Never moves a migration out of a terminal status, so a cancel wins over
-    /// the runner, nor out of `pending`, so a runner's late write cannot revive a migration that was
-    /// cancelled and retried under it (only a claim starts a pending one). With `owner`, only while that runner holds the lease. A terminal status sets
-    /// `finished_at`; `error` sets the error fields. Returns false when nothing changed.
+    /// completed | failed), only while `lease` still holds it (see `Lease`). Never moves a migration
+    /// out of a terminal status, so a cancel wins over the runner, nor out of `pending`, so a
+    /// runner's late write cannot revive a migration that was cancelled and retried under it (only a
+    /// claim starts a pending one). A terminal status sets `finished_at`; `error` sets the error
+    /// fields. Returns false when nothing changed.
     @discardableResult
     public func updateStatus(
-        migrationID: Int64, to status: MigrationStatus, owner: String? = nil,
-        error: MigrationError? = nil, now: Date = Date()
+        _ lease: Lease, to status: MigrationStatus, error: MigrationError? = nil, now: Date = Date()
+    ) async throws -> Bool {
+        try await updateStatus(
+            migrationID: lease.migrationID, to: status, held: Self.held(lease), error: error, now: now)
+    }
+
+    /// `updateStatus(_:to:)` whoever holds the lease (tools and tests; runners write under their lease).
+    @discardableResult
+    public func updateStatus(
+        migrationID: Int64, to status: MigrationStatus, error: MigrationError? = nil, now: Date = Date()
+    ) async throws -> Bool {
+        try await updateStatus(migrationID: migrationID, to: status, held: nil, error: error, now: now)
+    }
+
+    private func updateStatus(
+        migrationID: Int64, to status: MigrationStatus, held: SQLQueryString?, error: MigrationError?, now: Date
     ) async throws -> Bool {
         var sets: SQLQueryString = "status = \(bind: status.rawValue), updated_at = \(bind: now.storeMillis)"
         if status.isTerminal { sets += ", finished_at = \(bind: now.storeMillis)" }
@@ -156,7 +171,7 @@ extension Store {
             UPDATE migrations SET \(sets)
             WHERE id = \(bind: migrationID) AND \(MigrationTransition.advance.sqlFrom())
             """
-        if let owner { query += " AND lease_owner = \(bind: owner)" }
+        if let held { query += " AND \(held)" }
         query += " RETURNING id"
         guard status.isTerminal else { return try await database.raw(query).first() != nil }
         // A job's end and its batch's end go together: a batch is never left running with every job over.
@@ -169,12 +184,32 @@ extension Store {
     }
 
     /// Writes the running totals and per-folder progress (upserted by source folder name, in the
-    /// given order). With `owner`, only while that runner holds the lease; with `whileStatus`, only while
-    /// the migration has that status. Returns false when nothing changed.
+    /// given order), only while `lease` holds the migration; with `whileStatus`, only while the
+    /// migration has that status. One transaction: the folders are written under the same row lock
+    /// as the totals, so none of it lands after a take-over. Returns false when nothing changed.
     @discardableResult
     public func updateProgress(
-        migrationID: Int64, owner: String? = nil, whileStatus status: MigrationStatus? = nil, totals: MigrationTotals,
+        _ lease: Lease, whileStatus status: MigrationStatus? = nil, totals: MigrationTotals,
         folders: [FolderProgress] = [], now: Date = Date()
+    ) async throws -> Bool {
+        try await updateProgress(
+            migrationID: lease.migrationID, held: Self.held(lease), whileStatus: status, totals: totals,
+            folders: folders, now: now)
+    }
+
+    /// `updateProgress(_:…)` whoever holds the lease (tools and tests).
+    @discardableResult
+    public func updateProgress(
+        migrationID: Int64, whileStatus status: MigrationStatus? = nil, totals: MigrationTotals,
+        folders: [FolderProgress] = [], now: Date = Date()
+    ) async throws -> Bool {
+        try await updateProgress(
+            migrationID: migrationID, held: nil, whileStatus: status, totals: totals, folders: folders, now: now)
+    }
+
+    private func updateProgress(
+        migrationID: Int64, held: SQLQueryString?, whileStatus status: MigrationStatus?, totals: MigrationTotals,
+        folders: [FolderProgress], now: Date
     ) async throws -> Bool {
         var query: SQLQueryString = """
             UPDATE migrations SET total_messages = \(bind: totals.total),
@@ -183,16 +218,19 @@ extension Store {
                 updated_at = \(bind: now.storeMillis)
             WHERE id = \(bind: migrationID)
             """
-        if let owner { query += " AND lease_owner = \(bind: owner)" }
+        if let held { query += " AND \(held)" }
         if let status { query += " AND status = \(bind: status.rawValue)" }
         query += " RETURNING id"
-        guard try await database.raw(query).first() != nil else { return false }
-        try await upsertFolders(migrationID: migrationID, folders: folders)
-        return true
+        guard !folders.isEmpty else { return try await database.raw(query).first() != nil }
+        return try await transaction { [query] db in
+            guard try await db.raw(query).first() != nil else { return false }
+            try await Self.upsertFolders(migrationID: migrationID, folders: folders, db)
+            return true
+        }
     }
 
     /// Inserts or updates the per-folder rows of a migration (keyed by source name).
-    public func upsertFolders(migrationID: Int64, folders: [FolderProgress]) async throws {
+    static func upsertFolders(migrationID: Int64, folders: [FolderProgress], _ db: any SQLDatabase) async throws {
         guard !folders.isEmpty else { return }
         let values = folders.enumerated().map { position, folder -> SQLQueryString in
             """
@@ -201,7 +239,7 @@ extension Store {
              \(bind: folder.failed), \(bind: folder.skipped), \(bind: folder.flagsUpdated), \(bind: folder.deleted))
             """
         }
-        try await database.raw(
+        try await db.raw(
             """
             INSERT INTO migration_folders (migration_id, position, source_name, destination_name, status,
                 expected, imported, failed, skipped, flags_updated, deleted)

@@ -16,15 +16,16 @@ struct ServeEndToEndTests {
 
         /// `destinationPort`: where serve reaches the destination, when not directly (a proxy).
         /// `extraEnvironment`: more MAILPORTER_* settings (say, the SMTP relay).
+        /// `arguments`: the command line (`serve` and its options).
         init(
             dataDir: String, port: Int, destination: DovecotServer, destinationPort: Int? = nil,
-            extraEnvironment: [String: String] = [:]
+            arguments: [String] = ["serve"], extraEnvironment: [String: String] = [:]
         ) throws {
             self.dataDir = dataDir
             self.port = port
             self.destination = destination
             process = try BackgroundProcess.start(
-                mailporterExecutable, ["serve"],
+                mailporterExecutable, arguments,
                 environment: Self.environment(
                     dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort
                 ).merging(extraEnvironment) { $1 })

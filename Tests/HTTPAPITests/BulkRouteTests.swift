@@ -264,10 +264,12 @@ struct BulkRouteTests {
                 let second = try #require(try await fixture.store.claimPendingMigration(owner: "r", leaseSeconds: 30))
                 #expect(
                     try await fixture.store.updateStatus(
-                        migrationID: first.id, to: .failed, owner: "r",
+                        try await fixture.store.lease(first.id, heldBy: "r"), to: .failed,
                         error: MigrationError(code: "authentication_failed", message: "refused")))
-                #expect(try await fixture.store.updateStatus(migrationID: second.id, to: .completed, owner: "r"))
-                _ = try await fixture.store.releaseLease(migrationID: first.id, owner: "r")
+                #expect(
+                    try await fixture.store.updateStatus(
+                        try await fixture.store.lease(second.id, heldBy: "r"), to: .completed))
+                _ = try await fixture.store.releaseLease(try await fixture.store.lease(first.id, heldBy: "r"))
                 let ended = try await client.call(.get, "/api/v1/migrations/bulk/\(id)", token: fixture.token)
                 #expect(string(ended.data?["status"]) == "completed_with_errors")
                 #expect(ended.data?["poll_hint_seconds"] == .null)

@@ -26,7 +26,7 @@ struct ReportRouteTests {
         var totals = MigrationTotals(total: 12, imported: 9, failed: 1, skipped: 2)
         totals.bytes = 48_213
         try await store.updateProgress(
-            migrationID: first.id, owner: "n", totals: totals,
+            try await store.lease(first.id, heldBy: "n"), totals: totals,
             folders: [
                 FolderProgress(
                     sourceName: "INBOX", destinationName: "INBOX", status: .completed, expected: 10, imported: 8,
@@ -35,10 +35,10 @@ struct ReportRouteTests {
                     sourceName: "Projects, \"2024\"", destinationName: "Projects, \"2024\"", status: .completed,
                     expected: 2, imported: 1, failed: 1, skipped: 0),
             ])
-        try await store.updateStatus(migrationID: first.id, to: .completed, owner: "n")
+        try await store.updateStatus(try await store.lease(first.id, heldBy: "n"), to: .completed)
         let failing = try #require(try await store.claimPendingMigration(owner: "n", leaseSeconds: 30))
         try await store.updateStatus(
-            migrationID: failing.id, to: .failed, owner: "n",
+            try await store.lease(failing.id, heldBy: "n"), to: .failed,
             error: MigrationError(
                 code: "authentication_failed", message: "refused",
                 hint: "=HYPERLINK(\"x\") use an app password, then retry"))
@@ -113,7 +113,7 @@ struct ReportRouteTests {
             let claimed = try #require(try await store.claimPendingMigration(owner: "n", leaseSeconds: 30))
             #expect(claimed.id == record.id)
             try await store.updateProgress(
-                migrationID: record.id, owner: "n",
+                try await store.lease(record.id, heldBy: "n"),
                 totals: MigrationTotals(total: 7, imported: 4, failed: 3, skipped: 0),
                 folders: [
                     FolderProgress(
@@ -130,9 +130,9 @@ struct ReportRouteTests {
                 FailedMessage(folder: "Sent", uid: 17, size: 52_311, internalDate: date, reason: "message too large"),
                 FailedMessage(folder: "Archive", uid: 5, size: 0, internalDate: date, reason: "zero byte\r\nmessage"),
             ] {
-                #expect(try await store.recordFailedMessage(migrationID: record.id, owner: "n", message))
+                #expect(try await store.recordFailedMessage(try await store.lease(record.id, heldBy: "n"), message))
             }
-            try await store.updateStatus(migrationID: record.id, to: .completed, owner: "n")
+            try await store.updateStatus(try await store.lease(record.id, heldBy: "n"), to: .completed)
             try await fixture.test { client in
                 let reply = try await client.call(
                     .get, "/api/v1/migrations/\(record.id)/report.csv", token: fixture.readOnlyToken)

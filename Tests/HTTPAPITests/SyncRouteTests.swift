@@ -28,7 +28,9 @@ import Testing
 
                 // A runner copies it to the end: the first pass.
                 _ = try await fixture.store.claimPendingMigration(owner: "runner", leaseSeconds: 30)
-                #expect(try await fixture.store.updateStatus(migrationID: id, to: .completed, owner: "runner"))
+                #expect(
+                    try await fixture.store.updateStatus(
+                        try await fixture.store.lease(id, heldBy: "runner"), to: .completed))
                 let completed = try await client.call(.get, base, token: fixture.token)
                 #expect(int(completed.data?["passes"]) == 1)
                 #expect(string(completed.data?["last_pass_at"]) != nil)

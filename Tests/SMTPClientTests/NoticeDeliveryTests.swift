@@ -29,14 +29,15 @@ struct NoticeDeliveryTests {
             let claimed = try #require(try await store.claimPendingMigration(owner: "n", leaseSeconds: 30))
             if index < failing {
                 try await store.updateStatus(
-                    migrationID: claimed.id, to: .failed, owner: "n",
+                    try await store.lease(claimed.id, heldBy: "n"), to: .failed,
                     error: MigrationError(
                         code: "authentication_failed", message: "The source refused the login.",
                         hint: "Check the password; Gmail needs an app password."))
             } else {
                 try await store.updateProgress(
-                    migrationID: claimed.id, owner: "n", totals: MigrationTotals(total: 10, imported: 9, skipped: 1))
-                try await store.updateStatus(migrationID: claimed.id, to: .completed, owner: "n")
+                    try await store.lease(claimed.id, heldBy: "n"),
+                    totals: MigrationTotals(total: 10, imported: 9, skipped: 1))
+                try await store.updateStatus(try await store.lease(claimed.id, heldBy: "n"), to: .completed)
             }
         }
         return detail

@@ -111,13 +111,13 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             #expect(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30) == nil)
             #expect(try await store.batch(id: batch.id)?.counts.pending == 1)
 
-            #expect(try await store.updateStatus(migrationID: first.id, to: .completed, owner: "r"))
+            #expect(try await store.updateStatus(try await store.lease(first.id, heldBy: "r"), to: .completed))
             #expect(try await store.batch(id: batch.id)?.status == .processing)
             let third = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
-            #expect(try await store.updateStatus(migrationID: third.id, to: .completed, owner: "r"))
+            #expect(try await store.updateStatus(try await store.lease(third.id, heldBy: "r"), to: .completed))
             #expect(
                 try await store.updateStatus(
-                    migrationID: second.id, to: .failed, owner: "r",
+                    try await store.lease(second.id, heldBy: "r"), to: .failed,
                     error: MigrationError(code: "authentication_failed", message: "The source refused the login.")))
             let ended = try #require(try await store.batch(id: batch.id))
             #expect(ended.status == .completedWithErrors)
@@ -132,7 +132,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             let (acme, boxes) = try await account(store, mailboxes: 2)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "ok"), jobs: jobs(boxes)).batch
             while let job = try await store.claimPendingMigration(owner: "r", leaseSeconds: 30) {
-                #expect(try await store.updateStatus(migrationID: job.id, to: .completed, owner: "r"))
+                #expect(try await store.updateStatus(try await store.lease(job.id, heldBy: "r"), to: .completed))
             }
             #expect(try await store.batch(id: batch.id)?.status == .completed)
             await #expect(throws: StoreError.invalidBatchStatus(.completed)) {
@@ -151,7 +151,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             let (other, _) = try await account(store, mailboxes: 0)
             let batch = try await store.createBatch(NewBatch(accountID: acme.id, name: "c"), jobs: jobs(boxes)).batch
             let running = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
-            #expect(try await store.updateStatus(migrationID: running.id, to: .completed, owner: "r"))
+            #expect(try await store.updateStatus(try await store.lease(running.id, heldBy: "r"), to: .completed))
             let held = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
             await #expect(throws: StoreError.notFound) {
                 try await store.cancelBatch(id: batch.id, accountID: other.id)
@@ -163,8 +163,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             #expect(cancelled.batch.status == .cancelled)
             #expect(cancelled.jobs.map(\.migration.status) == [.completed, .cancelled, .cancelled])
             // The runner holding a job sees the cancel at its next renewal; its late write changes nothing.
-            #expect(try await store.renewLease(migrationID: held.id, owner: "r", leaseSeconds: 30) == .cancelled)
-            #expect(try await store.updateStatus(migrationID: held.id, to: .completed, owner: "r") == false)
+            #expect(
+                try await store.renewLease(try await store.lease(held.id, heldBy: "r"), leaseSeconds: 30) == .cancelled)
+            #expect(try await store.updateStatus(try await store.lease(held.id, heldBy: "r"), to: .completed) == false)
             #expect(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30) == nil)
             await #expect(throws: StoreError.invalidBatchStatus(.cancelled)) {
                 try await store.cancelBatch(id: batch.id, accountID: acme.id)
@@ -192,13 +193,14 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             }
             #expect(
                 try await store.updateProgress(
-                    migrationID: ids[0], owner: "r", totals: MigrationTotals(total: 9, imported: 3),
+                    try await store.lease(ids[0], heldBy: "r"), totals: MigrationTotals(total: 9, imported: 3),
                     folders: [FolderProgress(sourceName: "INBOX", destinationName: "INBOX", expected: 9, imported: 3)]))
             let failure = MigrationError(code: "authentication_failed", message: "The source refused the login.")
-            #expect(try await store.updateStatus(migrationID: ids[0], to: .failed, owner: "r", error: failure))
-            #expect(try await store.releaseLease(migrationID: ids[0], owner: "r"))
-            #expect(try await store.updateStatus(migrationID: ids[1], to: .completed, owner: "r"))
-            #expect(try await store.updateStatus(migrationID: ids[2], to: .completed, owner: "r"))
+            #expect(
+                try await store.updateStatus(try await store.lease(ids[0], heldBy: "r"), to: .failed, error: failure))
+            #expect(try await store.releaseLease(try await store.lease(ids[0], heldBy: "r")))
+            #expect(try await store.updateStatus(try await store.lease(ids[1], heldBy: "r"), to: .completed))
+            #expect(try await store.updateStatus(try await store.lease(ids[2], heldBy: "r"), to: .completed))
             #expect(try await store.batch(id: batch.id)?.status == .completedWithErrors)
 
             await #expect(throws: StoreError.invalidStatus(.completed)) {
@@ -224,7 +226,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             let again = try #require(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30))
             #expect(again.id == ids[0])
             #expect(try await store.batch(id: batch.id)?.status == .processing)
-            #expect(try await store.updateStatus(migrationID: ids[0], to: .completed, owner: "r"))
+            #expect(try await store.updateStatus(try await store.lease(ids[0], heldBy: "r"), to: .completed))
             #expect(try await store.batch(id: batch.id)?.status == .completed)
         }
     }
@@ -241,10 +243,11 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             }
             var ids: [Int64] = []
             while let job = try await store.claimPendingMigration(owner: "r", leaseSeconds: 30) { ids.append(job.id) }
-            #expect(try await store.updateStatus(migrationID: ids[0], to: .completed, owner: "r"))
+            #expect(try await store.updateStatus(try await store.lease(ids[0], heldBy: "r"), to: .completed))
             #expect(
                 try await store.updateStatus(
-                    migrationID: ids[1], to: .failed, owner: "r", error: MigrationError(code: "x", message: "y")))
+                    try await store.lease(ids[1], heldBy: "r"), to: .failed,
+                    error: MigrationError(code: "x", message: "y")))
             #expect(try await store.batch(id: batch.id)?.status == .completedWithErrors)
 
             let synced = try await store.syncBatch(id: batch.id, accountID: acme.id, syncDeletions: true)
@@ -285,8 +288,10 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
             let paused = try #require(try await store.batch(id: batch.id))
             #expect(paused.status == .paused && paused.pauseReason == "storage at 91% of the pool")
             // The running job is told to stop (it is queued again) and lets go; nothing is claimed meanwhile.
-            #expect(try await store.renewLease(migrationID: running.id, owner: "r", leaseSeconds: 30) == .pending)
-            #expect(try await store.releaseLease(migrationID: running.id, owner: "r"))
+            #expect(
+                try await store.renewLease(try await store.lease(running.id, heldBy: "r"), leaseSeconds: 30) == .pending
+            )
+            #expect(try await store.releaseLease(try await store.lease(running.id, heldBy: "r")))
             #expect(try await store.claimPendingMigration(owner: "r", leaseSeconds: 30) == nil)
             // A single migration of the same account is not held up by the paused batch.
             let single = try await store.createMigration(
@@ -388,6 +393,9 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         // …and v6's failed-message list.
         try await old.raw("DROP TABLE migration_failed_messages").run()
         try await old.raw("DELETE FROM schema_migrations WHERE version = 6").run()
+        // …and v7's fencing token.
+        try await old.raw("ALTER TABLE migrations DROP COLUMN lease_token").run()
+        try await old.raw("DELETE FROM schema_migrations WHERE version = 7").run()
         #expect(try await first.schemaVersions() == [1])
         let sealed = try secrets.seal("old-pw")
         try await old.raw(

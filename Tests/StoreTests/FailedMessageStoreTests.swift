@@ -34,7 +34,7 @@ import TestSupport
             let date = Date(timeIntervalSince1970: 1_682_929_800)
             #expect(
                 try await store.recordFailedMessage(
-                    migrationID: record.id, owner: "n1",
+                    try await store.lease(record.id, heldBy: "n1"),
                     FailedMessage(
                         folder: "INBOX", uid: 4_000_000_000, size: 1234, internalDate: date,
                         reason: "  message refused\r\n\u{1B}[31m by\tpolicy\u{202E}  ")))
@@ -49,7 +49,7 @@ import TestSupport
             let long = String(repeating: "é", count: 1_000)
             #expect(
                 try await store.recordFailedMessage(
-                    migrationID: record.id, owner: "n1",
+                    try await store.lease(record.id, heldBy: "n1"),
                     FailedMessage(folder: "INBOX", uid: 4_000_000_000, reason: long)))
             let again = try await store.failedMessages(migrationID: record.id)
             #expect(again.count == 1 && again.first?.size == nil && again.first?.internalDate == nil)
@@ -58,11 +58,13 @@ import TestSupport
             // Another node's late write, and the cap.
             #expect(
                 !(try await store.recordFailedMessage(
-                    migrationID: record.id, owner: "n2", FailedMessage(folder: "INBOX", uid: 1, reason: "stale"))))
+                    try await store.lease(record.id, heldBy: "n2"),
+                    FailedMessage(folder: "INBOX", uid: 1, reason: "stale"))))
             var kept = 0
             for uid in UInt32(1)...UInt32(Store.failedMessageLimit + 5) {
                 if try await store.recordFailedMessage(
-                    migrationID: record.id, owner: "n1", FailedMessage(folder: "Archive", uid: uid, reason: "refused"))
+                    try await store.lease(record.id, heldBy: "n1"),
+                    FailedMessage(folder: "Archive", uid: uid, reason: "refused"))
                 {
                     kept += 1
                 }
@@ -72,35 +74,39 @@ import TestSupport
             // At the cap, a listed message's row is still updated; an unlisted one is not added.
             #expect(
                 try await store.recordFailedMessage(
-                    migrationID: record.id, owner: "n1", FailedMessage(folder: "Archive", uid: 1, reason: "newer")))
+                    try await store.lease(record.id, heldBy: "n1"),
+                    FailedMessage(folder: "Archive", uid: 1, reason: "newer")))
             #expect(try await store.failedMessages(migrationID: record.id).first { $0.uid == 1 }?.reason == "newer")
 
             // Ended: no more rows, and a retry starts the next run's list empty.
-            #expect(try await store.updateStatus(migrationID: record.id, to: .failed, owner: "n1"))
+            #expect(try await store.updateStatus(try await store.lease(record.id, heldBy: "n1"), to: .failed))
             #expect(
                 !(try await store.recordFailedMessage(
-                    migrationID: record.id, owner: "n1", FailedMessage(folder: "INBOX", uid: 2, reason: "late"))))
+                    try await store.lease(record.id, heldBy: "n1"),
+                    FailedMessage(folder: "INBOX", uid: 2, reason: "late"))))
             #expect(try await rowCount(store, record.id) == Store.failedMessageLimit)
             _ = try await store.retryMigration(id: record.id, accountID: account.id)
             #expect(try await store.failedMessages(migrationID: record.id).isEmpty)
 
             // A delta pass clears too; deleting the migration takes its rows with it.
-            try await store.releaseLease(migrationID: record.id, owner: "n1")
+            try await store.releaseLease(try await store.lease(record.id, heldBy: "n1"))
             _ = try #require(try await store.claimPendingMigration(owner: "n1", leaseSeconds: 30))
             #expect(
                 try await store.recordFailedMessage(
-                    migrationID: record.id, owner: "n1", FailedMessage(folder: "INBOX", uid: 9, reason: "refused")))
-            #expect(try await store.updateStatus(migrationID: record.id, to: .completed, owner: "n1"))
+                    try await store.lease(record.id, heldBy: "n1"),
+                    FailedMessage(folder: "INBOX", uid: 9, reason: "refused")))
+            #expect(try await store.updateStatus(try await store.lease(record.id, heldBy: "n1"), to: .completed))
             #expect(try await store.failedMessages(migrationID: record.id).map(\.uid) == [9])
             _ = try await store.syncMigration(id: record.id, accountID: account.id, syncDeletions: false)
             #expect(try await store.failedMessages(migrationID: record.id).isEmpty)
-            try await store.releaseLease(migrationID: record.id, owner: "n1")
+            try await store.releaseLease(try await store.lease(record.id, heldBy: "n1"))
             _ = try #require(try await store.claimPendingMigration(owner: "n1", leaseSeconds: 30))
             #expect(
                 try await store.recordFailedMessage(
-                    migrationID: record.id, owner: "n1", FailedMessage(folder: "INBOX", uid: 10, reason: "refused")))
+                    try await store.lease(record.id, heldBy: "n1"),
+                    FailedMessage(folder: "INBOX", uid: 10, reason: "refused")))
             _ = try await store.cancelMigration(id: record.id, accountID: account.id)
-            try await store.releaseLease(migrationID: record.id, owner: "n1")
+            try await store.releaseLease(try await store.lease(record.id, heldBy: "n1"))
             try await store.deleteMigration(id: record.id, accountID: account.id)
             #expect(try await rowCount(store, record.id) == 0)
         }
@@ -121,10 +127,11 @@ import TestSupport
             let job = try #require(try await store.claimPendingMigration(owner: "n1", leaseSeconds: 30))
             #expect(
                 try await store.recordFailedMessage(
-                    migrationID: job.id, owner: "n1", FailedMessage(folder: "INBOX", uid: 3, reason: "refused")))
+                    try await store.lease(job.id, heldBy: "n1"),
+                    FailedMessage(folder: "INBOX", uid: 3, reason: "refused")))
             #expect(
                 try await store.updateStatus(
-                    migrationID: job.id, to: .failed, owner: "n1",
+                    try await store.lease(job.id, heldBy: "n1"), to: .failed,
                     error: MigrationError(code: "destination_over_quota", message: "full", hint: "h")))
             #expect(try await store.failedMessages(migrationID: job.id).count == 1)
             _ = try await store.retryBatch(id: detail.batch.id, accountID: account.id)

@@ -29,8 +29,9 @@ import TestSupport
             let status = outcome(index)
             let error =
                 status == .failed ? MigrationError(code: "authentication_failed", message: "no", hint: "h") : nil
-            #expect(try await store.updateStatus(migrationID: claimed.id, to: status, owner: "n1", error: error))
-            try await store.releaseLease(migrationID: claimed.id, owner: "n1")
+            #expect(
+                try await store.updateStatus(try await store.lease(claimed.id, heldBy: "n1"), to: status, error: error))
+            try await store.releaseLease(try await store.lease(claimed.id, heldBy: "n1"))
         }
     }
 
@@ -107,7 +108,7 @@ import TestSupport
             let loud = try await store.createMigration(new)
             let claimed = try #require(try await store.claimPendingMigration(owner: "n1", leaseSeconds: 30))
             #expect(claimed.id == loud.id)
-            try await store.updateStatus(migrationID: loud.id, to: .completed, owner: "n1")
+            try await store.updateStatus(try await store.lease(loud.id, heldBy: "n1"), to: .completed)
             let notices = try await store.allNotices()
             #expect(notices.map(\.event) == [.migrationEnded])
             #expect(notices.first?.migrationID == loud.id)

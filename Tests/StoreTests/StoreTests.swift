@@ -379,11 +379,13 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             #expect(claimed.id == first.id)
             #expect(claimed.status == .validating)
             #expect(claimed.startedAt != nil)
-            #expect(try await store.updateStatus(migrationID: first.id, to: .planning, owner: "runner-b") == false)
-            #expect(try await store.updateStatus(migrationID: first.id, to: .planning, owner: "runner-a"))
+            #expect(
+                try await store.updateStatus(try await store.lease(first.id, heldBy: "runner-b"), to: .planning)
+                    == false)
+            #expect(try await store.updateStatus(try await store.lease(first.id, heldBy: "runner-a"), to: .planning))
             #expect(
                 try await store.updateProgress(
-                    migrationID: first.id, owner: "runner-a",
+                    try await store.lease(first.id, heldBy: "runner-a"),
                     totals: MigrationTotals(total: 10, imported: 4, skipped: 1),
                     folders: [
                         FolderProgress(
@@ -400,8 +402,11 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             #expect(cancelled.status == .cancelled)
             #expect(cancelled.finishedAt != nil)
             #expect(
-                try await store.renewLease(migrationID: first.id, owner: "runner-a", leaseSeconds: 30) == .cancelled)
-            #expect(try await store.updateStatus(migrationID: first.id, to: .completed, owner: "runner-a") == false)
+                try await store.renewLease(try await store.lease(first.id, heldBy: "runner-a"), leaseSeconds: 30)
+                    == .cancelled)
+            #expect(
+                try await store.updateStatus(try await store.lease(first.id, heldBy: "runner-a"), to: .completed)
+                    == false)
             #expect(try await store.activeSingleMigrationCount(accountID: account.id) == 0)
 
             // Retry: back to pending, progress reset, but not claimable while runner-a still holds it.
@@ -409,17 +414,19 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             #expect(retried.status == .pending)
             #expect(retried.totalMessages == 0 && retried.folders.isEmpty && retried.finishedAt == nil)
             // runner-a, not yet aware of the cancel, cannot pull the retried migration out of pending.
-            #expect(try await store.updateStatus(migrationID: first.id, to: .processing, owner: "runner-a") == false)
+            #expect(
+                try await store.updateStatus(try await store.lease(first.id, heldBy: "runner-a"), to: .processing)
+                    == false)
             #expect(try await store.migration(id: first.id)?.status == .pending)
             #expect(try await store.claimPendingMigration(owner: "runner-b", leaseSeconds: 30)?.id == job.id)
             #expect(try await store.claimPendingMigration(owner: "runner-b", leaseSeconds: 30) == nil)
-            #expect(try await store.releaseLease(migrationID: first.id, owner: "runner-a"))
+            #expect(try await store.releaseLease(try await store.lease(first.id, heldBy: "runner-a")))
             #expect(try await store.claimPendingMigration(owner: "runner-b", leaseSeconds: 30)?.id == first.id)
 
             // Failure with a classified error, then delete wipes it all.
             #expect(
                 try await store.updateStatus(
-                    migrationID: first.id, to: .failed, owner: "runner-b",
+                    try await store.lease(first.id, heldBy: "runner-b"), to: .failed,
                     error: MigrationError(code: "authentication_failed", message: "no", hint: "use an app password")))
             current = try #require(try await store.migration(id: first.id))
             #expect(current.status == .failed)
@@ -547,11 +554,12 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             let advanced = try await migration(leasedTo: "runner-a")
             let advances = MigrationTransition.advance.allows(from: status)
             #expect(
-                try await store.updateStatus(migrationID: advanced.id, to: .processing, owner: "runner-a") == advances)
+                try await store.updateStatus(try await store.lease(advanced.id, heldBy: "runner-a"), to: .processing)
+                    == advances)
             #expect(try await current(advanced) == (advances ? .processing : status))
 
             let requeued = try await migration(leasedTo: "runner-a")
-            #expect(try await store.releaseLease(migrationID: requeued.id, owner: "runner-a", requeue: true))
+            #expect(try await store.releaseLease(try await store.lease(requeued.id, heldBy: "runner-a"), requeue: true))
             #expect(
                 try await current(requeued) == (MigrationTransition.requeue.allows(from: status) ? .pending : status))
         }
@@ -596,11 +604,12 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
             _ = try #require(try await store.claimPendingMigration(owner: "runner-a", leaseSeconds: 30))
             #expect(
                 try await store.updateProgress(
-                    migrationID: record.id, owner: "runner-a", totals: MigrationTotals(total: 5, imported: 2),
+                    try await store.lease(record.id, heldBy: "runner-a"),
+                    totals: MigrationTotals(total: 5, imported: 2),
                     folders: [FolderProgress(sourceName: "INBOX", destinationName: "INBOX", expected: 5, imported: 2)]))
             #expect(
                 try await store.updateStatus(
-                    migrationID: record.id, to: .failed, owner: "runner-a",
+                    try await store.lease(record.id, heldBy: "runner-a"), to: .failed,
                     error: MigrationError(code: "authentication_failed", message: "no", hint: nil)))
             // The second half of the retry (clearing the folder rows) fails.
             switch backend {
@@ -752,13 +761,16 @@ extension Result {
                     owner: "b", leaseSeconds: 30, maxRunning: 2, now: later))
             #expect(takenOver.id == ids[0])
             #expect(takenOver.leaseOwner == "b")
-            #expect(try await store.renewLease(migrationID: ids[0], owner: "a", leaseSeconds: 30, now: later) == nil)
             #expect(
-                try await store.renewLease(migrationID: ids[0], owner: "b", leaseSeconds: 30, now: later) == .validating
+                try await store.renewLease(try await store.lease(ids[0], heldBy: "a"), leaseSeconds: 30, now: later)
+                    == nil)
+            #expect(
+                try await store.renewLease(try await store.lease(ids[0], heldBy: "b"), leaseSeconds: 30, now: later)
+                    == .validating
             )
-            #expect(try await store.releaseLease(migrationID: ids[0], owner: "a", now: later) == false)
+            #expect(try await store.releaseLease(try await store.lease(ids[0], heldBy: "a"), now: later) == false)
             // Graceful stop: requeued as pending and claimable again at once.
-            #expect(try await store.releaseLease(migrationID: ids[0], owner: "b", requeue: true, now: later))
+            #expect(try await store.releaseLease(try await store.lease(ids[0], heldBy: "b"), requeue: true, now: later))
             #expect(try await store.migration(id: ids[0])?.status == .pending)
 
             // Bulk jobs of a starter account: two at a time.

@@ -72,15 +72,7 @@ public final class PostgresServer: Sendable {
                     "-D", directory + "/data", "-U", superuser, "--pwfile", directory + "/pwfile",
                     "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
                 ])
-            // Durability is not what these tests check; speed on a loaded machine is what they need.
-            let settings = [
-                "-p \(port)", "-k \(directory)", "-c listen_addresses=127.0.0.1", "-c fsync=off",
-                "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=400",
-                "-c shared_buffers=32MB",
-            ].joined(separator: " ")
-            try server.runAsServerUser(
-                "pg_ctl",
-                ["-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "60", "-o", settings, "start"])
+            try server.startServer()
         } catch let failure as ProcessFailure {
             let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? ""
             server.stop()
@@ -123,6 +115,28 @@ public final class PostgresServer: Sendable {
                 "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", directory, "-p", "\(port)",
                 "-U", Self.superuser, "-d", database, "-c", sql,
             ])
+    }
+
+    private func startServer() throws {
+        // Durability is not what these tests check; speed on a loaded machine is what they need.
+        let settings = [
+            "-p \(port)", "-k \(directory)", "-c listen_addresses=127.0.0.1", "-c fsync=off",
+            "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=400",
+            "-c shared_buffers=32MB",
+        ].joined(separator: " ")
+        try runAsServerUser(
+            "pg_ctl",
+            ["-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "60", "-o", settings, "start"])
+    }
+
+    /// Stops the server at once, as a crash would (every connection cut, no checkpoint), keeps it
+    /// down for `pause`, then starts it again on the same port and data.
+    public func restart(downFor pause: Duration) async throws {
+        try await offTheCooperativePool {
+            _ = try self.runAsServerUser("pg_ctl", ["-D", self.directory + "/data", "-m", "immediate", "-w", "stop"])
+        }
+        try await Task.sleep(for: pause)
+        try await offTheCooperativePool { try self.startServer() }
     }
 
     public func stop() {
