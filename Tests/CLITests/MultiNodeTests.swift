@@ -329,6 +329,11 @@ struct MultiNodeTests {
             throw error
         }
         let logs = await Self.stop(nodes)
-        for log in logs { #expect(!log.contains(server.password)) }
+        // Statements wait for the pool to reconnect, so the nodes mostly just pause; whatever they
+        // log of it is in words, without the driver's type names or the password.
+        for log in logs {
+            #expect(!log.contains(server.password))
+            #expect(!log.contains("PSQLError") && !log.contains("NIOCore"), "\(log.suffix(3000))")
+        }
     }
 }

@@ -566,6 +566,52 @@ struct JobRunnerTests {
     }
 }
 
+/// The fence on its own: a runner whose lease another node took over (here by a claim "an hour
+/// later", with the runner's own renewals too far apart to notice) can append nothing more, because
+/// the checkpoint it saves before completing each APPEND is refused; the other node then finishes exactly.
+@Suite("Job runner: fencing", .timeLimit(.minutes(3)))
+struct JobFencingTests {
+    @Test(arguments: StoreBackend.allCases)
+    func aRunnerWhoseLeaseWasTakenOverAppendsNothingMore(_ backend: StoreBackend) async throws {
+        let (source, destination, sourceUser, destinationUser, corpus, store) = try await scenario(
+            mediumCorpus, backend: backend)
+        let proxy = try await slowSource(source)
+        let queued = try await queue(
+            store, sourceUser: sourceUser, sourcePort: proxy.port, destinationUser: destinationUser)
+        var slowToRenew = configuration(destination: destination, nodeID: "node-a")
+        slowToRenew.progressInterval = .seconds(120)
+        let first = start(JobRunner(store: store, configuration: slowToRenew, logger: quietLogger))
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await destinationCount(destination, destinationUser) < 10, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+
+        let takenOver = try #require(
+            try await store.claimPendingMigration(owner: "node-b", leaseSeconds: 30, now: Date() + 3600))
+        #expect(takenOver.id == queued.id)
+        // What node-a had sent whole before the take-over may still land; then nothing more.
+        try await Task.sleep(for: .seconds(2))
+        let settled = try await destinationCount(destination, destinationUser)
+        try await Task.sleep(for: .seconds(4))
+        let later = try await destinationCount(destination, destinationUser)
+        #expect(later == settled, "node-a kept appending after the take-over: \(settled) then \(later)")
+        #expect(later < corpus.selectedCount - corpus.duplicateCount, "the take-over should land mid-copy")
+        let held = try #require(try await store.migration(id: queued.id))
+        #expect(held.leaseOwner == "node-b" && held.leaseToken == takenOver.leaseToken)
+        first.cancel()
+        try await first.value
+
+        // node-b hands it back to the queue; a runner under its id finishes from the checkpoints.
+        #expect(try await store.releaseLease(try #require(takenOver.lease), requeue: true))
+        let record = try await runUntilSettled(
+            store, queued.id, configuration(destination: destination, nodeID: "node-b"))
+        await proxy.stop()
+        try await expectCompletedExactly(
+            record, corpus, source: source, destination: destination, user: destinationUser, "after the take-over")
+        try await store.close()
+    }
+}
+
 @Suite("Destination credentials")
 struct DestinationServerTests {
     private let server = ServerConfiguration(host: "imap.example.net", port: 993, security: .ssl)
