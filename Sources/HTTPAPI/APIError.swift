@@ -117,6 +117,11 @@ extension APIError {
             message: "The request body is larger than \(limit) bytes.", hint: nil)
     }
 
+    /// The store's database went away (a restart, a failover): nothing was done, or what was is kept.
+    static let databaseUnavailable = APIError(
+        .serviceUnavailable, code: .unavailable, message: "The service's database cannot be reached right now.",
+        hint: "Try again in a few seconds.", retryable: true, retryAfter: 5)
+
     static let internalError = APIError(
         .internalServerError, code: .internalError, message: "The server failed to handle the request.",
         hint: "Try again; if it keeps failing, report the request id.", retryable: true)

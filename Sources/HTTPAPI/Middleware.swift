@@ -84,6 +84,7 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
 
     static func apiError(for error: any Error, maxBodyBytes: Int) -> APIError {
         if let apiError = error as? APIError { return apiError }
+        if let failure = error as? DatabaseFailure, failure.isUnavailable { return .databaseUnavailable }
         if let httpError = error as? HTTPError {
             switch httpError.status {
             case .notFound:

@@ -33,7 +33,11 @@ extension Store {
             host: url.host, port: url.port, username: url.username, password: url.password,
             database: url.database, tls: try url.clientTLS())
         configuration.options.maximumConnections = max(1, maximumConnections)
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        // The pool's own log lines name the driver's error types ("PSQLError(code: connectionError)");
+        // failures reach the store's callers as `DatabaseFailure`s, which say what happened.
+        var poolLogger = logger
+        poolLogger.logLevel = .critical
+        let client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
         let running = Task { await client.run() }
         let database = PooledPostgresDatabase(client: client, logger: logger)
         do {
@@ -132,16 +136,24 @@ struct PooledPostgresDatabase: SQLDatabase {
     }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) async throws {
-        try await client.withConnection { connection in
-            try await connection.sql(queryLogLevel: nil, logger: logger).execute(sql: query, onRow)
+        do {
+            try await client.withConnection { connection in
+                try await connection.sql(queryLogLevel: nil, logger: logger).execute(sql: query, onRow)
+            }
+        } catch {
+            throw DatabaseFailure(error) ?? error
         }
     }
 
     func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
-        let result = try await client.withConnection { connection in
-            Unchecked(try await closure(connection.sql(queryLogLevel: nil, logger: logger)))
+        do {
+            let result = try await client.withConnection { connection in
+                Unchecked(try await closure(connection.sql(queryLogLevel: nil, logger: logger)))
+            }
+            return result.value
+        } catch {
+            throw DatabaseFailure(error) ?? error
         }
-        return result.value
     }
 }
 
