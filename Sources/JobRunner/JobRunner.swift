@@ -55,8 +55,13 @@ public final class JobRunner: Service, Sendable {
         let clock = ContinuousClock()
         var nextPurge = clock.now
         let running = JobCount()
-        let limit = max(1, configuration.maxConcurrentMigrations)
-        logger.info("job runner started", metadata: ["max_concurrent_migrations": "\(limit)"])
+        let limit = configuration.jobsOnThisNode
+        logger.info(
+            "job runner started",
+            metadata: [
+                "max_concurrent_migrations": "\(configuration.maxConcurrentMigrations)",
+                "jobs_on_this_node": "\(limit)",
+            ])
         await withDiscardingTaskGroup { group in
             while !stopping.isSet {
                 if clock.now >= nextPurge {

@@ -37,9 +37,14 @@ public struct DestinationServer: Sendable {
 public struct JobRunnerConfiguration: Sendable {
     /// The lease owner name: unique per running node, stable across its restarts.
     public var nodeID: String
-    /// Migrations running at once over all nodes (passed as `maxRunning` when claiming); also this
-    /// node's own cap.
+    /// Migrations running at once over all nodes (passed as `maxRunning` when claiming).
     public var maxConcurrentMigrations: Int
+    /// Migrations this node runs at once; nil: as many as the global limit. With several nodes a
+    /// smaller cap spreads the work: a node whose job ends claims the next at once, so without one
+    /// the first node to fill the global limit keeps it and idle nodes stay idle.
+    public var nodeMaxJobs: Int?
+    /// What this node runs at once: its own cap within the global one.
+    public var jobsOnThisNode: Int { max(1, min(nodeMaxJobs ?? maxConcurrentMigrations, maxConcurrentMigrations)) }
     public var leaseSeconds: Int
     /// Longest wait between claims when nobody calls `wake()`.
     public var pollInterval: Duration

@@ -186,6 +186,13 @@ struct MultiNodeTests {
         throw Failure("migration \(id) did not get there in time; last: \(last)")
     }
 
+    /// The ids of the migrations `condition` selects.
+    static func ids(_ database: TestDatabase, _ condition: String) throws -> Set<Int> {
+        Set(
+            (try database.psql("SELECT id FROM migrations WHERE \(condition)") ?? "")
+                .split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) })
+    }
+
     /// Live leases of running migrations, all nodes together, as the database counts them.
     static func held(_ database: TestDatabase, by owner: String? = nil) throws -> Int {
         let ownerCondition = owner.map { " AND lease_owner = '\($0)'" } ?? ""
@@ -231,37 +238,43 @@ struct MultiNodeTests {
                 #expect(started.status == 201, "\(started.body)")
                 let id = try #require(e2e.number((try e2e.object(started.body)["data"] as? [String: Any])?["id"]))
 
-                // worker-1 is mid-copy on at least one job: kill it.
+                // A worker is mid-copy on at least one job: kill it. (Which one gets work first is
+                // the claim race's: a node whose job ends claims the next at once.)
+                let workers = ["worker-1": nodes[1], "worker-2": nodes[2]]
+                var victim: String?
                 let deadline = ContinuousClock.now + .seconds(90)
-                while ContinuousClock.now < deadline {
+                while victim == nil, ContinuousClock.now < deadline {
                     let batch = try await bulk.pollBatch(nodes[0], id: id, token: token) { _ in true }
-                    if (e2e.number(batch["imported_messages"]) ?? 0) > 0, try Self.held(database, by: "worker-1") > 0 {
-                        break
+                    if (e2e.number(batch["imported_messages"]) ?? 0) > 0 {
+                        victim = try workers.keys.sorted().first { try Self.held(database, by: $0) > 0 }
                     }
                     try await Task.sleep(for: .milliseconds(200))
                 }
-                #expect(try Self.held(database, by: "worker-1") > 0, "worker-1 never held a job")
-                nodes[1].process.kill()
-                #expect(await nodes[1].process.wait(timeout: .seconds(10)) == 137)
+                let killed = try #require(victim, "no worker ever held a job")
+                let dead = try #require(workers[killed])
+                dead.process.kill()
+                #expect(await dead.process.wait(timeout: .seconds(10)) == 137)
                 let killedAt = ContinuousClock.now
+                let orphans = try Self.ids(database, "lease_owner = '\(killed)'")
 
                 // Its jobs are taken over once their leases run out (plus a claim poll and a margin).
                 var orphaned = true
                 while ContinuousClock.now - killedAt < .seconds(Self.leaseSeconds + 20) {
-                    let left = try database.psql(
-                        "SELECT COUNT(*) FROM migrations WHERE lease_owner = 'worker-1'")?
-                        .trimmingCharacters(in: .whitespacesAndNewlines)
-                    if left == "0" {
+                    if try Self.ids(database, "lease_owner = '\(killed)'").isEmpty {
                         orphaned = false
                         break
                     }
                     try await Task.sleep(for: .milliseconds(200))
                 }
-                #expect(!orphaned, "worker-1's jobs were not taken over within the lease and a margin")
+                #expect(!orphaned, "\(killed)'s jobs were not taken over within the lease and a margin")
 
                 let settled = try await bulk.pollBatch(
                     nodes[0], id: id, token: token, timeout: .seconds(300), until: bulk.hasSettled)
                 #expect(settled["status"] as? String == "completed", "\(settled)")
+                // No job was claimed twice, except those the dead node held (taken over once each).
+                #expect(!orphans.isEmpty)
+                #expect(try Self.ids(database, "lease_token > 1") == orphans)
+                #expect(try Self.ids(database, "lease_token <> 1 AND lease_token <> 2").isEmpty)
                 for index in accounts.destinations.indices {
                     let snapshot = try await AccountSnapshot.take(destination, user: accounts.destinations[index])
                     let expected = accounts.corpora[index].expectedDestination(skipDuplicates: false)
