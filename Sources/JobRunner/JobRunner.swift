@@ -38,7 +38,12 @@ public final class JobRunner: Service, Sendable {
     public func run() async throws {
         let stopping = Flag()
         await withTaskCancellationOrGracefulShutdownHandler {
-            await runLoop(stopping: stopping)
+            await withDiscardingTaskGroup { group in
+                // Other nodes' queued work (PostgreSQL NOTIFY) cuts the poll short here too.
+                group.addTask { [store, wakeSignal] in await store.listenForWork { wakeSignal.signal() } }
+                await runLoop(stopping: stopping)
+                group.cancelAll()
+            }
         } onCancelOrGracefulShutdown: { [wakeSignal] in
             stopping.set()
             wakeSignal.signal()
@@ -144,7 +149,9 @@ public final class JobRunner: Service, Sendable {
 
     private func purgeExpired() async {
         do {
-            try await store.purgeExpired()
+            if try await store.purgeExpired() == false {
+                logger.debug("another node is purging expired records; skipped here")
+            }
         } catch {
             logger.warning("could not purge expired records", metadata: ["error": "\(error)"])
         }

@@ -24,15 +24,20 @@ public final class StorageWatch: Service, Sendable {
         public var interval: Duration
         /// Mailboxes measured at once for one account.
         public var parallelMailboxes: Int
+        /// For a node that answers the API but does not run the watch's rounds (`serve --no-runner`):
+        /// a `.cached` read whose measurement is missing or older than two intervals starts one in
+        /// the background. The read still answers at once with what is known; the next has it.
+        public var measuresOnCachedReads: Bool
 
         public init(
             destination: DestinationServer, pools: StoragePools = StoragePools(), interval: Duration = .seconds(30),
-            parallelMailboxes: Int = 4
+            parallelMailboxes: Int = 4, measuresOnCachedReads: Bool = false
         ) {
             self.destination = destination
             self.pools = pools
             self.interval = interval
             self.parallelMailboxes = max(1, parallelMailboxes)
+            self.measuresOnCachedReads = measuresOnCachedReads
         }
     }
 
@@ -73,10 +78,15 @@ public final class StorageWatch: Service, Sendable {
     /// intervals (the watch's own rounds renew it first, so reads while a batch runs never measure).
     public func usedBytes(accountID: Int64, reading: StorageReading) async -> Int64? {
         let clock = ContinuousClock()
-        let cached: Int64? = state.withLock { state in
-            guard reading != .fresh, let last = state.measurements[accountID] else { return nil }
-            if reading == .recent, clock.now - last.at >= configuration.interval * 2 { return nil }
-            return last.usedBytes + (state.appendedSince[accountID] ?? 0)
+        let (cached, stale): (Int64?, Bool) = state.withLock { state in
+            guard reading != .fresh, let last = state.measurements[accountID] else { return (nil, true) }
+            let stale = clock.now - last.at >= configuration.interval * 2
+            if reading == .recent, stale { return (nil, true) }
+            return (last.usedBytes + (state.appendedSince[accountID] ?? 0), stale)
+        }
+        if reading == .cached, stale, configuration.measuresOnCachedReads {
+            // `measure` runs one at a time per account, so polling GETs start at most one.
+            Task { _ = await self.measure(accountID: accountID) }
         }
         if let cached { return cached }
         guard reading != .cached else { return nil }

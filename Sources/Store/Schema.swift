@@ -56,6 +56,30 @@ enum SQLFlavor: Sendable {
         }
     }
 
+    /// Tried first in the housekeeping purge's transaction: the node that gets it purges, every
+    /// other node finds it held and skips (the purge is the same work for all, once is enough).
+    /// The row's `won` column says which. SQLite: every process purges (one host, one writer).
+    var purgeLock: String? {
+        switch self {
+        case .sqlite: nil
+        // Key: "mp-purge" in ASCII.
+        case .postgres: "SELECT pg_try_advisory_xact_lock(7885852908555757413) AS won"
+        }
+    }
+
+    /// Sent in the transaction that queues, retries, resumes or cancels work, so every node
+    /// listening on `workChannel` claims at once; PostgreSQL delivers it at commit, and not at all
+    /// on a rollback. SQLite: none (one process, whose own wake already covers it).
+    var notifyWork: String? {
+        switch self {
+        case .sqlite: nil
+        case .postgres: "NOTIFY \(Self.workChannel)"
+        }
+    }
+
+    /// The channel `notifyWork` notifies and the runners listen on.
+    static let workChannel = "mailporter_work"
+
     /// Starts a transaction that excludes any other schema migrator until it ends.
     var beginExclusive: [String] {
         switch self {

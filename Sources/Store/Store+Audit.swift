@@ -54,6 +54,11 @@ extension Store {
     /// Deletes audit events created before `cutoff`; returns how many.
     @discardableResult
     public func purgeAuditEvents(olderThan cutoff: Date) async throws -> Int {
+        try await Self.purgeAuditEvents(olderThan: cutoff, database)
+    }
+
+    @discardableResult
+    static func purgeAuditEvents(olderThan cutoff: Date, _ database: any SQLDatabase) async throws -> Int {
         try await database.raw(
             """
             DELETE FROM audit_events WHERE created_at < \(bind: cutoff.storeMillis) RETURNING id

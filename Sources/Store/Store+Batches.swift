@@ -19,6 +19,7 @@ extension Store {
         }
         let folders = try new.folderStrategy.jobSelectedFolders.map { try Self.json($0) }
         let stamp = now.storeMillis
+        let flavor = self.flavor
         let batchID = try await transaction { db in
             let batchRow = try await db.raw(
                 """
@@ -50,6 +51,7 @@ extension Store {
                 ).first()
                 if row == nil { throw StoreError.notFound }
             }
+            try await Self.announceWork(db, flavor)
             return batchID
         }
         return try await required(batchDetail(id: batchID))
@@ -165,6 +167,7 @@ extension Store {
     /// Throws `notFound` or `invalidBatchStatus`.
     public func cancelBatch(id: Int64, accountID: Int64, now: Date = Date()) async throws -> BatchDetail {
         let stamp = now.storeMillis
+        let flavor = self.flavor
         let cancelled = try await transaction { db in
             guard
                 try await db.raw(
@@ -183,6 +186,7 @@ extension Store {
                 WHERE batch_id = \(bind: id) AND \(MigrationTransition.cancel.sqlFrom())
                 """
             ).run()
+            try await Self.announceWork(db, flavor)
             return true
         }
         if !cancelled { try await throwWhyNot(batchID: id, accountID: accountID) }
@@ -195,6 +199,7 @@ extension Store {
     public func retryBatch(id: Int64, accountID: Int64, now: Date = Date()) async throws -> BatchDetail {
         let stamp = now.storeMillis
         enum Outcome: Sendable { case retried, refused, nothingFailed }
+        let flavor = self.flavor
         let outcome: Outcome = try await transaction { db in
             let retried = try await Self.requeueBatch(
                 .retry, id: id, accountID: accountID, jobs: .retry, extraSet: "",
@@ -202,6 +207,7 @@ extension Store {
             guard let retried else { return .refused }
             // Nothing to queue: the batch stays as it was (the transaction is rolled back).
             guard !retried.isEmpty else { throw StoreError.noFailedJobs }
+            try await Self.announceWork(db, flavor)
             return .retried
         }
         if outcome == .refused { try await throwWhyNot(batchID: id, accountID: accountID) }
@@ -216,6 +222,7 @@ extension Store {
     {
         let stamp = now.storeMillis
         struct NothingCompleted: Error {}
+        let flavor = self.flavor
         do {
             let synced: Bool = try await transaction { db in
                 let jobs = try await Self.requeueBatch(
@@ -226,6 +233,7 @@ extension Store {
                 guard let jobs else { return false }
                 // Nothing to pass over: the batch stays as it was (the transaction is rolled back).
                 guard !jobs.isEmpty else { throw NothingCompleted() }
+                try await Self.announceWork(db, flavor)
                 return true
             }
             if !synced { try await throwWhyNot(batchID: id, accountID: accountID) }
@@ -273,15 +281,23 @@ extension Store {
     /// checkpoints. Whether storage allows it is the caller's to check first.
     /// Throws `notFound` or `invalidBatchStatus`.
     public func resumeBatch(id: Int64, accountID: Int64, now: Date = Date()) async throws -> BatchDetail {
-        let row = try await database.raw(
-            """
-            UPDATE bulk_batches SET status = \(BatchTransition.resume.sqlTo), pause_reason = NULL,
-                updated_at = \(bind: now.storeMillis)
-            WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.resume.sqlFrom())
-            RETURNING id
-            """
-        ).first()
-        if row == nil { try await throwWhyNot(batchID: id, accountID: accountID) }
+        // A transaction so the work notice goes out with the change, at its commit.
+        let flavor = self.flavor
+        let resumed = try await transaction { db in
+            guard
+                try await db.raw(
+                    """
+                    UPDATE bulk_batches SET status = \(BatchTransition.resume.sqlTo), pause_reason = NULL,
+                        updated_at = \(bind: now.storeMillis)
+                    WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND \(BatchTransition.resume.sqlFrom())
+                    RETURNING id
+                    """
+                ).first() != nil
+            else { return false }
+            try await Self.announceWork(db, flavor)
+            return true
+        }
+        if !resumed { try await throwWhyNot(batchID: id, accountID: accountID) }
         return try await required(batchDetail(id: id))
     }
 

@@ -95,7 +95,7 @@ extension Store {
     }
 
     /// Deletes idempotency records created before `cutoff`.
-    func purgeIdempotencyRecords(olderThan cutoff: Date) async throws {
+    static func purgeIdempotencyRecords(olderThan cutoff: Date, _ database: any SQLDatabase) async throws {
         try await database.raw(
             """
             DELETE FROM idempotency_records

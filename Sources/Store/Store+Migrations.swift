@@ -23,26 +23,33 @@ extension Store {
              AND NOT EXISTS (SELECT 1 FROM migrations WHERE account_id = \(bind: new.accountID)
                  AND batch_id IS NULL AND status IN (\(unsafeRaw: Self.activeList)))
             """
-        let row = try await database.raw(
-            """
-            INSERT INTO migrations (account_id, mailbox_id, batch_id, provider, source_host, source_port,
-                source_security, source_email, source_username, source_password_enc, target_password_enc,
-                selected_folders, import_since, skip_duplicates, notify, status, created_at, updated_at)
-            SELECT \(bind: new.accountID), \(bind: new.mailboxID), \(bind: new.batchID), \(bind: new.provider),
-                \(bind: new.sourceHost), \(bind: new.sourcePort), \(bind: new.sourceSecurity),
-                \(bind: new.sourceEmail), \(bind: new.sourceUsername), \(bind: sourceSealed),
-                \(bind: targetSealed), \(bind: folders), \(bind: new.importSince), \(bind: new.skipDuplicates),
-                \(bind: new.notify), 'pending', \(bind: stamp), \(bind: stamp)
-            WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = \(bind: new.mailboxID)
-                          AND account_id = \(bind: new.accountID))\(onlyActiveSingle)
-            RETURNING id
-            """
-        ).first()
-        guard let row else {
+        // A transaction so the work notice (`announceWork`) goes out with the row, at its commit.
+        let flavor = self.flavor
+        let id: Int64? = try await transaction { db in
+            let row = try await db.raw(
+                """
+                INSERT INTO migrations (account_id, mailbox_id, batch_id, provider, source_host, source_port,
+                    source_security, source_email, source_username, source_password_enc, target_password_enc,
+                    selected_folders, import_since, skip_duplicates, notify, status, created_at, updated_at)
+                SELECT \(bind: new.accountID), \(bind: new.mailboxID), \(bind: new.batchID), \(bind: new.provider),
+                    \(bind: new.sourceHost), \(bind: new.sourcePort), \(bind: new.sourceSecurity),
+                    \(bind: new.sourceEmail), \(bind: new.sourceUsername), \(bind: sourceSealed),
+                    \(bind: targetSealed), \(bind: folders), \(bind: new.importSince), \(bind: new.skipDuplicates),
+                    \(bind: new.notify), 'pending', \(bind: stamp), \(bind: stamp)
+                WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = \(bind: new.mailboxID)
+                              AND account_id = \(bind: new.accountID))\(onlyActiveSingle)
+                RETURNING id
+                """
+            ).first()
+            guard let row else { return nil }
+            try await Self.announceWork(db, flavor)
+            return try row.int64("id")
+        }
+        guard let id else {
             if try await mailbox(id: new.mailboxID, accountID: new.accountID) == nil { throw StoreError.notFound }
             throw StoreError.activeMigrationExists
         }
-        return try await required(migration(id: try row.int64("id")))
+        return try await required(migration(id: id))
     }
 
     /// The migration with its folders; with `accountID`, only if it is that account's.
@@ -284,6 +291,7 @@ extension Store {
     /// Throws `notFound` or `invalidStatus`.
     /// A job of a batch that was the batch's last active one ends the batch with it.
     public func cancelMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
+        let flavor = self.flavor
         let cancelled = try await transaction { db in
             guard
                 try await db.raw(
@@ -298,6 +306,7 @@ extension Store {
             else { return false }
             try await Self.settleBatch(ofMigration: id, db, now: now)
             try await Self.recordNotices(afterEndOf: id, db, now: now)
+            try await Self.announceWork(db, flavor)
             return true
         }
         if !cancelled { try await throwWhyNot(migrationID: id, accountID: accountID) }
@@ -326,6 +335,7 @@ extension Store {
         id: Int64, accountID: Int64, _ transition: MigrationTransition, syncDeletions: Bool? = nil, now: Date
     ) async throws -> MigrationRecord {
         let deletions: SQLQueryString = syncDeletions.map { ", sync_deletions = \(bind: $0)" } ?? ""
+        let flavor = self.flavor
         // One transaction: the reset and the removal of the old folder rows, or neither.
         let retried = try await transaction { db in
             guard
@@ -347,6 +357,7 @@ extension Store {
             try await Self.clearFailedMessages(migrationIDs: "\(bind: id)", db)
             // A job of an ended batch retried on its own takes its batch back to the queue.
             try await Self.reopenBatch(ofMigration: id, db, now: now)
+            try await Self.announceWork(db, flavor)
             return true
         }
         if !retried {

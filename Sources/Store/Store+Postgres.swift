@@ -7,6 +7,9 @@ import PostgresKit
 import SQLKit
 
 extension Store {
+    /// Connections in a node's pool unless configured (`MAILPORTER_DATABASE_POOL_SIZE`).
+    public static let defaultPoolSize = 10
+
     /// Opens a pooled PostgreSQL database and brings its schema up to date (under an advisory lock,
     /// so nodes starting together are safe). Fails early with a `PostgresOpenFailure` saying what
     /// is wrong (unreachable, refused login, no such database) without the password.
@@ -18,7 +21,16 @@ extension Store {
     public static func openPostgres(
         url: PostgresURL, secrets: SecretBox,
         logger: Logger = Logger(label: "mailporter.store"),
-        maximumConnections: Int = 10
+        maximumConnections: Int = Store.defaultPoolSize
+    ) async throws -> Store {
+        try await openPostgres(
+            url: url, secrets: secrets, logger: logger, maximumConnections: maximumConnections,
+            poolLogLevel: .critical)
+    }
+
+    /// `openPostgres`, with the level of the pool's own log lines (tests raise it to see them).
+    static func openPostgres(
+        url: PostgresURL, secrets: SecretBox, logger: Logger, maximumConnections: Int, poolLogLevel: Logger.Level
     ) async throws -> Store {
         // One direct connection first: the pool retries a failing connect quietly and forever,
         // while start-up should say at once why it cannot reach the database.
@@ -36,12 +48,20 @@ extension Store {
         // The pool's own log lines name the driver's error types ("PSQLError(code: connectionError)");
         // failures reach the store's callers as `DatabaseFailure`s, which say what happened.
         var poolLogger = logger
-        poolLogger.logLevel = .critical
+        poolLogger.logLevel = poolLogLevel
         let client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
-        let running = Task { await client.run() }
+        // Started immediately, on this thread up to its first suspension, so `run()` has marked the
+        // client running before the schema migration below leases a connection (a plain `Task`
+        // may start later: the lease then comes first, and the client warns that `run()` was not
+        // called).
+        let running = Task.immediate { await client.run() }
         let database = PooledPostgresDatabase(client: client, logger: logger)
+        let listenConfiguration = try url.connectionConfiguration()
+        let connector = WorkListenConnector {
+            try await PostgresConnection.connect(configuration: listenConfiguration, id: 1, logger: logger)
+        }
         do {
-            return try await open(database: database, secrets: secrets, logger: logger) {
+            return try await open(database: database, secrets: secrets, logger: logger, listenConnector: connector) {
                 running.cancel()
                 await running.value
             }

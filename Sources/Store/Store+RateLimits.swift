@@ -24,7 +24,7 @@ extension Store {
     }
 
     /// Deletes rate-limit windows that started before `cutoff`.
-    func purgeRateLimitWindows(startedBefore cutoff: Date) async throws {
+    static func purgeRateLimitWindows(startedBefore cutoff: Date, _ database: any SQLDatabase) async throws {
         try await database.raw(
             """
             DELETE FROM rate_limit_buckets WHERE window_start < \(bind: cutoff.storeMillis)

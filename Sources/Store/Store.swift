@@ -21,13 +21,16 @@ public final class Store: Sendable {
     /// The schema versions this store's `open` applied (empty when the database was up to date).
     public let schemaVersionsAppliedAtOpen: [Int]
     private let closeDatabase: @Sendable () async throws -> Void
+    /// Opens a connection of its own for LISTEN (PostgreSQL; see `listenForWork`), nil on SQLite.
+    let openListenConnection: WorkListenConnector?
 
     /// A store over an open database whose schema is already migrated (see `open(database:…)`).
     init(
         database: any SQLDatabase, secrets: SecretBox, logger: Logger, appliedAtOpen: [Int] = [],
-        close: @escaping @Sendable () async throws -> Void
+        listenConnector: WorkListenConnector? = nil, close: @escaping @Sendable () async throws -> Void
     ) {
         self.database = database
+        self.openListenConnection = listenConnector
         self.schemaVersionsAppliedAtOpen = appliedAtOpen
         self.secrets = secrets
         self.flavor = SQLFlavor(dialectName: database.dialect.name)
@@ -45,11 +48,20 @@ public final class Store: Sendable {
         logger: Logger = Logger(label: "mailporter.store"),
         close: @escaping @Sendable () async throws -> Void = {}
     ) async throws -> Store {
+        try await open(database: database, secrets: secrets, logger: logger, listenConnector: nil, close: close)
+    }
+
+    static func open(
+        database: any SQLDatabase, secrets: SecretBox, logger: Logger, listenConnector: WorkListenConnector?,
+        close: @escaping @Sendable () async throws -> Void
+    ) async throws -> Store {
         let applied = try await Schema.migrate(database)
         if !applied.isEmpty {
             logger.info("applied schema migrations", metadata: ["versions": "\(applied)"])
         }
-        return Store(database: database, secrets: secrets, logger: logger, appliedAtOpen: applied, close: close)
+        return Store(
+            database: database, secrets: secrets, logger: logger, appliedAtOpen: applied,
+            listenConnector: listenConnector, close: close)
     }
 
     /// Opens (creating it and its directory if needed) the SQLite database at `path` in WAL mode and
@@ -142,10 +154,28 @@ public final class Store: Sendable {
     // MARK: - Housekeeping
 
     /// Removes what has outlived its use: audit events after 90 days, idempotency records after
-    /// 24 hours, rate-limit windows that ended over an hour ago. Run it now and then.
-    public func purgeExpired(now: Date = Date()) async throws {
-        try await purgeAuditEvents(olderThan: now.addingTimeInterval(-Self.auditRetention))
-        try await purgeIdempotencyRecords(olderThan: now.addingTimeInterval(-Self.idempotencyRetention))
-        try await purgeRateLimitWindows(startedBefore: now.addingTimeInterval(-3600))
+    /// 24 hours, rate-limit windows that ended over an hour ago. Run it now and then. On
+    /// PostgreSQL one node at a time purges (`SQLFlavor.purgeLock`): a node that finds another
+    /// purging skips its turn and returns false, the other's purge covers the same rows.
+    @discardableResult
+    public func purgeExpired(now: Date = Date()) async throws -> Bool {
+        try await purgeExpired(now: now, whileLocked: {})
+    }
+
+    /// `purgeExpired`; `whileLocked` runs once the lock is won, before the deletes (tests hold
+    /// the lock there to see another store skip).
+    func purgeExpired(now: Date, whileLocked: @escaping @Sendable () async -> Void) async throws -> Bool {
+        let flavor = self.flavor
+        return try await transaction { db in
+            if let lock = flavor.purgeLock {
+                let won = try await db.raw(SQLQueryString(lock)).first()?.decode(column: "won", as: Bool.self)
+                guard won == true else { return false }
+            }
+            await whileLocked()
+            try await Self.purgeAuditEvents(olderThan: now.addingTimeInterval(-Self.auditRetention), db)
+            try await Self.purgeIdempotencyRecords(olderThan: now.addingTimeInterval(-Self.idempotencyRetention), db)
+            try await Self.purgeRateLimitWindows(startedBefore: now.addingTimeInterval(-3600), db)
+            return true
+        }
     }
 }
