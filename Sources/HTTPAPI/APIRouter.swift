@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import MCPServer
 import Prometheus
 import Store
@@ -14,7 +15,7 @@ public enum APIRouter {
                 maxBodyBytes: environment.limits.maxBodyBytes))
 
         router.get("healthz") { _, _ in try await health(environment.store) }
-        router.get("metrics") { _, _ in try await metrics(environment) }
+        router.get("metrics") { _, _ in try await metrics(environment.store, environment.metrics) }
         router.get("api/v1/openapi.json") { _, _ in try openAPIResponse() }
         WebRoutes.register(on: router)
 
@@ -38,15 +39,41 @@ public enum APIRouter {
         return router
     }
 
-    static func health(_ store: Store) async throws -> Response {
-        do {
-            _ = try await store.schemaVersions()
-        } catch {
+    /// `/healthz` and `/metrics` alone, for `mailporter worker`'s listener: the same check and the
+    /// same registry `serve` answers with; `status` adds fields to the health answer (the node).
+    public static func makeOperations(
+        store: Store, metrics registry: PrometheusCollectorRegistry, logger: Logger, status: [(String, String)] = []
+    ) -> Router<APIContext> {
+        let router = Router(context: APIContext.self)
+        router.middlewares.add(
+            ResponseEnvelopeMiddleware(logger: logger, maxBodyBytes: APILimits().maxBodyBytes, servesAPI: false))
+        let extra = status.map { ($0.0, JSONValue.string($0.1)) }
+        router.get("healthz") { _, _ in try await health(store, extra: extra) }
+        router.get("metrics") { _, _ in try await metrics(store, registry) }
+        return router
+    }
+
+    /// 200 while the database answers within `timeout`, else 503: a pool whose server is gone
+    /// queues the check (it retries connecting for a while), and a probe wants an answer now.
+    static func health(
+        _ store: Store, extra: [(String, JSONValue)] = [], timeout: Duration = .seconds(5)
+    ) async throws -> Response {
+        let answered = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await store.schemaVersions()) != nil }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        guard answered else {
             throw APIError(
                 .serviceUnavailable, code: .unavailable, message: "The database does not answer.",
                 hint: "Check the database configured in MAILPORTER_DATABASE_URL.", retryable: true)
         }
-        return jsonResponse(.object([("status", .string("ok"))]))
+        return jsonResponse(.object([("status", .string("ok"))] + extra))
     }
 
     static var byStatus: MetricNameDescriptor {
@@ -60,19 +87,19 @@ public enum APIRouter {
             unitName: "", helpText: "Migrations validating, planning or processing.")
     }
 
-    static func metrics(_ environment: APIEnvironment) async throws -> Response {
+    static func metrics(_ store: Store, _ registry: PrometheusCollectorRegistry) async throws -> Response {
         // Gauges come from the store at scrape time, so they are right for every node sharing it.
-        let counts = try await environment.store.statusCounts()
+        let counts = try await store.statusCounts()
         var active = 0
         for status in MigrationStatus.allCases {
             let count = counts[status] ?? 0
             if status.isRunning { active += count }
-            environment.metrics.makeGauge(descriptor: byStatus, labels: [("status", status.rawValue)]).set(
+            registry.makeGauge(descriptor: byStatus, labels: [("status", status.rawValue)]).set(
                 Double(count))
         }
-        environment.metrics.makeGauge(descriptor: activeDescriptor).set(Double(active))
+        registry.makeGauge(descriptor: activeDescriptor).set(Double(active))
         var buffer: [UInt8] = []
-        environment.metrics.emit(into: &buffer)
+        registry.emit(into: &buffer)
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(bytes: buffer)))

@@ -17,6 +17,9 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
     let logger: Logger
     /// The configured body limit, named in a 413 from outside `BodyReader`.
     let maxBodyBytes: Int
+    /// Whether this server has the API's routes (`RouteTable`), so a known path with the wrong
+    /// method is a 405; a worker's listener has only `/healthz` and `/metrics`, anything else is 404.
+    var servesAPI = true
 
     func handle(
         _ request: Request, context: APIContext,
@@ -29,7 +32,7 @@ struct ResponseEnvelopeMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch let error as HTTPError
-            where error.status == .notFound && !RouteTable.methods(for: request.uri.path).isEmpty
+            where error.status == .notFound && servesAPI && !RouteTable.methods(for: request.uri.path).isEmpty
         {
             // The path exists; only the method is wrong.
             let allowed = RouteTable.methods(for: request.uri.path)

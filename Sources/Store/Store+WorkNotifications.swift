@@ -30,33 +30,41 @@ extension Store {
         guard let connector = openListenConnection else { return }
         var failures = 0
         while !Task.isCancelled {
+            var lost: (any Error)?
             do {
                 let connection = try await connector.connect()
-                try await withTaskCancellationHandler {
-                    try await connection.listen(on: SQLFlavor.workChannel) { notices in
-                        if failures > 0 {
-                            logger.notice("listening for queued work again")
-                            failures = 0
-                            onWork()
+                do {
+                    try await withTaskCancellationHandler {
+                        try await connection.listen(on: SQLFlavor.workChannel) { notices in
+                            if failures > 0 {
+                                logger.notice("listening for queued work again")
+                                failures = 0
+                                onWork()
+                            }
+                            for try await _ in notices { onWork() }
                         }
-                        for try await _ in notices { onWork() }
+                    } onCancel: {
+                        connection.close().whenComplete { _ in }
                     }
-                } onCancel: {
-                    connection.close().whenComplete { _ in }
+                    // The notices ended without an error: the server closed the connection.
+                    if !Task.isCancelled { lost = ListenerClosed() }
+                } catch {
+                    lost = error
                 }
+                // Closed on every path: the driver requires it before the connection goes.
                 try? await connection.close()
-                // The notices ended without an error: the server closed the connection.
-                if !Task.isCancelled { throw ListenerClosed() }
             } catch {
-                if Task.isCancelled { return }
+                lost = error
+            }
+            if Task.isCancelled { return }
+            if let lost {
                 if failures == 0 {
                     logger.warning(
                         "lost the database's work notices; polling until they are back",
-                        metadata: ["error": "\(PostgresOpenFailure.reason(error))"])
+                        metadata: ["error": "\(PostgresOpenFailure.reason(lost))"])
                 }
                 failures += 1
             }
-            if Task.isCancelled { return }
             try? await Task.sleep(for: .seconds(min(30, 1 << min(max(0, failures - 1), 5))))
         }
     }

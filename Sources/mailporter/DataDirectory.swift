@@ -29,6 +29,13 @@ struct DataDirectoryOptions: ParsableArguments {
     )
     var secretKeyFile: String?
 
+    @Option(
+        name: .customLong("database-pool-size"),
+        help:
+            "PostgreSQL connections this process keeps at most, plus one for work notices (env MAILPORTER_DATABASE_POOL_SIZE; default 10)."
+    )
+    var databasePoolSize: Int?
+
     /// Resolves the options against the process environment.
     func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) throws(DataDirectory.Failure)
         -> DataDirectory
@@ -41,10 +48,30 @@ struct DataDirectoryOptions: ParsableArguments {
                 throw DataDirectory.Failure(code: "secret_key_unusable", message: "cannot read \(secretKeyFile)")
             }
         }
-        return try DataDirectory(
+        var poolSize = Store.defaultPoolSize
+        if let databasePoolSize {
+            poolSize = databasePoolSize
+        } else if let text = environment["MAILPORTER_DATABASE_POOL_SIZE"]?.trimmingCharacters(in: .whitespaces),
+            !text.isEmpty
+        {
+            guard let parsed = Int(text) else {
+                throw DataDirectory.Failure(
+                    code: "invalid_pool_size", message: "MAILPORTER_DATABASE_POOL_SIZE must be a number, not \(text)")
+            }
+            poolSize = parsed
+        }
+        guard DataDirectory.poolSizes.contains(poolSize) else {
+            throw DataDirectory.Failure(
+                code: "invalid_pool_size",
+                message: "MAILPORTER_DATABASE_POOL_SIZE must be between \(DataDirectory.poolSizes.lowerBound) and "
+                    + "\(DataDirectory.poolSizes.upperBound)")
+        }
+        var directory = try DataDirectory(
             path: dataDir ?? environment["MAILPORTER_DATA_DIR"],
             databaseURL: databaseURL ?? environment["MAILPORTER_DATABASE_URL"],
             secretKey: secretKey)
+        directory.poolSize = poolSize
+        return directory
     }
 }
 
@@ -75,6 +102,11 @@ struct DataDirectory: Sendable, Equatable {
     var database: Database
     /// `MAILPORTER_SECRET_KEY` when set; otherwise the key file in the data directory is used.
     var secretKey: String?
+    /// PostgreSQL: the pool's most connections (`MAILPORTER_DATABASE_POOL_SIZE`). Every process
+    /// holds up to this many plus one that listens for work, so nodes × (size + 1) must stay under
+    /// the server's max_connections. SQLite: unused (one connection).
+    var poolSize = Store.defaultPoolSize
+    static let poolSizes = 1...500
 
     init(path: String?, databaseURL: String?, secretKey: String?) throws(Failure) {
         let chosen = path?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
@@ -176,7 +208,8 @@ struct DataDirectory: Sendable, Equatable {
         case .postgres(let url):
             let secrets = try secretBox()
             do {
-                return try await Store.openPostgres(url: url, secrets: secrets, logger: logger)
+                return try await Store.openPostgres(
+                    url: url, secrets: secrets, logger: logger, maximumConnections: poolSize)
             } catch let failure as PostgresOpenFailure {
                 throw Failure(code: "database_unavailable", message: failure.description)
             } catch {

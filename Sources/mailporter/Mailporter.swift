@@ -6,7 +6,8 @@ struct Mailporter: AsyncParsableCommand {
         commandName: "mailporter",
         abstract: "Imports email from any IMAP provider into the mailboxes of a hosting platform.",
         subcommands: [
-            ServeCommand.self, TestConnectionCommand.self, MigrateCommand.self, AccountsCommand.self,
+            ServeCommand.self, WorkerCommand.self, TestConnectionCommand.self, MigrateCommand.self,
+            AccountsCommand.self,
             MailboxesCommand.self,
             TokensCommand.self,
             MCPCommand.self,

@@ -2,7 +2,7 @@ import ArgumentParser
 import Notifications
 import SMTPClient
 
-/// `serve`'s mail options (SPEC.md §6); each falls back to its MAILPORTER_* variable.
+/// The mail options of `serve` and `worker` (SPEC.md §6); each falls back to its MAILPORTER_* variable.
 struct NotificationOptions: ParsableArguments {
     @Option(
         name: .customLong("smtp-url"),
@@ -38,19 +38,16 @@ extension NotificationOptions {
     /// The delivery settings, or nil when no relay is configured. Throws a one-line reason for a
     /// setting that is wrong or incomplete; the password is never part of it.
     func resolve(environment: [String: String], nodeID: String) throws -> NoticeDeliveryConfiguration? {
-        func value(_ option: String?, _ name: String) -> String? {
-            let text = (option ?? environment[name])?.trimmingCharacters(in: .whitespacesAndNewlines)
-            return text?.isEmpty == false ? text : nil
-        }
+        let value = SettingValues(environment: environment).value
         guard let urlText = value(smtpURL, "MAILPORTER_SMTP_URL") else { return nil }
         let endpoint: SMTPEndpoint
         do {
             endpoint = try SMTPEndpoint(url: urlText)
         } catch {
-            throw ServeSettings.Failure(description: error.description)
+            throw SettingsFailure(description: error.description)
         }
         guard let from = value(smtpFrom, "MAILPORTER_SMTP_FROM") else {
-            throw ServeSettings.Failure(
+            throw SettingsFailure(
                 description: "MAILPORTER_SMTP_FROM is required with MAILPORTER_SMTP_URL (the sender of notices)")
         }
         let user = value(smtpUser, "MAILPORTER_SMTP_USER")
@@ -59,7 +56,7 @@ extension NotificationOptions {
             password = try readTextFile(path).trimmingCharacters(in: .newlines)
         }
         if (user == nil) != (password == nil) {
-            throw ServeSettings.Failure(
+            throw SettingsFailure(
                 description:
                     "MAILPORTER_SMTP_USER and MAILPORTER_SMTP_PASSWORD (or --smtp-password-file) go together;"
                     + " set both or neither")
@@ -74,7 +71,7 @@ extension NotificationOptions {
         do {
             _ = try SMTPEnvelope(sender: configuration.envelopeSender, recipients: [configuration.envelopeSender])
         } catch {
-            throw ServeSettings.Failure(description: "MAILPORTER_SMTP_FROM holds no usable address (\(from))")
+            throw SettingsFailure(description: "MAILPORTER_SMTP_FROM holds no usable address (\(from))")
         }
         return configuration
     }

@@ -16,7 +16,8 @@ struct ServeEndToEndTests {
 
         /// `destinationPort`: where serve reaches the destination, when not directly (a proxy).
         /// `extraEnvironment`: more MAILPORTER_* settings (say, the SMTP relay).
-        /// `arguments`: the command line (`serve` and its options).
+        /// `arguments`: the command line (`serve` and its options, or `worker`, whose `/healthz` and
+        /// `/metrics` then answer on `port`).
         init(
             dataDir: String, port: Int, destination: DovecotServer, destinationPort: Int? = nil,
             arguments: [String] = ["serve"], extraEnvironment: [String: String] = [:]
@@ -36,6 +37,7 @@ struct ServeEndToEndTests {
                 "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
                 "MAILPORTER_DATA_DIR": dataDir,
                 "MAILPORTER_LISTEN": "127.0.0.1:\(port)",
+                "MAILPORTER_WORKER_LISTEN": "127.0.0.1:\(port)",
                 "MAILPORTER_DEST_HOST": "127.0.0.1",
                 "MAILPORTER_DEST_PORT": "\(destinationPort)",
                 "MAILPORTER_DEST_SECURITY": "none",
