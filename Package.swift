@@ -194,6 +194,7 @@ let package = Package(
             dependencies: [
                 "MigrationEngine", "Store", "TestSupport",
                 .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

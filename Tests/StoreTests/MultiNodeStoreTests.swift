@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MigrationEngine
 @testable import Store
 import Synchronization
@@ -20,6 +21,35 @@ private final class NoticeCount: Sendable {
         }
         return value >= expected
     }
+}
+
+/// Keeps every message logged through it.
+private struct RecordingLogHandler: LogHandler {
+    final class Messages: Sendable {
+        private let lines = Mutex<[String]>([])
+        var all: [String] { lines.withLock { $0 } }
+        func add(_ line: String) { lines.withLock { $0.append(line) } }
+    }
+
+    let messages: Messages
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) { messages.add("\(event.level) \(event.message)") }
+}
+
+/// Set once to let the spinners go.
+private final class Latch: Sendable {
+    private let state = Mutex((open: false, spinning: 0))
+    var isOpen: Bool { state.withLock { $0.open } }
+    var spinning: Int { state.withLock { $0.spinning } }
+    func open() { state.withLock { $0.open = true } }
+    func arrived() { state.withLock { $0.spinning += 1 } }
 }
 
 /// Several nodes on one PostgreSQL database: work notices between their stores, and the
@@ -154,6 +184,41 @@ struct MultiNodeStoreTests {
             #expect(try await second.purgeExpired(now: now) == true)
             try await first.close()
             try await second.close()
+        }
+    }
+
+    /// The pool's `run()` has begun before the schema migration leases its first connection, so
+    /// postgres-nio never warns that `run()` was not called. The other threads of the concurrency
+    /// pool are kept busy meanwhile: a task started the ordinary way to run the pool would only get
+    /// a thread after the lease, which is how the warning came at busy starts.
+    @Test func thePoolRunsBeforeItsFirstLease() async throws {
+        try await withTestDatabase(.postgres) { database in
+            let messages = RecordingLogHandler.Messages()
+            let logger = Logger(label: "mailporter.store") { _ in RecordingLogHandler(messages: messages) }
+            let latch = Latch()
+            let others = max(0, ProcessInfo.processInfo.activeProcessorCount - 1)
+            let spinners = (0..<others).map { _ in
+                Task.detached {
+                    latch.arrived()
+                    while !latch.isOpen {}
+                }
+            }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while latch.spinning < others, ContinuousClock.now < deadline { await Task.yield() }
+            let store: Store
+            do {
+                store = try await Store.openPostgres(
+                    url: try PostgresURL.parse(database.url), secrets: database.secrets, logger: logger)
+            } catch {
+                latch.open()
+                throw error
+            }
+            latch.open()
+            for spinner in spinners { await spinner.value }
+            #expect(try await store.schemaVersions() == Schema.migrations.map(\.version))
+            let warned = messages.all.filter { $0.contains("run()") }
+            #expect(warned.isEmpty, "\(warned)")
+            try await store.close()
         }
     }
 
