@@ -131,6 +131,78 @@ struct WorkerTests {
         }
     }
 
+    /// A batch started on the API node runs on the worker and ends exact, mailbox by mailbox; the
+    /// API node, which runs no storage watch, still shows the account's storage in the batch's
+    /// GET once it has measured it in the background.
+    @Test func aBatchStartedOnTheAPINodeRunsOnTheWorkerAndShowsMeasuredStorage() async throws {
+        let source = try await SharedServers.shared.server(.dot)
+        let destination = try await SharedServers.shared.server(.slash)
+        let accounts = try await ServeBulkTests.accounts(2, source: source, destination: destination, prefix: "wkb")
+        let bulk = ServeBulkTests()
+        try await withTestDatabase(.postgres) { database in
+            let ports = try DovecotServer.freePorts(2)
+            let shared = [
+                "MAILPORTER_DATABASE_URL": database.url, "MAILPORTER_SECRET_KEY": key,
+                "MAILPORTER_STORAGE_CHECK_SECONDS": "1",
+            ]
+            let api = try Service(
+                dataDir: ServeEndToEndTests.temporaryDirectory(), port: ports[0], destination: destination,
+                extraEnvironment: shared.merging(["MAILPORTER_NODE_ID": "api-b"]) { $1 },
+                arguments: ["serve", "--no-runner"])
+            defer { stop(api) }
+            let worker = try Service(
+                dataDir: ServeEndToEndTests.temporaryDirectory(), port: ports[1], destination: destination,
+                extraEnvironment: shared.merging(["MAILPORTER_POLL_SECONDS": "3600", "MAILPORTER_NODE_ID": "worker-b"])
+                {
+                    $1
+                },
+                arguments: ["worker"])
+            defer { stop(worker) }
+            try await api.waitUntilReady()
+            try await worker.waitUntilReady()
+
+            let account = try await admin(
+                ["accounts", "create", "--plan", "pro", "--email", "ops@example.com"], url: database.url)
+            let accountID = try #require(e2e.number(account["id"]))
+            let created = try await admin(
+                [
+                    "tokens", "create", "--account", "\(accountID)", "--name", "wkb",
+                    "--scopes", "migrations:read,migrations:write,mailboxes:read,mailboxes:write",
+                ], url: database.url)
+            let token = try #require(created["token"] as? String)
+            let emails = accounts.destinations.map { "\"\($0)\"" }.joined(separator: ",")
+            let added = try await api.curl("POST", "/api/v1/mailboxes", token: token, json: #"{"emails":[\#(emails)]}"#)
+            #expect(added.status == 201, "\(added.body)")
+
+            try await waitForLog(worker, "job runner started")
+            let csv = zip(accounts.sources, accounts.destinations).map { "\($0),\(DovecotServer.password),\($1)" }
+                .joined(separator: "\n")
+            let started = try await api.curl(
+                "POST", "/api/v1/migrations/bulk", token: token,
+                json: try bulk.body(csv: csv, sourcePort: source.imapPort))
+            #expect(started.status == 201, "\(started.body)")
+            let id = try #require(e2e.number((try e2e.object(started.body)["data"] as? [String: Any])?["id"]))
+            let batch = try await bulk.pollBatch(api, id: id, token: token) { bulk.hasSettled($0) }
+            #expect(batch["status"] as? String == "completed", "\(batch)")
+            for index in accounts.destinations.indices {
+                let snapshot = try await AccountSnapshot.take(destination, user: accounts.destinations[index])
+                let problems = snapshot.differences(
+                    from: accounts.corpora[index].expectedDestination(skipDuplicates: true))
+                #expect(problems.isEmpty, "\(accounts.destinations[index]): \(problems)")
+            }
+
+            // The figure follows what the mailboxes hold: measured again once two check intervals old.
+            let measured = try await bulk.pollBatch(api, id: id, token: token, timeout: .seconds(30)) { batch in
+                let storage = batch["storage"] as? [String: Any]
+                return storage?["measured"] as? Bool == true && (e2e.number(storage?["used_bytes"]) ?? 0) > 0
+            }
+            let storage = try #require(measured["storage"] as? [String: Any])
+            let expectedBytes = accounts.corpora.reduce(0) { $0 + $1.totalBytes }
+            #expect((e2e.number(storage["used_bytes"]) ?? 0) >= expectedBytes / 2, "\(storage), \(expectedBytes)")
+            #expect(!api.process.stderr.contains("storage watch started"), "\(api.process.stderr.suffix(2000))")
+        }
+    }
+
     /// The worker's /healthz says 503 while its database refuses connections, and 200 again once
     /// it takes them.
     @Test func theWorkersHealthzIs503WhileTheDatabaseIsUnreachable() async throws {
