@@ -106,7 +106,8 @@ struct DataDirectory: Sendable, Equatable {
     /// holds up to this many plus one that listens for work, so nodes × (size + 1) must stay under
     /// the server's max_connections. SQLite: unused (one connection).
     var poolSize = Store.defaultPoolSize
-    static let poolSizes = 1...500
+    /// At least 2: a runner keeps one pooled connection for its node lock for as long as it runs.
+    static let poolSizes = 2...500
 
     init(path: String?, databaseURL: String?, secretKey: String?) throws(Failure) {
         let chosen = path?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""

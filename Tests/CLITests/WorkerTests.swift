@@ -56,11 +56,11 @@ struct WorkerTests {
             defer { stop(api) }
             let worker = try Service(
                 dataDir: ServeEndToEndTests.temporaryDirectory(), port: ports[1], destination: destination,
+                arguments: ["worker"],
                 extraEnvironment: shared.merging([
                     "MAILPORTER_POLL_SECONDS": "3600", "MAILPORTER_NODE_ID": "worker-1",
                     "MAILPORTER_DATABASE_POOL_SIZE": "3",
-                ]) { $1 },
-                arguments: ["worker"])
+                ]) { $1 })
             defer { stop(worker) }
             try await api.waitUntilReady()
             try await worker.waitUntilReady()
@@ -147,16 +147,16 @@ struct WorkerTests {
             ]
             let api = try Service(
                 dataDir: ServeEndToEndTests.temporaryDirectory(), port: ports[0], destination: destination,
-                extraEnvironment: shared.merging(["MAILPORTER_NODE_ID": "api-b"]) { $1 },
-                arguments: ["serve", "--no-runner"])
+                arguments: ["serve", "--no-runner"],
+                extraEnvironment: shared.merging(["MAILPORTER_NODE_ID": "api-b"]) { $1 })
             defer { stop(api) }
             let worker = try Service(
                 dataDir: ServeEndToEndTests.temporaryDirectory(), port: ports[1], destination: destination,
+                arguments: ["worker"],
                 extraEnvironment: shared.merging(["MAILPORTER_POLL_SECONDS": "3600", "MAILPORTER_NODE_ID": "worker-b"])
                 {
                     $1
-                },
-                arguments: ["worker"])
+                })
             defer { stop(worker) }
             try await api.waitUntilReady()
             try await worker.waitUntilReady()
@@ -211,11 +211,11 @@ struct WorkerTests {
             let worker = try Service(
                 dataDir: ServeEndToEndTests.temporaryDirectory(), port: try DovecotServer.freePorts(1)[0],
                 destination: destination,
+                arguments: ["worker"],
                 extraEnvironment: [
                     "MAILPORTER_DATABASE_URL": database.url, "MAILPORTER_SECRET_KEY": key,
                     "MAILPORTER_NODE_ID": "worker-h",
-                ],
-                arguments: ["worker"])
+                ])
             defer { stop(worker) }
             try await worker.waitUntilReady()
             let name = try #require(try database.psql("SELECT current_database()"))
@@ -250,11 +250,11 @@ struct WorkerTests {
     @Test func aPoolSizeOutOfRangeStopsTheStartWithOneLine() async throws {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAILPORTER_") }
         environment["MAILPORTER_DATA_DIR"] = ServeEndToEndTests.temporaryDirectory()
-        environment["MAILPORTER_DATABASE_POOL_SIZE"] = "0"
+        environment["MAILPORTER_DATABASE_POOL_SIZE"] = "1"
         let result = try await spawnProcess(mailporterExecutable, ["worker"], environment: environment)
         #expect(result.status == 2)
         #expect(
-            result.stderr == "error: invalid_pool_size: MAILPORTER_DATABASE_POOL_SIZE must be between 1 and 500\n",
+            result.stderr == "error: invalid_pool_size: MAILPORTER_DATABASE_POOL_SIZE must be between 2 and 500\n",
             "\(result.stderr)")
         environment["MAILPORTER_DATABASE_POOL_SIZE"] = "10"
         environment["MAILPORTER_WORKER_LISTEN"] = "nowhere"
