@@ -188,7 +188,8 @@ struct MultiNodeStoreTests {
     }
 
     /// The pool's `run()` has begun before the schema migration leases its first connection, so
-    /// postgres-nio never warns that `run()` was not called. The other threads of the concurrency
+    /// postgres-nio never warns that `run()` was not called (its lines are silenced in service; the
+    /// test raises their level to see them). The other threads of the concurrency
     /// pool are kept busy meanwhile: a task started the ordinary way to run the pool would only get
     /// a thread after the lease, which is how the warning came at busy starts.
     @Test func thePoolRunsBeforeItsFirstLease() async throws {
@@ -208,7 +209,8 @@ struct MultiNodeStoreTests {
             let store: Store
             do {
                 store = try await Store.openPostgres(
-                    url: try PostgresURL.parse(database.url), secrets: database.secrets, logger: logger)
+                    url: try PostgresURL.parse(database.url), secrets: database.secrets, logger: logger,
+                    maximumConnections: 4, poolLogLevel: .trace)
             } catch {
                 latch.open()
                 throw error
