@@ -32,7 +32,7 @@ struct DataDirectoryOptions: ParsableArguments {
     @Option(
         name: .customLong("database-pool-size"),
         help:
-            "PostgreSQL connections this process keeps at most, plus one for work notices (env MAILPORTER_DATABASE_POOL_SIZE; default 10)."
+            "PostgreSQL connections this process keeps at most, 2 to 500; a process that runs jobs has one more for work notices (env MAILPORTER_DATABASE_POOL_SIZE; default 10)."
     )
     var databasePoolSize: Int?
 
@@ -102,9 +102,9 @@ struct DataDirectory: Sendable, Equatable {
     var database: Database
     /// `MAILPORTER_SECRET_KEY` when set; otherwise the key file in the data directory is used.
     var secretKey: String?
-    /// PostgreSQL: the pool's most connections (`MAILPORTER_DATABASE_POOL_SIZE`). Every process
-    /// holds up to this many plus one that listens for work, so nodes × (size + 1) must stay under
-    /// the server's max_connections. SQLite: unused (one connection).
+    /// PostgreSQL: the pool's most connections (`MAILPORTER_DATABASE_POOL_SIZE`). A process that
+    /// runs jobs holds one more that listens for work; the sum over all nodes must stay under the
+    /// server's max_connections. SQLite: unused (one connection).
     var poolSize = Store.defaultPoolSize
     /// At least 2: a runner keeps one pooled connection for its node lock for as long as it runs.
     static let poolSizes = 2...500
