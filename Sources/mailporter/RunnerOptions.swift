@@ -110,6 +110,13 @@ struct RunnerOptions: ParsableArguments {
     var maxConcurrentMigrations: Int?
 
     @Option(
+        name: .customLong("node-max-jobs"),
+        help:
+            "Migrations this process runs at once, within the global limit (env MAILPORTER_NODE_MAX_JOBS; default the global limit)."
+    )
+    var nodeMaxJobs: Int?
+
+    @Option(
         name: .customLong("allow-private-hosts"),
         help:
             "true lets sources be private, loopback or link-local addresses (env MAILPORTER_ALLOW_PRIVATE_HOSTS; default false)."
@@ -216,6 +223,11 @@ struct RunnerSettings {
             destination: DestinationServer(server: destination, masterUser: masterUser, masterPassword: masterPassword))
         runner.maxConcurrentMigrations = try values.number(
             options.maxConcurrentMigrations, "MAILPORTER_MAX_CONCURRENT_MIGRATIONS", default: 20, range: 1...10_000)
+        if options.nodeMaxJobs != nil || values.value(nil, "MAILPORTER_NODE_MAX_JOBS") != nil {
+            runner.nodeMaxJobs = try values.number(
+                options.nodeMaxJobs, "MAILPORTER_NODE_MAX_JOBS", default: runner.maxConcurrentMigrations,
+                range: 1...10_000)
+        }
         runner.leaseSeconds = try values.number(
             options.leaseSeconds, "MAILPORTER_LEASE_SECONDS", default: 30, range: 3...3600)
         runner.pollInterval = .seconds(

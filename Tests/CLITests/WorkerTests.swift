@@ -247,7 +247,7 @@ struct WorkerTests {
         }
     }
 
-    @Test func aPoolSizeOutOfRangeStopsTheStartWithOneLine() async throws {
+    @Test func aSettingOutOfRangeStopsTheStartWithOneLine() async throws {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAILPORTER_") }
         environment["MAILPORTER_DATA_DIR"] = ServeEndToEndTests.temporaryDirectory()
         environment["MAILPORTER_DATABASE_POOL_SIZE"] = "1"
@@ -261,5 +261,11 @@ struct WorkerTests {
         let listen = try await spawnProcess(mailporterExecutable, ["worker"], environment: environment)
         #expect(listen.status == 2)
         #expect(listen.stderr.hasPrefix("error: MAILPORTER_WORKER_LISTEN must be host:port"), "\(listen.stderr)")
+        environment["MAILPORTER_WORKER_LISTEN"] = nil
+        environment["MAILPORTER_NODE_MAX_JOBS"] = "0"
+        let jobs = try await spawnProcess(mailporterExecutable, ["worker"], environment: environment)
+        #expect(jobs.status == 2)
+        #expect(
+            jobs.stderr == "error: MAILPORTER_NODE_MAX_JOBS must be between 1 and 10000\n", "\(jobs.stderr)")
     }
 }
