@@ -103,6 +103,8 @@ public final class JobRunner: Service, Sendable {
     }
 
     private func claim() async -> MigrationRecord? {
+        let started = ContinuousClock.now
+        defer { metrics.claimDuration.record(duration: ContinuousClock.now - started) }
         do {
             return try await store.claimPendingMigration(
                 owner: configuration.nodeID, leaseSeconds: configuration.leaseSeconds,

@@ -12,6 +12,9 @@ struct RunnerMetrics: Sendable {
     let bytesCopied = Counter(label: "mailporter_bytes_copied_total")
     let messagesSkipped = Counter(label: "mailporter_messages_skipped_total")
     let messagesFailed = Counter(label: "mailporter_messages_failed_total")
+    /// How long a claim takes, found or not: with many nodes it waits for the others' claims
+    /// (one at a time behind the claim lock), so this is where contention shows.
+    let claimDuration = Timer(label: "mailporter_claim_duration_seconds")
 
     func record(_ event: MigrationEvent) {
         switch event {

@@ -16,8 +16,8 @@ struct MultiNodeTests {
     let e2e = ServeEndToEndTests()
     let bulk = ServeBulkTests()
 
-    /// One process on the shared database: `arguments` is `serve` (API and runner) or another
-    /// process kind; every node runs under its own node id with short leases.
+    /// One process on the shared database: `arguments` is `serve` (API, and the runner unless
+    /// `MAILPORTER_NO_RUNNER`) or `worker`; every node runs under its own node id with short leases.
     static func node(
         _ nodeID: String, arguments: [String] = ["serve"], databaseURL: String, destination: DovecotServer,
         extra: [String: String] = [:]
@@ -97,26 +97,29 @@ struct MultiNodeTests {
         try await destination.prepare(user: mailbox)
 
         try await withTestDatabase(.postgres) { database in
+            let api = try await Self.node(
+                "api", databaseURL: database.url, destination: destination, extra: ["MAILPORTER_NO_RUNNER": "true"])
             let nodes = [
-                try await Self.node("node-a", databaseURL: database.url, destination: destination),
-                try await Self.node("node-b", databaseURL: database.url, destination: destination),
+                try await Self.node(
+                    "node-a", arguments: ["worker"], databaseURL: database.url, destination: destination),
+                try await Self.node(
+                    "node-b", arguments: ["worker"], databaseURL: database.url, destination: destination),
             ]
             do {
                 let (ids, token) = try await provision(mailboxes: [mailbox], databaseURL: database.url)
                 // Without duplicate skipping, only the checkpoints and the fence keep the copy exact.
-                let started = try await nodes[0].curl(
+                let started = try await api.curl(
                     "POST", "/api/v1/migrations", token: token,
                     json: e2e.startBody(
                         sourcePort: slowLink.port, user: sourceUser, mailboxID: ids[0], skipDuplicates: false))
                 #expect(started.status == 201, "\(started.body)")
                 let id = try #require(e2e.number((try e2e.object(started.body)["data"] as? [String: Any])?["id"]))
-                _ = try await e2e.poll(nodes[0], id: id, token: token) {
+                _ = try await e2e.poll(api, id: id, token: token) {
                     $0["status"] as? String == "processing" && (self.e2e.number($0["imported_messages"]) ?? 0) > 0
                 }
                 let first = try #require(try Self.holder(database, migration: id))
                 let byID = ["node-a": nodes[0], "node-b": nodes[1]]
                 let paused = try #require(byID[first.owner], "held by \(first.owner)")
-                let other = paused === nodes[0] ? nodes[1] : nodes[0]
                 paused.process.kill(SIGSTOP)
 
                 // Past the lease, the other node takes the migration over under a new token.
@@ -131,15 +134,15 @@ struct MultiNodeTests {
                 }
                 #expect(taken.token > first.token && taken.owner != first.owner, "not taken over: \(taken)")
                 // Let the new holder copy on, then wake the paused node: its late writes are refused.
-                let before = try await e2e.poll(other, id: id, token: token) { _ in true }
-                _ = try await e2e.poll(other, id: id, token: token) {
+                let before = try await e2e.poll(api, id: id, token: token) { _ in true }
+                _ = try await e2e.poll(api, id: id, token: token) {
                     (self.e2e.number($0["imported_messages"]) ?? 0)
                         > (self.e2e.number(before["imported_messages"]) ?? 0)
                         || $0["status"] as? String == "completed"
                 }
                 paused.process.kill(SIGCONT)
 
-                let record = try await e2e.poll(other, id: id, token: token) {
+                let record = try await e2e.poll(api, id: id, token: token) {
                     ["completed", "failed", "cancelled"].contains($0["status"] as? String)
                 }
                 #expect(record["status"] as? String == "completed", "\(record)")
@@ -156,10 +159,10 @@ struct MultiNodeTests {
                 #expect(paused.process.stderr.contains("lost its lease"), "\(paused.process.stderr.suffix(3000))")
                 #expect(paused.process.poll() == nil, "the paused node should live on")
             } catch {
-                _ = await Self.stop(nodes)
+                _ = await Self.stop([api] + nodes)
                 throw error
             }
-            let logs = await Self.stop(nodes)
+            let logs = await Self.stop([api] + nodes)
             for log in logs {
                 #expect(!log.contains(DovecotServer.password) && !log.contains(DovecotServer.masterPassword))
             }
@@ -215,9 +218,15 @@ struct MultiNodeTests {
         try await withTestDatabase(.postgres) { database in
             let extra = ["MAILPORTER_MAX_CONCURRENT_MIGRATIONS": "\(limit)"]
             let nodes = [
-                try await Self.node("api", databaseURL: database.url, destination: destination, extra: extra),
-                try await Self.node("worker-1", databaseURL: database.url, destination: destination, extra: extra),
-                try await Self.node("worker-2", databaseURL: database.url, destination: destination, extra: extra),
+                try await Self.node(
+                    "api", databaseURL: database.url, destination: destination,
+                    extra: extra.merging(["MAILPORTER_NO_RUNNER": "true"]) { $1 }),
+                try await Self.node(
+                    "worker-1", arguments: ["worker"], databaseURL: database.url, destination: destination, extra: extra
+                ),
+                try await Self.node(
+                    "worker-2", arguments: ["worker"], databaseURL: database.url, destination: destination, extra: extra
+                ),
             ]
             // The limit, sampled all along from the database itself.
             let sampling = Task {
