@@ -126,14 +126,18 @@ extension Store {
             requeue
             ? ", status = \(Self.requeueStatus)"
             : ""
-        return try await database.raw(
-            """
-            UPDATE migrations SET lease_owner = NULL, lease_expires_at = NULL,
-                updated_at = \(bind: now.storeMillis)\(requeueSet)
-            WHERE \(Self.held(lease))
-            RETURNING id
-            """
-        ).first() != nil
+        let released =
+            try await database.raw(
+                """
+                UPDATE migrations SET lease_owner = NULL, lease_expires_at = NULL,
+                    updated_at = \(bind: now.storeMillis)\(requeueSet)
+                WHERE \(Self.held(lease))
+                RETURNING id
+                """
+            ).first() != nil
+        // Back in the queue (a node stopping): another node may take it at once.
+        if released, requeue { try await Self.announceWork(database, flavor) }
+        return released
     }
 
     /// Gives up every lease `owner` holds, sending migrations that were still running back to

@@ -182,10 +182,12 @@ extension Store {
         query += " RETURNING id"
         guard status.isTerminal else { return try await database.raw(query).first() != nil }
         // A job's end and its batch's end go together: a batch is never left running with every job over.
-        return try await transaction { [query] db in
+        return try await transaction { [flavor, query] db in
             guard try await db.raw(query).first() != nil else { return false }
             try await Self.settleBatch(ofMigration: migrationID, db, now: now)
             try await Self.recordNotices(afterEndOf: migrationID, db, now: now)
+            // A slot under the global (or the plan's) limit is free: idle nodes claim at once.
+            try await Self.announceWork(db, flavor)
             return true
         }
     }
