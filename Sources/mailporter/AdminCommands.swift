@@ -339,13 +339,7 @@ enum Admin {
 
     /// Opens the store, runs `body`, closes the store. Any failure becomes one `error:` line and exit status 2.
     static func run(_ options: DataDirectoryOptions, _ body: (Store) async throws -> Void) async throws {
-        let store: Store
-        do {
-            store = try await options.resolve().openStore()
-        } catch {
-            Terminal.printError("error: \(error)")
-            throw ExitCode(2)
-        }
+        let store = try await Terminal.orExit { try await options.resolve().openStore() }
         var failure: (any Error)?
         do {
             try await body(store)

@@ -21,13 +21,7 @@ struct MCPCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let settings: StdioConfiguration
-        do {
-            settings = try StdioConfiguration(environment: environment)
-        } catch {
-            Terminal.printError("error: \(error)")
-            throw ExitCode(2)
-        }
+        let settings = try await Terminal.orExit { try StdioConfiguration(environment: environment) }
         let level = environment["MAILPORTER_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
         // Standard output carries the protocol; everything else goes to standard error.
         LoggingSystem.bootstrap { label in

@@ -47,22 +47,12 @@ struct ServeCommand: AsyncParsableCommand {
     var rateLimitWrites: Int?
 
     func run() async throws {
-        let settings: ServeSettings
-        do {
-            settings = try ServeSettings(self, environment: ProcessInfo.processInfo.environment)
-        } catch {
-            Terminal.printError("error: \(error)")
-            throw ExitCode(2)
+        let settings = try await Terminal.orExit {
+            try ServeSettings(self, environment: ProcessInfo.processInfo.environment)
         }
         let (logger, registry) = settings.node.bootstrap()
 
-        let store: Store
-        do {
-            store = try await settings.dataDirectory.openStore(logger: logger)
-        } catch {
-            Terminal.printError("error: \(error)")
-            throw ExitCode(2)
-        }
+        let store = try await Terminal.orExit { try await settings.dataDirectory.openStore(logger: logger) }
         var storageConfiguration = settings.node.storage
         // Without the runner nothing renews the watch's measurements: a batch's GET starts one.
         storageConfiguration.measuresOnCachedReads = settings.noRunner

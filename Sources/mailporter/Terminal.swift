@@ -10,6 +10,17 @@ enum Terminal {
     static var isInteractive: Bool { isatty(STDIN_FILENO) == 1 }
     static var isErrorInteractive: Bool { isatty(STDERR_FILENO) == 1 }
 
+    /// `body`'s value, or its error printed as the one `error: …` line and exit status 2: how a
+    /// command refuses bad settings or a store it cannot open.
+    static func orExit<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(2)
+        }
+    }
+
     static func printError(_ text: String) {
         var line = text
         if !line.hasSuffix("\n") { line += "\n" }

@@ -27,21 +27,11 @@ struct WorkerCommand: AsyncParsableCommand {
     var listen: String?
 
     func run() async throws {
-        let settings: WorkerSettings
-        do {
-            settings = try WorkerSettings(self, environment: ProcessInfo.processInfo.environment)
-        } catch {
-            Terminal.printError("error: \(error)")
-            throw ExitCode(2)
+        let settings = try await Terminal.orExit {
+            try WorkerSettings(self, environment: ProcessInfo.processInfo.environment)
         }
         let (logger, registry) = settings.node.bootstrap()
-        let store: Store
-        do {
-            store = try await settings.dataDirectory.openStore(logger: logger)
-        } catch {
-            Terminal.printError("error: \(error)")
-            throw ExitCode(2)
-        }
+        let store = try await Terminal.orExit { try await settings.dataDirectory.openStore(logger: logger) }
         let storageWatch = StorageWatch(store: store, configuration: settings.node.storage, logger: logger)
         let runner = JobRunner(
             store: store, configuration: settings.node.runner, storageWatch: storageWatch, logger: logger)

@@ -83,18 +83,8 @@ struct MultiNodeTests {
     }
 
     @Test func aNodePausedPastItsLeaseIsFencedOffAndTheCopyStaysExact() async throws {
-        let source = try await SharedServers.shared.server(.dot)
-        let destination = try await SharedServers.shared.server(.slash)
-        let sourceUser = try await source.freshUser("fence")
-        let corpus = try await Corpus.fill(
-            source, user: sourceUser, options: .init(scale: 2, largeAttachmentBytes: 1 << 20))
-        // A slow link in front of the source, so the pause lands mid-copy however fast the machine.
-        let slowLink = try await FaultInjectingProxy.start(
-            upstreamPort: source.imapPort,
-            faults: Array(repeating: .throttle(bytesPerSecond: 150_000), count: 100))
+        let (destination, sourceUser, corpus, slowLink, mailbox) = try await ServeEndToEndTests.slowCopy("fence").parts
         defer { Task { await slowLink.stop() } }
-        let mailbox = "\(uniqueUser("fencedst"))@example.org"
-        try await destination.prepare(user: mailbox)
 
         try await withTestDatabase(.postgres) { database in
             let api = try await Self.node(
@@ -304,17 +294,9 @@ struct MultiNodeTests {
     }
 
     @Test func theDatabaseRestartedMidRunTheNodesReconnectAndFinishExactly() async throws {
-        let source = try await SharedServers.shared.server(.dot)
-        let destination = try await SharedServers.shared.server(.slash)
-        let sourceUser = try await source.freshUser("pgrestart")
-        let corpus = try await Corpus.fill(
-            source, user: sourceUser, options: .init(scale: 2, largeAttachmentBytes: 1 << 20))
-        let slowLink = try await FaultInjectingProxy.start(
-            upstreamPort: source.imapPort,
-            faults: Array(repeating: .throttle(bytesPerSecond: 150_000), count: 100))
+        let (destination, sourceUser, corpus, slowLink, mailbox) = try await ServeEndToEndTests.slowCopy("pgrestart")
+            .parts
         defer { Task { await slowLink.stop() } }
-        let mailbox = "\(uniqueUser("pgrdst"))@example.org"
-        try await destination.prepare(user: mailbox)
         // A cluster of its own: restarting the shared one would cut every other test's connections.
         let server = try await PostgresServer.start()
         defer { server.stop() }

@@ -143,6 +143,36 @@ struct ServeEndToEndTests {
         throw Failure("migration \(id) did not get there in time; last: \(last)")
     }
 
+    /// A source account filled with a corpus of 1 MB attachments behind a slow link (150 kB/s), so a
+    /// kill or a pause lands mid-copy however fast the machine, and an empty destination mailbox.
+    struct SlowCopy {
+        var destination: DovecotServer
+        var sourceUser: String
+        var corpus: Corpus
+        /// Where the source is reached; stop it when done.
+        var slowLink: FaultInjectingProxy
+        var mailbox: String
+
+        var parts: (DovecotServer, String, Corpus, FaultInjectingProxy, String) {
+            (destination, sourceUser, corpus, slowLink, mailbox)
+        }
+    }
+
+    static func slowCopy(_ prefix: String) async throws -> SlowCopy {
+        let source = try await SharedServers.shared.server(.dot)
+        let destination = try await SharedServers.shared.server(.slash)
+        let sourceUser = try await source.freshUser(prefix)
+        let corpus = try await Corpus.fill(
+            source, user: sourceUser, options: .init(scale: 2, largeAttachmentBytes: 1 << 20))
+        let slowLink = try await FaultInjectingProxy.start(
+            upstreamPort: source.imapPort,
+            faults: Array(repeating: .throttle(bytesPerSecond: 150_000), count: 100))
+        let mailbox = "\(uniqueUser(prefix + "d"))@example.org"
+        try await destination.prepare(user: mailbox)
+        return SlowCopy(
+            destination: destination, sourceUser: sourceUser, corpus: corpus, slowLink: slowLink, mailbox: mailbox)
+    }
+
     static func temporaryDirectory() -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("mp-e2e-\(UUID().uuidString)").path
     }
@@ -210,18 +240,8 @@ struct ServeEndToEndTests {
     }
 
     @Test func killedOrStoppedMidMigrationTheServerResumesOnRestartAndEndsExact() async throws {
-        let source = try await SharedServers.shared.server(.dot)
-        let destination = try await SharedServers.shared.server(.slash)
-        let sourceUser = try await source.freshUser("e2ekill")
-        let corpus = try await Corpus.fill(
-            source, user: sourceUser, options: .init(scale: 2, largeAttachmentBytes: 1 << 20))
-        // A slow link in front of the source, so the kill lands mid-copy however fast the machine.
-        let slowLink = try await FaultInjectingProxy.start(
-            upstreamPort: source.imapPort,
-            faults: Array(repeating: .throttle(bytesPerSecond: 150_000), count: 100))
+        let (destination, sourceUser, corpus, slowLink, mailbox) = try await Self.slowCopy("e2ekill").parts
         defer { Task { await slowLink.stop() } }
-        let mailbox = "\(uniqueUser("e2ekdst"))@example.org"
-        try await destination.prepare(user: mailbox)
 
         let dataDir = Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dataDir) }
