@@ -17,7 +17,7 @@ extension Store {
     }
 
     public func account(id: Int64) async throws -> Account? {
-        try await database.raw(
+        try await reader.raw(
             """
             SELECT id, plan, notification_email, created_at FROM accounts WHERE id = \(bind: id)
             """

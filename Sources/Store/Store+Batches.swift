@@ -61,7 +61,7 @@ extension Store {
     public func batch(id: Int64, accountID: Int64? = nil) async throws -> BatchRecord? {
         var query: SQLQueryString = "SELECT \(Self.batchColumns) FROM bulk_batches WHERE id = \(bind: id)"
         if let accountID { query += " AND account_id = \(bind: accountID)" }
-        guard let row = try await database.raw(query).first() else { return nil }
+        guard let row = try await reader.raw(query).first() else { return nil }
         var batch = try Self.batch(from: row)
         batch.counts = try await batchCounts(batchIDs: [id])[id] ?? BatchCounts()
         return batch
@@ -70,7 +70,7 @@ extension Store {
     /// The batch with every job (oldest first, the CSV's order), each with its folders.
     public func batchDetail(id: Int64, accountID: Int64? = nil) async throws -> BatchDetail? {
         guard let batch = try await batch(id: id, accountID: accountID) else { return nil }
-        let rows = try await database.raw(
+        let rows = try await reader.raw(
             """
             SELECT m.batch_line, \(Self.migrationColumns) WHERE m.batch_id = \(bind: id) ORDER BY m.id
             """
@@ -91,9 +91,9 @@ extension Store {
         var filter: SQLQueryString = "account_id = \(bind: accountID)"
         if let status { filter += " AND status = \(bind: status.rawValue)" }
         let total =
-            try await database.raw("SELECT COUNT(*) AS n FROM bulk_batches WHERE \(filter)")
+            try await reader.raw("SELECT COUNT(*) AS n FROM bulk_batches WHERE \(filter)")
             .first().map { try $0.int("n") } ?? 0
-        var batches = try await database.raw(
+        var batches = try await reader.raw(
             """
             SELECT \(Self.batchColumns) FROM bulk_batches WHERE \(filter) ORDER BY id DESC
             LIMIT \(bind: page.perPage) OFFSET \(bind: page.offset)
@@ -108,7 +108,7 @@ extension Store {
         guard !batchIDs.isEmpty else { return [:] }
         let ids = batchIDs.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
         var result: [Int64: BatchCounts] = [:]
-        for row in try await database.raw(
+        for row in try await reader.raw(
             """
             SELECT batch_id, status, COUNT(*) AS n, \(unsafeRaw: flavor.sum("total_messages")) AS total,
                 \(unsafeRaw: flavor.sum("imported_messages")) AS imported,
@@ -346,7 +346,7 @@ extension Store {
     /// One job of a batch of the account.
     public func batchJob(batchID: Int64, jobID: Int64, accountID: Int64) async throws -> BatchJob? {
         guard
-            let row = try await database.raw(
+            let row = try await reader.raw(
                 """
                 SELECT m.batch_line, \(Self.migrationColumns)
                 WHERE m.id = \(bind: jobID) AND m.batch_id = \(bind: batchID) AND m.account_id = \(bind: accountID)

@@ -62,9 +62,9 @@ extension Store {
     /// A page of the account's mailboxes, oldest first.
     public func listMailboxes(accountID: Int64, page: PageRequest = PageRequest()) async throws -> Page<Mailbox> {
         let total =
-            try await database.raw("SELECT COUNT(*) AS n FROM mailboxes WHERE account_id = \(bind: accountID)")
+            try await reader.raw("SELECT COUNT(*) AS n FROM mailboxes WHERE account_id = \(bind: accountID)")
             .first().map { try $0.int("n") } ?? 0
-        let items = try await database.raw(
+        let items = try await reader.raw(
             """
             SELECT id, account_id, email, created_at FROM mailboxes WHERE account_id = \(bind: accountID)
             ORDER BY id LIMIT \(bind: page.perPage) OFFSET \(bind: page.offset)

@@ -56,7 +56,7 @@ extension Store {
     public func migration(id: Int64, accountID: Int64? = nil) async throws -> MigrationRecord? {
         var query: SQLQueryString = "SELECT \(Self.migrationColumns) WHERE m.id = \(bind: id)"
         if let accountID { query += " AND m.account_id = \(bind: accountID)" }
-        guard let row = try await database.raw(query).first() else { return nil }
+        guard let row = try await reader.raw(query).first() else { return nil }
         var record = try Self.migration(from: row)
         record.folders = try await folders(migrationIDs: [id])[id] ?? []
         return record
@@ -74,9 +74,9 @@ extension Store {
         if let mailboxID { filter += " AND m.mailbox_id = \(bind: mailboxID)" }
         if let batchID { filter += " AND m.batch_id = \(bind: batchID)" }
         let total =
-            try await database.raw("SELECT COUNT(*) AS n FROM migrations m WHERE \(filter)")
+            try await reader.raw("SELECT COUNT(*) AS n FROM migrations m WHERE \(filter)")
             .first().map { try $0.int("n") } ?? 0
-        var records = try await database.raw(
+        var records = try await reader.raw(
             """
             SELECT \(Self.migrationColumns) WHERE \(filter) ORDER BY m.id DESC
             LIMIT \(bind: page.perPage) OFFSET \(bind: page.offset)
@@ -266,7 +266,7 @@ extension Store {
         guard !migrationIDs.isEmpty else { return [:] }
         let ids = migrationIDs.map { SQLQueryString("\(bind: $0)") }.joined(separator: ", ")
         var result: [Int64: [FolderProgress]] = [:]
-        for row in try await database.raw(
+        for row in try await reader.raw(
             """
             SELECT migration_id, source_name, destination_name, status, expected, imported, failed, skipped,
                 flags_updated, deleted

@@ -135,9 +135,9 @@ extension Store {
     /// A page of the account's notices, newest first.
     public func listNotices(accountID: Int64, page: PageRequest = PageRequest()) async throws -> Page<Notice> {
         let total =
-            try await database.raw("SELECT COUNT(*) AS n FROM notifications WHERE account_id = \(bind: accountID)")
+            try await reader.raw("SELECT COUNT(*) AS n FROM notifications WHERE account_id = \(bind: accountID)")
             .first().map { try $0.int("n") } ?? 0
-        let items = try await database.raw(
+        let items = try await reader.raw(
             """
             SELECT \(Self.noticeColumns) FROM notifications WHERE account_id = \(bind: accountID) ORDER BY id DESC
             LIMIT \(bind: page.perPage) OFFSET \(bind: page.offset)

@@ -20,15 +20,30 @@ extension Store {
         return (generated.token, try Self.token(from: try required(row)))
     }
 
-    /// The token's row when the token is known and not expired, after recording this use
-    /// (time and IP); nil otherwise.
+    /// How stale a token's recorded last use may get: recording every use was a write per API
+    /// request, which waited behind the runner's writes on SQLite's one writer.
+    static let lastUseResolution: TimeInterval = 60
+
+    /// The token's row when the token is known and not expired; nil otherwise. The use is recorded
+    /// (time and IP) when the recorded one is `lastUseResolution` old or from another address.
     public func verifyToken(_ token: String, ip: String? = nil, now: Date = Date()) async throws -> APIToken? {
         guard Tokens.isWellFormed(token) else { return nil }
+        guard
+            let found = try await reader.raw(
+                """
+                SELECT \(Self.tokenColumns) FROM api_tokens
+                WHERE token_hash = \(bind: Tokens.hash(token))
+                  AND (expires_at IS NULL OR expires_at > \(bind: now.storeMillis))
+                """
+            ).first().map(Self.token(from:))
+        else { return nil }
+        let recent = found.lastUsedAt.map { now.timeIntervalSince($0) < Self.lastUseResolution } ?? false
+        guard !recent || found.lastUsedIP != ip else { return found }
+        // Nil when the token was revoked since the lookup: it is refused like an unknown one.
         return try await database.raw(
             """
             UPDATE api_tokens SET last_used_at = \(bind: now.storeMillis), last_used_ip = \(bind: ip)
-            WHERE token_hash = \(bind: Tokens.hash(token))
-              AND (expires_at IS NULL OR expires_at > \(bind: now.storeMillis))
+            WHERE id = \(bind: found.id)
             RETURNING \(Self.tokenColumns)
             """
         ).first().map(Self.token(from:))

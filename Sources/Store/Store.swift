@@ -14,7 +14,15 @@ import SQLiteKit
 /// Times are stored as milliseconds since 1970.
 public final class Store: Sendable {
     /// Internal: other modules go through the store's methods, so its SQL and status rules stay here.
+    /// Every write and every transaction runs here, and any read that is part of a write's decision.
     let database: any SQLDatabase
+    /// Where the reads that stand alone run: what the API shows (a migration, a batch, their lists,
+    /// a token's lookup). It never waits for `database`'s statements or transactions, and it sees
+    /// every write committed before its statement began, so a caller reads its own committed
+    /// writes. On an SQLite file: `SQLiteReadConnections` (WAL); on PostgreSQL and in-memory SQLite
+    /// it is `database` (the pool's connections already read beside the writers; a private
+    /// in-memory database has no second connection to it).
+    let reader: any SQLDatabase
     public let secrets: SecretBox
     let flavor: SQLFlavor
     let logger: Logger
@@ -26,10 +34,12 @@ public final class Store: Sendable {
 
     /// A store over an open database whose schema is already migrated (see `open(database:…)`).
     init(
-        database: any SQLDatabase, secrets: SecretBox, logger: Logger, appliedAtOpen: [Int] = [],
-        listenConnector: WorkListenConnector? = nil, close: @escaping @Sendable () async throws -> Void
+        database: any SQLDatabase, reader: (any SQLDatabase)? = nil, secrets: SecretBox, logger: Logger,
+        appliedAtOpen: [Int] = [], listenConnector: WorkListenConnector? = nil,
+        close: @escaping @Sendable () async throws -> Void
     ) {
         self.database = database
+        self.reader = reader ?? database
         self.openListenConnection = listenConnector
         self.schemaVersionsAppliedAtOpen = appliedAtOpen
         self.secrets = secrets
@@ -42,25 +52,27 @@ public final class Store: Sendable {
     /// schema migrations, then returns the store. `close` runs on `Store.close()`. The database's
     /// `withSession` must give a session no other task's statements run in (`openPostgres` leases
     /// one pooled connection for it; `openSQLite` wraps its one connection in
-    /// `ExclusiveSessionDatabase`): transactions run there.
+    /// `ExclusiveSessionDatabase`): transactions run there. `reader`, when given, runs the reads
+    /// that stand alone (see `Store.reader`); without it they run on `database`.
     public static func open(
-        database: any SQLDatabase, secrets: SecretBox,
+        database: any SQLDatabase, reader: (any SQLDatabase)? = nil, secrets: SecretBox,
         logger: Logger = Logger(label: "mailporter.store"),
         close: @escaping @Sendable () async throws -> Void = {}
     ) async throws -> Store {
-        try await open(database: database, secrets: secrets, logger: logger, listenConnector: nil, close: close)
+        try await open(
+            database: database, reader: reader, secrets: secrets, logger: logger, listenConnector: nil, close: close)
     }
 
     static func open(
-        database: any SQLDatabase, secrets: SecretBox, logger: Logger, listenConnector: WorkListenConnector?,
-        close: @escaping @Sendable () async throws -> Void
+        database: any SQLDatabase, reader: (any SQLDatabase)? = nil, secrets: SecretBox, logger: Logger,
+        listenConnector: WorkListenConnector?, close: @escaping @Sendable () async throws -> Void
     ) async throws -> Store {
         let applied = try await Schema.migrate(database)
         if !applied.isEmpty {
             logger.info("applied schema migrations", metadata: ["versions": "\(applied)"])
         }
         return Store(
-            database: database, secrets: secrets, logger: logger, appliedAtOpen: applied,
+            database: database, reader: reader, secrets: secrets, logger: logger, appliedAtOpen: applied,
             listenConnector: listenConnector, close: close)
     }
 
@@ -97,9 +109,9 @@ public final class Store: Sendable {
             logger: logger,
             on: MultiThreadedEventLoopGroup.singleton.any()
         )
+        // No query logging: binds hold ciphertexts, token hashes and addresses.
+        let database = ExclusiveSessionDatabase(connection.sql(queryLogLevel: nil))
         do {
-            // No query logging: binds hold ciphertexts, token hashes and addresses.
-            let database = ExclusiveSessionDatabase(connection.sql(queryLogLevel: nil))
             // Wait (sleeping) for another connection's write lock instead of spinning.
             try await database.raw("PRAGMA busy_timeout = 15000").run()
             if wal {
@@ -109,10 +121,23 @@ public final class Store: Sendable {
             try await database.raw("PRAGMA foreign_keys = ON").run()
             // Deleted rows (credentials of a deleted migration) are overwritten, not just unlinked.
             try await database.raw("PRAGMA secure_delete = ON").run()
-            return try await open(database: database, secrets: secrets, logger: logger) {
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        // Opened after the writer made the file WAL, so they read beside it from the start.
+        var readers: SQLiteReadConnections?
+        do {
+            if wal, case .file(let path) = storage {
+                readers = try await SQLiteReadConnections.open(path: path, logger: logger)
+            }
+            return try await open(database: database, reader: readers, secrets: secrets, logger: logger) {
+                [readers] in
+                try await readers?.close()
                 try await connection.close()
             }
         } catch {
+            try? await readers?.close()
             try? await connection.close()
             throw error
         }
