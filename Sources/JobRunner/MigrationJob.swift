@@ -210,6 +210,8 @@ struct MigrationJob: Sendable {
     private func keepLease(_ progress: ProgressAccumulator) async -> JobStop? {
         let clock = ContinuousClock()
         var lastRenewal = clock.now
+        // What the last tick wrote: an idle tick (a slow server, a long FETCH) writes nothing.
+        var written: (totals: MigrationTotals, folders: [FolderProgress])?
         while true {
             do {
                 try await Task.sleep(for: configuration.progressInterval)
@@ -233,7 +235,10 @@ struct MigrationJob: Sendable {
                 if clock.now - lastRenewal >= .seconds(configuration.leaseSeconds) { return .leaseLost }
                 continue
             }
-            await writeProgress(progress)
+            guard await progress.isPlanned else { continue }
+            let snapshot = await progress.snapshot()
+            if let written, written.totals == snapshot.totals, written.folders == snapshot.folders { continue }
+            if await writeProgress(snapshot) { written = snapshot }
         }
     }
 
@@ -320,14 +325,22 @@ struct MigrationJob: Sendable {
         whileStatus status: MigrationStatus? = nil
     ) async {
         guard await progress.isPlanned else { return }
-        let snapshot = await progress.snapshot(interrupted: interrupted)
+        await writeProgress(await progress.snapshot(interrupted: interrupted), whileStatus: status)
+    }
+
+    /// Returns whether the store took it.
+    @discardableResult
+    private func writeProgress(
+        _ snapshot: (totals: MigrationTotals, folders: [FolderProgress]), whileStatus status: MigrationStatus? = nil
+    ) async -> Bool {
         do {
-            try await store.updateProgress(
+            return try await store.updateProgress(
                 lease, whileStatus: status, totals: snapshot.totals, folders: snapshot.folders)
         } catch {
             // A cancelled ticker's last write is refused; the final write follows anyway.
-            if Task.isCancelled { return }
+            if Task.isCancelled { return false }
             logger.warning("could not write progress", metadata: ["error": "\(error)"])
+            return false
         }
     }
 
