@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import SQLKit
 import SQLiteKit
@@ -29,6 +30,7 @@ public final class Store: Sendable {
     /// The schema versions this store's `open` applied (empty when the database was up to date).
     public let schemaVersionsAppliedAtOpen: [Int]
     private let closeDatabase: @Sendable () async throws -> Void
+    private let closed = Mutex(false)
     /// Opens a connection of its own for LISTEN (PostgreSQL; see `listenForWork`), nil on SQLite.
     let openListenConnection: WorkListenConnector?
 
@@ -144,7 +146,16 @@ public final class Store: Sendable {
     }
 
     public func close() async throws {
+        closed.withLock { $0 = true }
         try await closeDatabase()
+    }
+
+    /// A store dropped without `close()` (a test that failed half-way, say) keeps its connections
+    /// open until the process ends rather than letting them deinitialize open, which SQLiteNIO
+    /// and postgres-nio treat as a programming error and, in debug builds, crash the process on.
+    deinit {
+        guard !closed.withLock({ $0 }) else { return }
+        UnclosedStores.keep(closeDatabase)
     }
 
     /// Schema versions applied to this database, ascending.
@@ -202,5 +213,14 @@ public final class Store: Sendable {
             try await Self.purgeRateLimitWindows(startedBefore: now.addingTimeInterval(-3600), db)
             return true
         }
+    }
+}
+
+/// The connections of stores dropped without `close()`, kept for the life of the process.
+private enum UnclosedStores {
+    private static let kept = Mutex<[@Sendable () async throws -> Void]>([])
+
+    static func keep(_ close: @escaping @Sendable () async throws -> Void) {
+        kept.withLock { $0.append(close) }
     }
 }

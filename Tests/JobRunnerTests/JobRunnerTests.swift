@@ -69,7 +69,7 @@ private func start(_ runner: JobRunner) -> Task<Void, any Error> {
 
 /// Polls the migration until `condition` holds or `timeout` passes; returns the last record read.
 private func waitFor(
-    _ store: Store, _ id: Int64, timeout: Duration = .seconds(30),
+    _ store: Store, _ id: Int64, timeout: Duration = .seconds(90),
     _ condition: (MigrationRecord) -> Bool
 ) async throws -> MigrationRecord {
     let deadline = ContinuousClock.now + timeout
