@@ -105,12 +105,27 @@ public final class Store: Sendable {
         storage: SQLiteConnection.Storage, secrets: SecretBox, logger: Logger,
         wal: Bool
     ) async throws -> Store {
-        let connection = try await SQLiteConnection.open(
-            storage: storage,
-            threadPool: NIOThreadPool.singleton,
-            logger: logger,
-            on: MultiThreadedEventLoopGroup.singleton.any()
-        )
+        // A file's writer gets a thread of its own: waiting out another connection's write lock
+        // (busy_timeout) blocks its thread, and on the shared pool it would stall every other
+        // store of the process. A database in memory has no other connection to wait for.
+        var ownPool: NIOThreadPool?
+        if case .file = storage {
+            let pool = NIOThreadPool(numberOfThreads: 1)
+            pool.start()
+            ownPool = pool
+        }
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(
+                storage: storage,
+                threadPool: ownPool ?? NIOThreadPool.singleton,
+                logger: logger,
+                on: MultiThreadedEventLoopGroup.singleton.any()
+            )
+        } catch {
+            try? await ownPool?.shutdownGracefully()
+            throw error
+        }
         // No query logging: binds hold ciphertexts, token hashes and addresses.
         let database = ExclusiveSessionDatabase(connection.sql(queryLogLevel: nil))
         do {
@@ -125,6 +140,7 @@ public final class Store: Sendable {
             try await database.raw("PRAGMA secure_delete = ON").run()
         } catch {
             try? await connection.close()
+            try? await ownPool?.shutdownGracefully()
             throw error
         }
         // Opened after the writer made the file WAL, so they read beside it from the start.
@@ -134,13 +150,15 @@ public final class Store: Sendable {
                 readers = try await SQLiteReadConnections.open(path: path, logger: logger)
             }
             return try await open(database: database, reader: readers, secrets: secrets, logger: logger) {
-                [readers] in
+                [readers, ownPool] in
                 try await readers?.close()
                 try await connection.close()
+                try await ownPool?.shutdownGracefully()
             }
         } catch {
             try? await readers?.close()
             try? await connection.close()
+            try? await ownPool?.shutdownGracefully()
             throw error
         }
     }
