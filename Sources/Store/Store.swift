@@ -189,7 +189,18 @@ public final class Store: Sendable {
 
     /// Runs `body` as one transaction: all its statements or none. `body` runs every statement on
     /// the session it is given; the store's own methods, on `database`, would wait for it to end.
+    ///
+    /// It runs in a task of its own, out of reach of the caller's cancellation: a cancelled task's
+    /// COMMIT or ROLLBACK is refused (SQLite's thread pool drops work submitted from one), which
+    /// left the transaction open on the connection and every later one failing ("cannot start a
+    /// transaction within a transaction") — a runner's progress write is cancelled whenever its job ends.
     func transaction<Result: Sendable>(
+        _ body: @escaping @Sendable (any SQLDatabase) async throws -> Result
+    ) async throws -> Result {
+        try await Task { try await self.runTransaction(body) }.value
+    }
+
+    private func runTransaction<Result: Sendable>(
         _ body: @escaping @Sendable (any SQLDatabase) async throws -> Result
     ) async throws -> Result {
         try await database.withSession { session in

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Store
 import Testing
 import TestSupport
@@ -10,9 +11,13 @@ struct ServeEndToEndTests {
     /// One running `serve` with its data directory, and curl calls against it.
     final class Service: Sendable {
         let dataDir: String
-        let port: Int
         let destination: DovecotServer
-        let process: BackgroundProcess
+        private let running: Mutex<(port: Int, process: BackgroundProcess)>
+        /// How to start it again on another port (see `waitUntilReady`).
+        private let relaunch: @Sendable (Int) throws -> BackgroundProcess
+
+        var port: Int { running.withLock { $0.port } }
+        var process: BackgroundProcess { running.withLock { $0.process } }
 
         /// `destinationPort`: where serve reaches the destination, when not directly (a proxy).
         /// `extraEnvironment`: more MAILPORTER_* settings (say, the SMTP relay).
@@ -23,13 +28,16 @@ struct ServeEndToEndTests {
             arguments: [String] = ["serve"], extraEnvironment: [String: String] = [:]
         ) throws {
             self.dataDir = dataDir
-            self.port = port
             self.destination = destination
-            process = try BackgroundProcess.start(
-                mailporterExecutable, arguments,
-                environment: Self.environment(
-                    dataDir: dataDir, port: port, destinationPort: destinationPort ?? destination.imapPort
-                ).merging(extraEnvironment) { $1 })
+            let destinationPort = destinationPort ?? destination.imapPort
+            let relaunch: @Sendable (Int) throws -> BackgroundProcess = { port in
+                try BackgroundProcess.start(
+                    mailporterExecutable, arguments,
+                    environment: Self.environment(dataDir: dataDir, port: port, destinationPort: destinationPort)
+                        .merging(extraEnvironment) { $1 })
+            }
+            self.relaunch = relaunch
+            running = Mutex((port, try relaunch(port)))
         }
 
         static func environment(dataDir: String, port: Int, destinationPort: Int) -> [String: String] {
@@ -54,9 +62,20 @@ struct ServeEndToEndTests {
         /// Waits until `/healthz` answers.
         func waitUntilReady() async throws {
             let deadline = ContinuousClock.now + .seconds(30)
+            var relaunches = 0
             while ContinuousClock.now < deadline {
                 if let status = process.poll() {
-                    throw Failure("serve exited with \(status): \(process.stderr)")
+                    // A port handed out as free can be taken before a slow start binds it: once
+                    // more on another (a start that fails for any other reason fails the test).
+                    guard process.stderr.contains("Address already in use"), relaunches < 2 else {
+                        throw Failure("serve exited with \(status): \(process.stderr)")
+                    }
+                    relaunches += 1
+                    process.cleanUp()
+                    let port = try DovecotServer.freePorts(1)[0]
+                    let started = try relaunch(port)
+                    running.withLock { $0 = (port, started) }
+                    continue
                 }
                 if (try? await curl("GET", "/healthz").status) == 200 { return }
                 try await Task.sleep(for: .milliseconds(100))
