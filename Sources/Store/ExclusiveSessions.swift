@@ -6,7 +6,7 @@ import SQLiteKit
 /// between its `BEGIN` and `COMMIT` would be committed or rolled back with it; here statements wait
 /// while a session (`withSession`: a transaction, a schema migration) runs, and a session waits for
 /// the statements under way.
-struct ExclusiveSessionDatabase: SQLDatabase {
+struct ExclusiveSessionDatabase: AsyncSQLDatabase {
     let base: any SQLDatabase
     private let gate = SessionGate()
 
@@ -19,13 +19,6 @@ struct ExclusiveSessionDatabase: SQLDatabase {
     var version: (any SQLDatabaseReportedVersion)? { base.version }
     var dialect: any SQLDialect { base.dialect }
     var queryLogLevel: Logger.Level? { base.queryLogLevel }
-
-    func execute(
-        sql query: any SQLExpression,
-        _ onRow: @escaping @Sendable (any SQLRow) -> ()
-    ) -> EventLoopFuture<Void> {
-        eventLoop.makeFutureWithTask { try await self.execute(sql: query, onRow) }
-    }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) async throws {
         await gate.enter(exclusive: false)

@@ -17,7 +17,7 @@ import SQLiteKit
 /// the first began with, and could miss a write its caller had just committed. So each statement
 /// leases a whole connection, and there are a few of them. They run on a thread pool of their own:
 /// on the shared one (as many threads as cores) a read would wait for the writer's statements.
-final class SQLiteReadConnections: SQLDatabase, Sendable {
+final class SQLiteReadConnections: AsyncSQLDatabase, Sendable {
     /// Enough for the API's reads to run beside each other on a small machine; more only add
     /// connections holding WAL snapshots.
     static let count = 2
@@ -71,13 +71,6 @@ final class SQLiteReadConnections: SQLDatabase, Sendable {
     var version: (any SQLDatabaseReportedVersion)? { databases[0].version }
     var dialect: any SQLDialect { databases[0].dialect }
     var queryLogLevel: Logger.Level? { nil }
-
-    func execute(
-        sql query: any SQLExpression,
-        _ onRow: @escaping @Sendable (any SQLRow) -> ()
-    ) -> EventLoopFuture<Void> {
-        eventLoop.makeFutureWithTask { try await self.execute(sql: query, onRow) }
-    }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) async throws {
         try await withSession { try await $0.execute(sql: query, onRow) }

@@ -139,7 +139,7 @@ extension PostgresURL {
 /// statement, each session (`withSession`: a transaction, a schema migration) on one connection
 /// leased for the whole session, so a transaction's statements never mix with another task's.
 /// No query logging: binds hold ciphertexts, token hashes and addresses.
-struct PooledPostgresDatabase: SQLDatabase {
+struct PooledPostgresDatabase: AsyncSQLDatabase {
     let client: PostgresClient
     let logger: Logger
 
@@ -147,13 +147,6 @@ struct PooledPostgresDatabase: SQLDatabase {
     var version: (any SQLDatabaseReportedVersion)? { nil }
     var dialect: any SQLDialect { PostgresDialect() }
     var queryLogLevel: Logger.Level? { nil }
-
-    func execute(
-        sql query: any SQLExpression,
-        _ onRow: @escaping @Sendable (any SQLRow) -> ()
-    ) -> EventLoopFuture<Void> {
-        eventLoop.makeFutureWithTask { try await self.execute(sql: query, onRow) }
-    }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) async throws {
         do {

@@ -106,14 +106,8 @@ struct PostgresCLITests {
                     sourcePort: source.imapPort, user: sourceUser, mailboxID: mailboxID, skipDuplicates: true))
             #expect(started.status == 201, "\(started.body)")
             let id = try #require(e2e.number((try e2e.object(started.body)["data"] as? [String: Any])?["id"]))
-            let record = try await e2e.poll(service, id: id, token: token) {
-                ["completed", "failed", "cancelled"].contains($0["status"] as? String)
-            }
-            #expect(record["status"] as? String == "completed", "\(record)")
-            #expect(e2e.number(record["imported_messages"]) == corpus.selectedCount - corpus.duplicateCount)
-            let snapshot = try await AccountSnapshot.take(destination, user: mailbox)
-            let problems = snapshot.differences(from: corpus.expectedDestination(skipDuplicates: true))
-            #expect(problems.isEmpty, "\(problems)")
+            try await e2e.expectCompletedExactly(
+                service, id: id, token: token, corpus: corpus, destination: destination, mailbox: mailbox)
             let server = try await SharedPostgres.shared.server()
             #expect(!service.process.stderr.contains(server.password))
         }

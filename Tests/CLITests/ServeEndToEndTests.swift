@@ -192,6 +192,24 @@ struct ServeEndToEndTests {
             destination: destination, sourceUser: sourceUser, corpus: corpus, slowLink: slowLink, mailbox: mailbox)
     }
 
+    /// Polls migration `id` through `service` to its end and checks what a user would: completed,
+    /// every selected message imported once (duplicates skipped), the mailbox exact message by message.
+    func expectCompletedExactly(
+        _ service: Service, id: Int, token: String, corpus: Corpus, destination: DovecotServer, mailbox: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let record = try await poll(service, id: id, token: token) {
+            ["completed", "failed", "cancelled"].contains($0["status"] as? String)
+        }
+        #expect(record["status"] as? String == "completed", "\(record)", sourceLocation: sourceLocation)
+        #expect(
+            number(record["imported_messages"]) == corpus.selectedCount - corpus.duplicateCount,
+            sourceLocation: sourceLocation)
+        let snapshot = try await AccountSnapshot.take(destination, user: mailbox)
+        let problems = snapshot.differences(from: corpus.expectedDestination(skipDuplicates: true))
+        #expect(problems.isEmpty, "\(problems)", sourceLocation: sourceLocation)
+    }
+
     static func temporaryDirectory() -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("mp-e2e-\(UUID().uuidString)").path
     }

@@ -101,14 +101,8 @@ struct WorkerTests {
             }
             #expect(picked["status"] as? String != "pending")
 
-            let record = try await e2e.poll(api, id: id, token: token) {
-                ["completed", "failed", "cancelled"].contains($0["status"] as? String)
-            }
-            #expect(record["status"] as? String == "completed", "\(record)")
-            #expect(e2e.number(record["imported_messages"]) == corpus.selectedCount - corpus.duplicateCount)
-            let snapshot = try await AccountSnapshot.take(destination, user: mailbox)
-            let problems = snapshot.differences(from: corpus.expectedDestination(skipDuplicates: true))
-            #expect(problems.isEmpty, "\(problems)")
+            try await e2e.expectCompletedExactly(
+                api, id: id, token: token, corpus: corpus, destination: destination, mailbox: mailbox)
 
             let metrics = try await worker.curl("GET", "/metrics")
             #expect(metrics.status == 200)
