@@ -198,12 +198,13 @@ struct FaultInjectingProxyTests {
 
     @Test func slowButSteadyBodyDoesNotTripTheIdleTimeout() async throws {
         let server = try await SharedServers.shared.server(.slash)
-        let message = makeMessage(size: 60 * 1024, id: "slow")
+        let message = makeMessage(size: 160 * 1024, id: "slow")
         let (user, uid) = try await userWithMessage(server, message)
         try await withProxy(server, faults: [.throttle(bytesPerSecond: 40_000)]) { proxy in
-            // Silence is never longer than 0.1 s, although the body takes about 1.5 s to arrive.
+            // Silence is never longer than 0.1 s, although the body takes about 4 s to arrive: over
+            // twice the idle timeout, which is still long enough for a loaded Dovecot's other replies.
             let session = try await IMAPSession.open(
-                configuration(proxy, greetingTimeout: .seconds(1), idleTimeout: .milliseconds(500)),
+                configuration(proxy, greetingTimeout: .seconds(10), idleTimeout: .milliseconds(1_500)),
                 credentials: .password(username: user, password: DovecotServer.password))
             _ = try await session.select(MailboxName(encoded: "INBOX"))
             let clock = ContinuousClock()
@@ -211,7 +212,7 @@ struct FaultInjectingProxyTests {
             let fetched = try await fetchAll(session, UIDSet([uid...uid]))
             let elapsed = clock.now - start
             #expect(fetched.first?.body == message, "body bytes differ")
-            #expect(elapsed >= .milliseconds(1_200), "the proxy forwards at most 40 000 bytes/s")
+            #expect(elapsed >= .milliseconds(3_500), "the proxy forwards at most 40 000 bytes/s")
             await session.logout()
         }
     }
