@@ -30,6 +30,9 @@ public struct FolderCheckpoint: Sendable, Codable, Equatable {
     /// The source's HIGHESTMODSEQ when a pass last looked for expunged copies (deletions asked for):
     /// a pass that asks for deletions looks again unless nothing changed since.
     public var deletionsCheckedModSeq: UInt64?
+    /// The source's flags when a pass without CONDSTORE last set the copies' flags, as digests:
+    /// the next such pass reads the destination only where they moved. Nil before the first.
+    public var flagDigests: FlagDigests?
 
     public init(
         sourceUIDValidity: UInt32, lastSourceUID: UInt32 = 0, inFlight: InFlightBatch? = nil,

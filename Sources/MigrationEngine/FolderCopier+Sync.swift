@@ -27,7 +27,7 @@ extension FolderCopier {
             }
         }
         let syncing = earlier.inserting(relinked)
-        var changed = try await changedFlags(on: source, map: syncing, checkpoint: checkpoint, pass: pass)
+        var (changed, digests) = try await changedFlags(on: source, map: syncing, checkpoint: checkpoint, pass: pass)
         if !compareWhole.isEmpty { changed.merge(try await flags(of: compareWhole, on: source)) { new, _ in new } }
         if !changed.isEmpty {
             let matched = try await ensureTarget(&target, connect: connect, checkpoint: &checkpoint, source: source)
@@ -41,9 +41,12 @@ extension FolderCopier {
                         desired[copy] = flagsToCopy(flags, allowedKeywords: target.allowedKeywords)
                     }
                 }
-                counts.flagsUpdated += try await storeFlags(desired, on: target)
+                let stored = try await storeFlags(desired, on: target)
+                counts.flagsUpdated += stored.updated
+                if !stored.settled { digests = nil }
             }
         }
+        if !pass.condstore { checkpoint.flagDigests = digests }
         // Looked for already at this HIGHESTMODSEQ and count: nothing can have gone since. The count
         // too, because a server with CONDSTORE but without QRESYNC need not raise HIGHESTMODSEQ on an
         // expunge (as `Migration.inStep` also checks).
@@ -99,30 +102,58 @@ extension FolderCopier {
     }
 
     /// Source flags of copied messages that may differ from their copy's, by source UID. With
-    /// CONDSTORE only those changed since the last pass (nothing when HIGHESTMODSEQ has not moved);
-    /// without, every copied message's, in pipelined FETCHes of `flagBatchSize` UIDs.
+    /// CONDSTORE only those changed since the last pass (nothing when HIGHESTMODSEQ has not moved).
+    /// Without, every copied message's flags are read, in pipelined FETCHes of `flagBatchSize` UIDs,
+    /// and only the runs whose digest differs from the last pass's are returned, with the digests
+    /// to keep once the destination holds them.
     private func changedFlags(
         on source: IMAPSession, map: UIDMap, checkpoint: FolderCheckpoint, pass: PassStart
-    ) async throws -> [UInt32: [String]] {
-        guard !map.isEmpty else { return [:] }
+    ) async throws -> (changed: [UInt32: [String]], digests: FlagDigests?) {
+        guard !map.isEmpty else { return ([:], nil) }
         var flags: [UInt32: [String]] = [:]
         if pass.condstore, let since = checkpoint.highestModSeq {
-            guard pass.highestModSeq != since else { return [:] }
+            guard pass.highestModSeq != since else { return ([:], nil) }
             for message in try await source.uidFetch(
                 "1:\(max(1, checkpoint.lastSourceUID))", items: "UID FLAGS", changedSince: since)
             where map.destination(of: message.uid) != nil {
                 flags[message.uid] = message.flags
             }
-            return flags
+            return (flags, nil)
         }
-        return try await self.flags(of: map.sources.values, on: source)
+        let segment = FlagDigests.segmentSize
+        var digests = FlagDigests(segment: segment, batch: request.flagBatchSize)
+        let earlier = checkpoint.flagDigests.flatMap { $0.segment == segment && $0.batch == digests.batch ? $0 : nil }
+        // One map for all the FETCHes: a server may answer pipelined commands in any order before
+        // it completes the first (Dovecot does), so no response belongs to the tag it came before.
+        let chunks = Self.chunks(of: map.sources, size: request.flagBatchSize)
+        var tags: [CommandTag] = []
+        for chunk in chunks { tags.append(try await source.sendUIDFetch(chunk, items: "UID FLAGS")) }
+        var current: [UInt32: [String]] = [:]
+        for tag in tags {
+            for message in try await source.fetchResult(tag) {
+                current[message.uid] = flagsToCopy(message.flags, allowedKeywords: nil)
+            }
+        }
+        for chunk in chunks {
+            let uids = chunk.values
+            for start in stride(from: 0, to: uids.count, by: segment) {
+                let run = uids[start..<min(start + segment, uids.count)]
+                let digest = FlagDigests.digest(run, flags: current)
+                let index = digests.values.count
+                digests.values.append(digest)
+                let unchanged = earlier.map { index < $0.values.count && $0.values[index] == digest } ?? false
+                if !unchanged { for uid in run { flags[uid] = current[uid] } }
+            }
+        }
+        return (flags, digests)
     }
 
     /// Makes the copies' managed flags `desired` (by destination UID): their current flags are
     /// read, and each distinct change goes out as one UID STORE over all the copies that need it,
     /// pipelined. With CONDSTORE at the destination each STORE carries UNCHANGEDSINCE; a copy
-    /// changed there meanwhile is read and decided again (twice at most). Returns how many changed.
-    func storeFlags(_ desired: [UInt32: [String]], on target: Target) async throws -> Int {
+    /// changed there meanwhile is read and decided again (twice at most). Returns how many changed,
+    /// and whether every copy now holds its desired flags.
+    func storeFlags(_ desired: [UInt32: [String]], on target: Target) async throws -> (updated: Int, settled: Bool) {
         let destination = target.session
         var remaining = desired
         var updated = 0
@@ -166,7 +197,7 @@ extension FolderCopier {
                     ))
             }
         }
-        return updated
+        return (updated, remaining.isEmpty)
     }
 
     /// Source UIDs of copies whose source message is gone (expunged) since they were copied.

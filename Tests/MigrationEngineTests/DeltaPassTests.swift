@@ -194,6 +194,26 @@ struct DeltaPassTests {
         let problems = differences(
             try await contents(destination, destinationUser), try await contents(source, sourceUser))
         #expect(problems.isEmpty, "\(problems.prefix(10))")
+
+        // One message changes at the source, in the last run of 100 copies; the user flags a copy in
+        // the first run at the destination. The pass reads the destination only for the run whose
+        // source flags moved (as mbsync and CONDSTORE do): it sets the one change, and the user's own
+        // flag, on a copy whose source did not change, stays.
+        try await onFolder(source, sourceUser) { session in try await store(250...250, .add, ["\\Flagged"], on: session)
+        }
+        try await onFolder(destination, destinationUser) { session in
+            try await store(5...5, .add, ["$Mine"], on: session)
+        }
+        let third = try await Migration(request: request, checkpoints: checkpoints).run(emit: { _ in })
+        #expect(folderCounts(third)?.flagsUpdated == 1)
+        let destinationNow = try await contents(destination, destinationUser)
+        var expected = try await contents(source, sourceUser)
+        let fifth = try #require(expected.keys.first { $0.subject == "delta \(sourceUser) 5" })
+        expected[fifth] = nil
+        expected[
+            StoredMessage(body: fifth.body, flags: fifth.flags.union(["$Mine"]), internalDate: fifth.internalDate)] = 1
+        let afterThird = differences(destinationNow, expected)
+        #expect(afterThird.isEmpty, "\(afterThird.prefix(10))")
     }
 
     /// The destination connection drops right after the first UID STORE of a pass is answered: the

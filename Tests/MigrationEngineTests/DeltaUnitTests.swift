@@ -80,3 +80,34 @@ struct FlagUpdateTests {
         #expect(chunks.map(\.description) == ["1:4", "5:7,10", "11:12,20"])
     }
 }
+
+@Suite("Flag digests of a source without CONDSTORE")
+struct FlagDigestTests {
+    @Test func aDigestMovesWithAnyFlagOrUIDAndNotWithFlagOrder() {
+        let uids: [UInt32] = [1, 2, 3]
+        let flags: [UInt32: [String]] = [1: ["\\Seen", "$Work"], 2: [], 3: ["\\Flagged"]]
+        let digest = FlagDigests.digest(uids[...], flags: flags)
+        #expect(FlagDigests.digest(uids[...], flags: [1: ["$Work", "\\Seen"], 2: [], 3: ["\\Flagged"]]) == digest)
+        #expect(FlagDigests.digest(uids[...], flags: [1: ["\\Seen"], 2: [], 3: ["\\Flagged"]]) != digest)
+        #expect(FlagDigests.digest(uids[...], flags: [1: ["\\Seen", "$Work"], 2: [], 3: []]) != digest)
+        // Gone from the source is not the same as present without flags.
+        #expect(FlagDigests.digest(uids[...], flags: [1: ["\\Seen", "$Work"], 3: ["\\Flagged"]]) != digest)
+        #expect(FlagDigests.digest([1, 2, 4][...], flags: flags.merging([4: ["\\Flagged"]]) { a, _ in a }) != digest)
+        // Flag names do not run into each other: ["ab"] is not ["a", "b"].
+        #expect(
+            FlagDigests.digest([1][...], flags: [1: ["ab"]]) != FlagDigests.digest([1][...], flags: [1: ["a", "b"]]))
+    }
+
+    @Test func storedCompactlyInTheCheckpointAndReadBack() throws {
+        var checkpoint = FolderCheckpoint(sourceUIDValidity: 7, lastSourceUID: 9, copied: 9)
+        checkpoint.flagDigests = FlagDigests(segment: 100, batch: 5000, values: [0, 1, .max, 0x0123_4567_89ab_cdef])
+        let data = try JSONEncoder().encode(checkpoint)
+        #expect(String(decoding: data, as: UTF8.self).contains("\"values\":\""), "base64, not an array of numbers")
+        #expect(try JSONDecoder().decode(FolderCheckpoint.self, from: data) == checkpoint)
+        // A checkpoint from before digests existed loads without them.
+        let older = try JSONDecoder().decode(
+            FolderCheckpoint.self,
+            from: Data(#"{"sourceUIDValidity":7,"lastSourceUID":9,"copied":9,"skipped":0,"failed":0,"bytes":0}"#.utf8))
+        #expect(older.flagDigests == nil)
+    }
+}
