@@ -33,6 +33,8 @@ public final class Store: Sendable {
     private let closed = Mutex(false)
     /// Opens a connection of its own for LISTEN (PostgreSQL; see `listenForWork`), nil on SQLite.
     let openListenConnection: WorkListenConnector?
+    /// The API's rate-limit windows on SQLite (see `incrementRateLimit`); nil on PostgreSQL.
+    let rateLimitWindows: RateLimitWindows?
 
     /// A store over an open database whose schema is already migrated (see `open(database:…)`).
     init(
@@ -45,7 +47,9 @@ public final class Store: Sendable {
         self.openListenConnection = listenConnector
         self.schemaVersionsAppliedAtOpen = appliedAtOpen
         self.secrets = secrets
-        self.flavor = SQLFlavor(dialectName: database.dialect.name)
+        let flavor = SQLFlavor(dialectName: database.dialect.name)
+        self.flavor = flavor
+        self.rateLimitWindows = flavor == .sqlite ? RateLimitWindows() : nil
         self.logger = logger
         self.closeDatabase = close
     }
