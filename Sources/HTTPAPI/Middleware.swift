@@ -185,5 +185,5 @@ struct AuthMiddleware: RouterMiddleware {
 func jsonResponse(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
     Response(
         status: status, headers: [.contentType: "application/json; charset=utf-8"],
-        body: .init(byteBuffer: ByteBuffer(string: value.serialized)))
+        body: .init(byteBuffer: ByteBuffer(bytes: value.serializedUTF8)))
 }

@@ -596,6 +596,43 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
         }
     }
 
+    /// A runner's job ends and its progress tick is cancelled between BEGIN and COMMIT: the
+    /// transaction still ends (here it commits), and the store's next transactions work. Run in the
+    /// caller's task, the cancelled COMMIT and ROLLBACK were refused on SQLite, the transaction stayed
+    /// open on the connection, and every later one failed ("cannot start a transaction within a
+    /// transaction"): the runner stalled.
+    @Test(arguments: StoreBackend.allCases)
+    func aTransactionWhoseCallerIsCancelledStillEndsAndTheNextOnesWork(_ backend: StoreBackend) async throws {
+        try await withStore(backend) { store in
+            let (account, _) = try await makeAccount(store)
+            let (opened, signal) = AsyncStream.makeStream(of: Void.self)
+            let caller = Task {
+                try await store.transaction { db in
+                    signal.yield()
+                    try await Task.sleep(for: .milliseconds(200))
+                    try await db.raw(
+                        """
+                        UPDATE accounts SET notification_email = 'inside@example.com' WHERE id = \(bind: account.id)
+                        """
+                    ).run()
+                }
+            }
+            for await _ in opened { break }
+            caller.cancel()
+            _ = await caller.result
+            try await store.setPlan(accountID: account.id, plan: .agency)
+            for plan in [Plan.starter, .pro] {
+                _ = try await store.transaction { db in
+                    try await db.raw("UPDATE accounts SET plan = \(bind: plan.rawValue) WHERE id = \(bind: account.id)")
+                        .run()
+                }
+            }
+            let after = try #require(try await store.account(id: account.id))
+            #expect(after.notificationEmail == "inside@example.com")
+            #expect(after.plan == .pro)
+        }
+    }
+
     @Test(arguments: StoreBackend.allCases)
     func aRetryThatCannotFinishChangesNothing(_ backend: StoreBackend) async throws {
         try await withStore(backend) { store in
