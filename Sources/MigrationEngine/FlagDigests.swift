@@ -39,7 +39,7 @@ public struct FlagDigests: Sendable, Equatable {
                 mix(0xff)
                 continue
             }
-            for flag in messageFlags.sorted() {
+            for flag in messageFlags.count > 1 ? messageFlags.sorted() : messageFlags {
                 for byte in flag.utf8 { mix(byte) }
                 mix(0)
             }

@@ -129,9 +129,10 @@ extension FolderCopier {
         var tags: [CommandTag] = []
         for chunk in chunks { tags.append(try await source.sendUIDFetch(chunk, items: "UID FLAGS")) }
         var current: [UInt32: [String]] = [:]
+        current.reserveCapacity(map.count)
         for tag in tags {
             for message in try await source.fetchResult(tag) {
-                current[message.uid] = flagsToCopy(message.flags, allowedKeywords: nil)
+                current[message.uid] = message.flags.isEmpty ? [] : flagsToCopy(message.flags, allowedKeywords: nil)
             }
         }
         for chunk in chunks {
