@@ -90,9 +90,16 @@ extension FolderCopier {
 
     /// Current flags of these source messages, in pipelined FETCHes.
     private func flags(of uids: [UInt32], on source: IMAPSession) async throws -> [UInt32: [String]] {
+        try await flags(of: UIDSet.compact(uids), on: source)
+    }
+
+    /// One map for all the FETCHes: a server may answer pipelined commands in any order before it
+    /// completes the first (Dovecot does), so no response belongs to the tag it came before.
+    private func flags(of uids: UIDSet, on source: IMAPSession) async throws -> [UInt32: [String]] {
         var flags: [UInt32: [String]] = [:]
+        flags.reserveCapacity(uids.count)
         var tags: [CommandTag] = []
-        for chunk in Self.chunks(of: UIDSet.compact(uids), size: request.flagBatchSize) {
+        for chunk in Self.chunks(of: uids, size: request.flagBatchSize) {
             tags.append(try await source.sendUIDFetch(chunk, items: "UID FLAGS"))
         }
         for tag in tags {
@@ -120,31 +127,12 @@ extension FolderCopier {
             }
             return (flags, nil)
         }
-        let segment = FlagDigests.segmentSize
-        var digests = FlagDigests(segment: segment, batch: request.flagBatchSize)
-        let earlier = checkpoint.flagDigests.flatMap { $0.segment == segment && $0.batch == digests.batch ? $0 : nil }
-        // One map for all the FETCHes: a server may answer pipelined commands in any order before
-        // it completes the first (Dovecot does), so no response belongs to the tag it came before.
-        let chunks = Self.chunks(of: map.sources, size: request.flagBatchSize)
-        var tags: [CommandTag] = []
-        for chunk in chunks { tags.append(try await source.sendUIDFetch(chunk, items: "UID FLAGS")) }
-        var current: [UInt32: [String]] = [:]
-        current.reserveCapacity(map.count)
-        for tag in tags {
-            for message in try await source.fetchResult(tag) {
-                current[message.uid] = message.flags.isEmpty ? [] : flagsToCopy(message.flags, allowedKeywords: nil)
-            }
-        }
-        for chunk in chunks {
-            let uids = chunk.values
-            for start in stride(from: 0, to: uids.count, by: segment) {
-                let run = uids[start..<min(start + segment, uids.count)]
-                let digest = FlagDigests.digest(run, flags: current)
-                let index = digests.values.count
-                digests.values.append(digest)
-                let unchanged = earlier.map { index < $0.values.count && $0.values[index] == digest } ?? false
-                if !unchanged { for uid in run { flags[uid] = current[uid] } }
-            }
+        let current = try await self.flags(of: map.sources, on: source)
+        let uids = map.sources.values
+        let digests = FlagDigests(uids) { current[$0].map { flagsToCopy($0, allowedKeywords: nil) } }
+        for (index, run) in FlagDigests.runs(of: uids, segment: digests.segment).enumerated()
+        where !digests.matches(checkpoint.flagDigests, at: index) {
+            for uid in run { flags[uid] = current[uid] }
         }
         return (flags, digests)
     }

@@ -83,24 +83,44 @@ struct FlagUpdateTests {
 
 @Suite("Flag digests of a source without CONDSTORE")
 struct FlagDigestTests {
+    private func digest(_ uids: [UInt32], _ flags: [UInt32: [String]]) -> UInt64 {
+        FlagDigests.digest(uids[...]) { flags[$0] }
+    }
+
     @Test func aDigestMovesWithAnyFlagOrUIDAndNotWithFlagOrder() {
         let uids: [UInt32] = [1, 2, 3]
         let flags: [UInt32: [String]] = [1: ["\\Seen", "$Work"], 2: [], 3: ["\\Flagged"]]
-        let digest = FlagDigests.digest(uids[...], flags: flags)
-        #expect(FlagDigests.digest(uids[...], flags: [1: ["$Work", "\\Seen"], 2: [], 3: ["\\Flagged"]]) == digest)
-        #expect(FlagDigests.digest(uids[...], flags: [1: ["\\Seen"], 2: [], 3: ["\\Flagged"]]) != digest)
-        #expect(FlagDigests.digest(uids[...], flags: [1: ["\\Seen", "$Work"], 2: [], 3: []]) != digest)
+        let digest = digest(uids, flags)
+        #expect(self.digest(uids, [1: ["$Work", "\\Seen"], 2: [], 3: ["\\Flagged"]]) == digest)
+        #expect(self.digest(uids, [1: ["\\Seen"], 2: [], 3: ["\\Flagged"]]) != digest)
+        #expect(self.digest(uids, [1: ["\\Seen", "$Work"], 2: [], 3: []]) != digest)
         // Gone from the source is not the same as present without flags.
-        #expect(FlagDigests.digest(uids[...], flags: [1: ["\\Seen", "$Work"], 3: ["\\Flagged"]]) != digest)
-        #expect(FlagDigests.digest([1, 2, 4][...], flags: flags.merging([4: ["\\Flagged"]]) { a, _ in a }) != digest)
+        #expect(self.digest(uids, [1: ["\\Seen", "$Work"], 3: ["\\Flagged"]]) != digest)
+        #expect(self.digest([1, 2, 4], flags.merging([4: ["\\Flagged"]]) { a, _ in a }) != digest)
         // Flag names do not run into each other: ["ab"] is not ["a", "b"].
-        #expect(
-            FlagDigests.digest([1][...], flags: [1: ["ab"]]) != FlagDigests.digest([1][...], flags: [1: ["a", "b"]]))
+        #expect(self.digest([1], [1: ["ab"]]) != self.digest([1], [1: ["a", "b"]]))
+    }
+
+    /// 250 copies are three runs of 100, 100 and 50: a change in the middle one moves only its
+    /// digest; a copy added at the end moves only the last; digests of another run length match none.
+    @Test func onlyTheRunThatChangedIsReadAgain() {
+        let uids = (1...250).map { UInt32($0) }
+        var flags = Dictionary(uniqueKeysWithValues: uids.map { ($0, $0 % 3 == 0 ? ["\\Seen"] : []) })
+        let before = FlagDigests(uids) { flags[$0] }
+        #expect(FlagDigests.runs(of: uids, segment: before.segment).map(\.count) == [100, 100, 50])
+        flags[150] = ["\\Flagged"]
+        let after = FlagDigests(uids) { flags[$0] }
+        #expect((0..<3).map { after.matches(before, at: $0) } == [true, false, true])
+        let grown = FlagDigests(uids + [251]) { flags[$0] ?? [] }
+        #expect((0..<3).map { grown.matches(after, at: $0) } == [true, true, false])
+        let otherRuns = FlagDigests(uids, segment: 50) { flags[$0] }
+        #expect(!otherRuns.matches(after, at: 0))
+        #expect(!after.matches(nil, at: 0))
     }
 
     @Test func storedCompactlyInTheCheckpointAndReadBack() throws {
         var checkpoint = FolderCheckpoint(sourceUIDValidity: 7, lastSourceUID: 9, copied: 9)
-        checkpoint.flagDigests = FlagDigests(segment: 100, batch: 5000, values: [0, 1, .max, 0x0123_4567_89ab_cdef])
+        checkpoint.flagDigests = FlagDigests(segment: 100, values: [0, 1, .max, 0x0123_4567_89ab_cdef])
         let data = try JSONEncoder().encode(checkpoint)
         #expect(String(decoding: data, as: UTF8.self).contains("\"values\":\""), "base64, not an array of numbers")
         #expect(try JSONDecoder().decode(FolderCheckpoint.self, from: data) == checkpoint)

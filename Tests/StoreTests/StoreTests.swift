@@ -569,24 +569,35 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
 @Suite struct TransactionTests {
     private struct Abandon: Error {}
 
+    /// Begins `body` as a transaction in a task of its own; returns once the transaction is open.
+    private func begun(
+        _ store: Store, _ body: @escaping @Sendable (any SQLDatabase) async throws -> Void
+    ) async -> Task<Void, any Error> {
+        let (opened, signal) = AsyncStream.makeStream(of: Void.self)
+        let task = Task {
+            try await store.transaction { db in
+                signal.yield()
+                try await body(db)
+            }
+        }
+        for await _ in opened { break }
+        return task
+    }
+
+    private static func setInsideAddress(_ account: Int64, _ db: any SQLDatabase) async throws {
+        try await db.raw("UPDATE accounts SET notification_email = 'inside@example.com' WHERE id = \(bind: account)")
+            .run()
+    }
+
     @Test(arguments: StoreBackend.allCases)
     func anotherTasksStatementIsNotRolledBackWithATransaction(_ backend: StoreBackend) async throws {
         try await withStore(backend) { store in
             let (account, _) = try await makeAccount(store)
-            let (opened, signal) = AsyncStream.makeStream(of: Void.self)
-            let transaction = Task {
-                try await store.transaction { db in
-                    try await db.raw(
-                        """
-                        UPDATE accounts SET notification_email = 'inside@example.com' WHERE id = \(bind: account.id)
-                        """
-                    ).run()
-                    signal.yield()
-                    try await Task.sleep(for: .milliseconds(300))
-                    throw Abandon()
-                }
+            let transaction = await begun(store) { db in
+                try await Self.setInsideAddress(account.id, db)
+                try await Task.sleep(for: .milliseconds(300))
+                throw Abandon()
             }
-            for await _ in opened { break }
             // Sent while the transaction is open, on the same connection.
             try await store.setPlan(accountID: account.id, plan: .agency)
             #expect(await transaction.result.isFailure)
@@ -605,19 +616,10 @@ private func makeAccount(_ store: Store, plan: Plan = .pro, mailbox: String = "u
     func aTransactionWhoseCallerIsCancelledStillEndsAndTheNextOnesWork(_ backend: StoreBackend) async throws {
         try await withStore(backend) { store in
             let (account, _) = try await makeAccount(store)
-            let (opened, signal) = AsyncStream.makeStream(of: Void.self)
-            let caller = Task {
-                try await store.transaction { db in
-                    signal.yield()
-                    try await Task.sleep(for: .milliseconds(200))
-                    try await db.raw(
-                        """
-                        UPDATE accounts SET notification_email = 'inside@example.com' WHERE id = \(bind: account.id)
-                        """
-                    ).run()
-                }
+            let caller = await begun(store) { db in
+                try await Task.sleep(for: .milliseconds(200))
+                try await Self.setInsideAddress(account.id, db)
             }
-            for await _ in opened { break }
             caller.cancel()
             _ = await caller.result
             try await store.setPlan(accountID: account.id, plan: .agency)

@@ -361,7 +361,13 @@ public actor IMAPSession {
     /// Non-tagged events until `tag` completes, then nil. Completions of other tags are kept.
     public func nextEvent(until tag: CommandTag) async throws -> ResponseEvent? {
         if case .completed = state.awaitCompletion(of: tag) { return nil }
-        switch try await nextAction() {
+        return try delivered(try await nextAction(), awaiting: tag)
+    }
+
+    /// What an action (other than `.read`) means while waiting for `tag`: an event, or nil once
+    /// `tag` completed.
+    private func delivered(_ action: SessionStateMachine.Action, awaiting tag: CommandTag) throws -> ResponseEvent? {
+        switch action {
         case .deliver(let event):
             return event
         case .completed:
@@ -378,15 +384,10 @@ public actor IMAPSession {
     private func nextBufferedEvent(until tag: CommandTag) throws -> ResponseEvent?? {
         if case .completed = state.awaitCompletion(of: tag) { return .some(nil) }
         while eventIndex < events.count {
-            let event = events[eventIndex]
+            let action = state.eventArrived(events[eventIndex])
             eventIndex += 1
-            switch state.eventArrived(event) {
-            case .read: continue
-            case .deliver(let event): return .some(event)
-            case .completed: return .some(nil)
-            case .unexpectedContinuation: throw IMAPError.protocolError("unexpected continuation request")
-            case .proceed, .refused: throw IMAPError.protocolError("unexpected response to \(tag.command)")
-            }
+            if case .read = action { continue }
+            return .some(try delivered(action, awaiting: tag))
         }
         return nil
     }
