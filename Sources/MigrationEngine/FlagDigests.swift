@@ -55,9 +55,22 @@ public struct FlagDigests: Sendable, Equatable {
                 mix(0xff)
                 continue
             }
-            for flag in messageFlags.count > 1 ? messageFlags.sorted() : messageFlags {
+            func mixFlag(_ flag: String) {
                 for byte in flag.utf8 { mix(byte) }
                 mix(0)
+            }
+            // In sorted order, as a set; two flags (the usual most) are ordered without an array.
+            switch messageFlags.count {
+            case 0:
+                break
+            case 1:
+                mixFlag(messageFlags[0])
+            case 2:
+                let (first, second) = (messageFlags[0], messageFlags[1])
+                mixFlag(first <= second ? first : second)
+                mixFlag(first <= second ? second : first)
+            default:
+                for flag in messageFlags.sorted() { mixFlag(flag) }
             }
             mix(1)
         }

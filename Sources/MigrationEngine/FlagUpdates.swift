@@ -25,6 +25,8 @@ enum FlagUpdate: Hashable, Sendable {
 
 enum FlagUpdates {
     static let systemFlags = ["\\seen", "\\answered", "\\flagged", "\\draft"]
+    /// The same, spelled as servers send them: most are found here without lower-casing.
+    static let systemFlagsAsSent = ["\\Seen", "\\Answered", "\\Flagged", "\\Draft"]
 
     /// The flags a copy keeps equal to its source's: the four user-visible system flags and keywords.
     static func isManaged(_ flag: String) -> Bool {

@@ -93,19 +93,33 @@ extension FolderCopier {
         try await flags(of: UIDSet.compact(uids), on: source)
     }
 
-    /// One map for all the FETCHes: a server may answer pipelined commands in any order before it
-    /// completes the first (Dovecot does), so no response belongs to the tag it came before.
     private func flags(of uids: UIDSet, on source: IMAPSession) async throws -> [UInt32: [String]] {
-        var flags: [UInt32: [String]] = [:]
-        flags.reserveCapacity(uids.count)
+        let read = try await flagsByUID(of: uids, on: source)
+        return Dictionary(read.map { ($0.uid, $0.flags) }, uniquingKeysWith: { _, last in last })
+    }
+
+    /// Current flags of these source messages in pipelined FETCHes, in UID order, one entry per
+    /// UID (the last answer for it). The answers of all the FETCHes are gathered before any is
+    /// sorted: a server may answer pipelined commands in any order before it completes the first
+    /// (Dovecot does), so no response belongs to the tag it came before.
+    private func flagsByUID(of uids: UIDSet, on source: IMAPSession) async throws -> [MessageFlags] {
         var tags: [CommandTag] = []
         for chunk in Self.chunks(of: uids, size: request.flagBatchSize) {
             tags.append(try await source.sendUIDFetch(chunk, items: "UID FLAGS"))
         }
-        for tag in tags {
-            for message in try await source.fetchResult(tag) { flags[message.uid] = message.flags }
-        }
-        return flags
+        var read: [MessageFlags] = []
+        read.reserveCapacity(uids.count)
+        for tag in tags { read += try await source.flagsResult(tag) }
+        return Self.inUIDOrder(read)
+    }
+
+    /// `answers` in UID order, each UID once with its last answer. Servers answer in UID order;
+    /// the sort is for those that do not, and the last answer wins as in `flags(of:)`'s map.
+    static func inUIDOrder(_ answers: [MessageFlags]) -> [MessageFlags] {
+        guard zip(answers, answers.dropFirst()).contains(where: { $0.uid >= $1.uid }) else { return answers }
+        let sorted = answers.enumerated().sorted { ($0.element.uid, $0.offset) < ($1.element.uid, $1.offset) }
+        return sorted.indices.filter { $0 + 1 == sorted.count || sorted[$0 + 1].element.uid != sorted[$0].element.uid }
+            .map { sorted[$0].element }
     }
 
     /// Source flags of copied messages that may differ from their copy's, by source UID. With
@@ -117,24 +131,32 @@ extension FolderCopier {
         on source: IMAPSession, map: UIDMap, checkpoint: FolderCheckpoint, pass: PassStart
     ) async throws -> (changed: [UInt32: [String]], digests: FlagDigests?) {
         guard !map.isEmpty else { return ([:], nil) }
-        var flags: [UInt32: [String]] = [:]
+        var changed: [UInt32: [String]] = [:]
         if pass.condstore, let since = checkpoint.highestModSeq {
             guard pass.highestModSeq != since else { return ([:], nil) }
             for message in try await source.uidFetch(
                 "1:\(max(1, checkpoint.lastSourceUID))", items: "UID FLAGS", changedSince: since)
             where map.destination(of: message.uid) != nil {
-                flags[message.uid] = message.flags
+                changed[message.uid] = message.flags
             }
-            return (flags, nil)
+            return (changed, nil)
         }
-        let current = try await self.flags(of: map.sources, on: source)
+        let current = try await flagsByUID(of: map.sources, on: source)
         let uids = map.sources.values
-        let digests = FlagDigests(uids) { current[$0].map { flagsToCopy($0, allowedKeywords: nil) } }
+        // Both in UID order: each run's flags are found by walking the two side by side.
+        var position = 0
+        func flags(of uid: UInt32) -> [String]? {
+            while position < current.count, current[position].uid < uid { position += 1 }
+            guard position < current.count, current[position].uid == uid else { return nil }
+            return current[position].flags
+        }
+        let digests = FlagDigests(uids) { flags(of: $0).map { flagsToCopy($0, allowedKeywords: nil) } }
+        position = 0
         for (index, run) in FlagDigests.runs(of: uids, segment: digests.segment).enumerated()
         where !digests.matches(checkpoint.flagDigests, at: index) {
-            for uid in run { flags[uid] = current[uid] }
+            for uid in run { changed[uid] = flags(of: uid) }
         }
-        return (flags, digests)
+        return (changed, digests)
     }
 
     /// Makes the copies' managed flags `desired` (by destination UID): their current flags are

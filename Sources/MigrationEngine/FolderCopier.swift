@@ -549,12 +549,15 @@ struct FolderCopier {
 
     /// Flags the destination will keep: the four user-visible system flags and accepted keywords.
     func flagsToCopy(_ flags: [String], allowedKeywords: Set<String>?) -> [String] {
-        flags.filter { flag in
+        func kept(_ flag: String) -> Bool {
             if flag.hasPrefix("\\") {
-                return FlagUpdates.systemFlags.contains(flag.lowercased())
+                return FlagUpdates.systemFlagsAsSent.contains(flag)
+                    || FlagUpdates.systemFlags.contains(flag.lowercased())
             }
             return allowedKeywords?.contains(flag.lowercased()) ?? true
         }
+        // Usually every flag is kept: the same array then, not a filtered copy of it.
+        return flags.allSatisfy(kept) ? flags : flags.filter(kept)
     }
 
     /// Streams the bodies of `messages` from a source FETCH into pipelined destination APPENDs:

@@ -183,6 +183,27 @@ struct ResponseParserTests {
             ])
     }
 
+    /// A FETCH response without a body section is one event, however its bytes arrive; one with
+    /// a body goes piecewise from its start, the attributes before the body first.
+    @Test(arguments: [nil, 1, 2, 5, 64])
+    func aResponseWithoutABodyIsOneEventWhateverTheChunking(chunkSize: Int?) throws {
+        let input =
+            "* 1 FETCH (UID 5 FLAGS (\\Seen $Forwarded \\*))\r\n* 2 fetch (flags () uid 6 MODSEQ (7))\r\n"
+            + "* 3 FETCH (UID 8 FLAGS (\\Answered) BODY[] {2}\r\nab)\r\n"
+        #expect(
+            try parse(input, chunkSize: chunkSize) == [
+                .fetch(sequence: 1, attributes: [.uid(5), .flags(["\\Seen", "$Forwarded", "\\*"])]),
+                .fetch(sequence: 2, attributes: [.flags([]), .uid(6), .modSeq(7)]),
+                .fetchStart(sequence: 3),
+                .fetchAttribute(.uid(8)),
+                .fetchAttribute(.flags(["\\Answered"])),
+                .fetchBodyStart(section: "", origin: nil, size: 2, isNil: false),
+                body("ab"),
+                .fetchBodyEnd,
+                .fetchEnd,
+            ])
+    }
+
     @Test(arguments: [nil, 1, 2, 3, 7, 64])
     func fetchStreamsBodiesWhateverTheChunking(chunkSize: Int?) throws {
         let message = "Subject: hi\r\n\r\nline one\r\n) * 3 FETCH {12}\r\n"
@@ -294,10 +315,20 @@ struct ResponseParserTests {
 @Suite("Response parser: Gmail's X-GM-EXT-1 attributes")
 struct GmailAttributeParserTests {
     private func labels(_ input: String) throws -> [[String]?] {
-        try parse(input).compactMap { event -> [String]?? in
-            guard case .fetchAttribute(let attribute) = event else { return nil }
+        attributes(try parse(input)).compactMap { attribute -> [String]?? in
             if case .other(let name, _) = attribute, name == "X-GM-LABELS" { return .some(attribute.gmailLabels) }
             return nil
+        }
+    }
+
+    /// The attributes of every FETCH response, whole or piecewise, in order.
+    private func attributes(_ events: [ResponseEvent]) -> [FetchAttribute] {
+        events.flatMap { event -> [FetchAttribute] in
+            switch event {
+            case .fetch(_, let attributes): attributes
+            case .fetchAttribute(let attribute): [attribute]
+            default: []
+            }
         }
     }
 
@@ -326,28 +357,26 @@ struct GmailAttributeParserTests {
             "* 12 FETCH (UID 40 X-GM-LABELS (\"\\\\Inbox\" Work) FLAGS (\\Seen))\r\nM5 OK Success\r\n")
         #expect(
             events == [
-                .fetchStart(sequence: 12),
-                .fetchAttribute(.uid(40)),
-                .fetchAttribute(.other(name: "X-GM-LABELS", raw: "(\"\\Inbox\" Work)")),
-                .fetchAttribute(.flags(["\\Seen"])),
-                .fetchEnd,
+                .fetch(
+                    sequence: 12,
+                    attributes: [
+                        .uid(40), .other(name: "X-GM-LABELS", raw: "(\"\\Inbox\" Work)"), .flags(["\\Seen"]),
+                    ]),
                 .tagged(TaggedResponse(tag: "M5", status: .ok, text: ResponseText(code: nil, text: "Success"))),
             ])
-        #expect(
-            events.compactMap { if case .fetchAttribute(let value) = $0 { value.gmailLabels } else { nil } } == [
-                ["\\Inbox", "Work"]
-            ])
+        #expect(attributes(events).compactMap(\.gmailLabels) == [["\\Inbox", "Work"]])
     }
 
     @Test func messageAndThreadIDsPassThroughWhole() throws {
         let events = try parse("* 5 FETCH (X-GM-THRID 1278455344230334865 X-GM-MSGID 18446744073709551615 UID 10)\r\n")
         #expect(
             events == [
-                .fetchStart(sequence: 5),
-                .fetchAttribute(.other(name: "X-GM-THRID", raw: "1278455344230334865")),
-                .fetchAttribute(.other(name: "X-GM-MSGID", raw: "18446744073709551615")),
-                .fetchAttribute(.uid(10)),
-                .fetchEnd,
+                .fetch(
+                    sequence: 5,
+                    attributes: [
+                        .other(name: "X-GM-THRID", raw: "1278455344230334865"),
+                        .other(name: "X-GM-MSGID", raw: "18446744073709551615"), .uid(10),
+                    ])
             ])
     }
 

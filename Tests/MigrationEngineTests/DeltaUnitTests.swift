@@ -101,6 +101,30 @@ struct FlagDigestTests {
         #expect(self.digest([1], [1: ["ab"]]) != self.digest([1], [1: ["a", "b"]]))
     }
 
+    /// Digests are kept in checkpoints from pass to pass, so their value is fixed: FNV-1a 64 over
+    /// each UID (little-endian), its flags sorted (each ended by 0) and 1, or 0xff when gone (this
+    /// value computed apart from the code, in Python).
+    @Test func aDigestsValueIsTheStoredOne() {
+        let flags: [UInt32: [String]] = [1: ["\\Seen", "$Work"], 2: ["a", "c", "b"]]
+        #expect(digest([1, 2, 3], flags) == 0x7aa8_16f6_9b6e_5896)
+    }
+
+    /// Answers are walked in UID order beside the copies; a server that answers out of order, or
+    /// twice for one message, gives the same walk, with its last answer.
+    @Test func answersOutOfOrderAreSortedAndTheLastOneCounts() {
+        let answers = [
+            MessageFlags(uid: 5, flags: ["\\Seen"]), MessageFlags(uid: 2, flags: []),
+            MessageFlags(uid: 9, flags: ["$A"]), MessageFlags(uid: 5, flags: ["\\Flagged"]),
+        ]
+        #expect(
+            FolderCopier.inUIDOrder(answers) == [
+                MessageFlags(uid: 2, flags: []), MessageFlags(uid: 5, flags: ["\\Flagged"]),
+                MessageFlags(uid: 9, flags: ["$A"]),
+            ])
+        let ordered = [MessageFlags(uid: 1, flags: []), MessageFlags(uid: 3, flags: ["x"])]
+        #expect(FolderCopier.inUIDOrder(ordered) == ordered)
+    }
+
     /// 250 copies are three runs of 100, 100 and 50: a change in the middle one moves only its
     /// digest; a copy added at the end moves only the last; digests of another run length match none.
     @Test func onlyTheRunThatChangedIsReadAgain() {

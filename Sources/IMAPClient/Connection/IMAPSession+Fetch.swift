@@ -13,6 +13,27 @@ extension IMAPSession {
         try await fetchResult(try await sendUIDFetch(set, items: items))
     }
 
+    /// The UID and flags of each message a FETCH of `UID FLAGS` returned, in the order sent, once
+    /// the command completes (NO and BAD throw): a flag pass's 100,000 of them without a
+    /// `FetchedMessage` each. Responses without both (another session's change) are left out.
+    public func flagsResult(_ tag: CommandTag) async throws -> [MessageFlags] {
+        var result: [MessageFlags] = []
+        try await finish(tag) { event in
+            guard case .fetch(_, let attributes) = event else { return }
+            var uid: UInt32 = 0
+            var flags: [String]?
+            for attribute in attributes {
+                switch attribute {
+                case .uid(let value): uid = value
+                case .flags(let value): flags = value
+                default: break
+                }
+            }
+            if uid != 0, let flags { result.append(MessageFlags(uid: uid, flags: flags)) }
+        }
+        return result
+    }
+
     /// The messages of a FETCH sent with `sendUIDFetch`, each whole, once the command completes
     /// (NO and BAD throw). FETCH data without a UID (a flag change another session made) is left out.
     public func fetchResult(_ tag: CommandTag) async throws -> [FetchedMessage] {
@@ -20,12 +41,12 @@ extension IMAPSession {
         var current: FetchedMessage?
         try await finish(tag) { event in
             switch event {
+            case .fetch(let sequence, let attributes):
+                var message = FetchedMessage(sequence: sequence)
+                for attribute in attributes { message.take(attribute) }
+                if message.uid != 0 { messages.append(message) }
             case .fetchStart(let sequence): current = FetchedMessage(sequence: sequence)
-            case .fetchAttribute(.uid(let uid)): current?.uid = uid
-            case .fetchAttribute(.flags(let flags)): current?.flags = flags
-            case .fetchAttribute(.internalDate(let date)): current?.internalDate = date
-            case .fetchAttribute(.rfc822Size(let size)): current?.size = size
-            case .fetchAttribute(let attribute): current?.attributes.append(attribute)
+            case .fetchAttribute(let attribute): current?.take(attribute)
             case .fetchBodyBytes(var bytes): current?.body.writeBuffer(&bytes)
             case .fetchEnd:
                 if let message = current, message.uid != 0 { messages.append(message) }
@@ -38,6 +59,17 @@ extension IMAPSession {
 
     private func sendUIDFetch(_ set: String, items: String) async throws -> CommandTag {
         try await send(Command("UID", [.text(" FETCH \(set) (\(items))")]))
+    }
+}
+
+/// A message's UID and flags, as a FETCH of `UID FLAGS` gave them.
+public struct MessageFlags: Sendable, Equatable {
+    public var uid: UInt32
+    public var flags: [String]
+
+    public init(uid: UInt32, flags: [String]) {
+        self.uid = uid
+        self.flags = flags
     }
 }
 
@@ -56,4 +88,14 @@ public struct FetchedMessage: Sendable, Equatable {
     public var body = ByteBuffer()
 
     public init(sequence: UInt32) { self.sequence = sequence }
+
+    mutating func take(_ attribute: FetchAttribute) {
+        switch attribute {
+        case .uid(let uid): self.uid = uid
+        case .flags(let flags): self.flags = flags
+        case .internalDate(let date): internalDate = date
+        case .rfc822Size(let size): self.size = size
+        case .modSeq, .other: attributes.append(attribute)
+        }
+    }
 }

@@ -150,16 +150,19 @@ struct ParserCursor {
     }
 
     /// One or more bytes accepted by `isChar`. Running out mid-token is incomplete: more may follow.
+    /// The bytes are read in place and become the string at once: a token of up to 15 bytes (a
+    /// flag, a UID's attribute name) is then a small string, with nothing allocated for it.
     mutating func token(_ what: String, _ isChar: (UInt8) -> Bool) throws -> String {
-        var bytes: [UInt8] = []
-        while true {
-            let byte = try peek()
-            guard isChar(byte) else { break }
-            bytes.append(byte)
-            buffer.moveReaderIndex(forwardBy: 1)
-        }
-        guard !bytes.isEmpty else { throw malformed(what) }
-        return String(decoding: bytes, as: UTF8.self)
+        let length = buffer.readableBytesView.prefix(while: isChar).count
+        guard length < buffer.readableBytes else { throw ParseIncomplete() }
+        guard length > 0, let text = buffer.readString(length: length) else { throw malformed(what) }
+        return text
+    }
+
+    /// `token`, upper-cased: for keywords compared by name, which servers send upper-case anyway.
+    mutating func upperToken(_ what: String, _ isChar: (UInt8) -> Bool) throws -> String {
+        let text = try token(what, isChar)
+        return text.utf8.contains(where: { $0 >= 0x61 && $0 <= 0x7A }) ? text.uppercased() : text
     }
 
     mutating func atom() throws -> String { try token("an atom", ASCII.isAtomChar) }
@@ -285,12 +288,22 @@ struct ParserCursor {
         while true {
             try skipSpaces()
             if try accept(ASCII.closeParen) { return flags }
-            if try accept(ASCII.backslash) {
-                if try accept(ASCII.star) {
+            if try peek() == ASCII.backslash {
+                // `\*`, or a backslash and an atom, read as one token.
+                let next = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self)
+                if next == ASCII.star {
+                    buffer.moveReaderIndex(forwardBy: 2)
                     flags.append("\\*")
-                } else {
-                    flags.append("\\" + (try atom()))
+                    continue
                 }
+                guard let next else { throw ParseIncomplete() }
+                guard ASCII.isAtomChar(next) else { throw malformed("an atom") }
+                var first = true
+                flags.append(
+                    try token("a flag") { byte in
+                        defer { first = false }
+                        return first || ASCII.isAtomChar(byte)
+                    })
             } else {
                 flags.append(try atom())
             }

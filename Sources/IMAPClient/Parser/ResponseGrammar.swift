@@ -10,9 +10,14 @@ enum ResponseStart {
 /// What one parse attempt inside a FETCH attribute list produced.
 enum FetchStep {
     case attribute(FetchAttribute)
-    case bodyLiteral(section: String, origin: Int?, size: Int)
-    case bodyInline(section: String, origin: Int?, bytes: [UInt8]?)
+    case body(FetchBody)
     case end
+}
+
+/// A body section's start within a FETCH response.
+enum FetchBody {
+    case literal(section: String, origin: Int?, size: Int)
+    case inline(section: String, origin: Int?, bytes: [UInt8]?)
 }
 
 extension ParserCursor {
@@ -31,7 +36,7 @@ extension ParserCursor {
         default:
             let tag = try token("a tag", { $0 != ASCII.plus && ASCII.isAStringChar($0) })
             try expectSpace()
-            let word = try atom().uppercased()
+            let word = try upperToken("an atom", ASCII.isAtomChar)
             guard let status = ResponseStatus(rawValue: word), status != .preauth else {
                 throw IMAPParseError.malformed("unknown tagged status \(word)")
             }
@@ -45,7 +50,7 @@ extension ParserCursor {
         if ASCII.isDigit(try peek()) {
             let number = try number32()
             try expectSpace()
-            let word = try atom().uppercased()
+            let word = try upperToken("an atom", ASCII.isAtomChar)
             let response: UntaggedResponse
             switch word {
             case "EXISTS": response = .exists(number)
@@ -63,7 +68,7 @@ extension ParserCursor {
             try expectEndOfLine()
             return .complete(.untagged(response))
         }
-        let word = try atom().uppercased()
+        let word = try upperToken("an atom", ASCII.isAtomChar)
         let response: UntaggedResponse
         switch word {
         case "OK", "NO", "BAD", "BYE", "PREAUTH":
@@ -118,7 +123,7 @@ extension ParserCursor {
     }
 
     private mutating func responseCode() throws -> ResponseCode {
-        let name = try token("a response code", { ASCII.isAtomChar($0) && $0 != ASCII.closeBracket }).uppercased()
+        let name = try upperToken("a response code", { ASCII.isAtomChar($0) && $0 != ASCII.closeBracket })
         let code: ResponseCode
         switch name {
         case "ALERT": code = .alert
@@ -364,7 +369,7 @@ extension ParserCursor {
             try expectEndOfLine()
             return .end
         }
-        let name = try token("a FETCH attribute", { ASCII.isAtomChar($0) && $0 != ASCII.openBracket }).uppercased()
+        let name = try upperToken("a FETCH attribute", { ASCII.isAtomChar($0) && $0 != ASCII.openBracket })
         var section: String?
         var origin: Int?
         if try accept(ASCII.openBracket) {
@@ -436,8 +441,8 @@ extension ParserCursor {
             guard size <= UInt64(limits.maxBodySize) else {
                 throw IMAPParseError.literalTooLarge(size: size, limit: limits.maxBodySize)
             }
-            return .bodyLiteral(section: section, origin: origin, size: Int(size))
+            return .body(.literal(section: section, origin: origin, size: Int(size)))
         }
-        return .bodyInline(section: section, origin: origin, bytes: try nstring())
+        return .body(.inline(section: section, origin: origin, bytes: try nstring()))
     }
 }

@@ -90,8 +90,23 @@ public struct ResponseParser {
         case .complete(let event):
             return event
         case .fetchOpened(let sequence):
-            mode = .fetchAttributes
-            return .fetchStart(sequence: sequence)
+            // Read whole while no body section comes; at the first, the response goes on piecewise
+            // from there (the attributes before it are queued first). Until then a shortage of
+            // bytes retries the response from its start, as for any other response.
+            var attributes: [FetchAttribute] = []
+            while true {
+                switch try cursor.fetchStep() {
+                case .attribute(let attribute):
+                    attributes.append(attribute)
+                case .end:
+                    return .fetch(sequence: sequence, attributes: attributes)
+                case .body(let body):
+                    mode = .fetchAttributes
+                    pending.append(contentsOf: attributes.map { .fetchAttribute($0) })
+                    pending.append(contentsOf: bodyEvents(body))
+                    return .fetchStart(sequence: sequence)
+                }
+            }
         }
     }
 
@@ -102,17 +117,26 @@ public struct ResponseParser {
         case .end:
             mode = .response
             return .fetchEnd
-        case .bodyInline(let section, let origin, let bytes):
-            pending.append(.fetchBodyBytes(ByteBuffer(bytes: bytes ?? [])))
-            pending.append(.fetchBodyEnd)
-            return .fetchBodyStart(section: section, origin: origin, size: bytes?.count ?? 0, isNil: bytes == nil)
-        case .bodyLiteral(let section, let origin, let size):
-            if size == 0 {
-                pending.append(.fetchBodyEnd)
-            } else {
-                mode = .fetchBody(remaining: size)
-            }
-            return .fetchBodyStart(section: section, origin: origin, size: size, isNil: false)
+        case .body(let body):
+            pending.append(contentsOf: bodyEvents(body))
+            return pending.popFirst()
+        }
+    }
+
+    /// A body section's start, and its bytes and end when they came inline. A literal's bytes
+    /// follow as they arrive.
+    private mutating func bodyEvents(_ body: FetchBody) -> [ResponseEvent] {
+        switch body {
+        case .inline(let section, let origin, let bytes):
+            return [
+                .fetchBodyStart(section: section, origin: origin, size: bytes?.count ?? 0, isNil: bytes == nil),
+                .fetchBodyBytes(ByteBuffer(bytes: bytes ?? [])), .fetchBodyEnd,
+            ]
+        case .literal(let section, let origin, let size):
+            let start = ResponseEvent.fetchBodyStart(section: section, origin: origin, size: size, isNil: false)
+            if size == 0 { return [start, .fetchBodyEnd] }
+            mode = .fetchBody(remaining: size)
+            return [start]
         }
     }
 

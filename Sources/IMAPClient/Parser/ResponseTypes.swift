@@ -287,12 +287,17 @@ public enum FetchAttribute: Sendable, Equatable {
     case other(name: String, raw: String)
 }
 
-/// One step of a server response. FETCH responses arrive piecewise so message bodies never
-/// have to be held whole: `fetchStart`, attributes, body sections as start/bytes/end, `fetchEnd`.
+/// One step of a server response. A FETCH response with a body section arrives piecewise, so
+/// message bodies never have to be held whole: `fetchStart`, attributes, body sections as
+/// start/bytes/end, `fetchEnd`. One without (`UID FLAGS`, `UID RFC822.SIZE INTERNALDATE`, …) is
+/// one `fetch` event.
 public enum ResponseEvent: Sendable, Equatable {
     case untagged(UntaggedResponse)
     case tagged(TaggedResponse)
     case continuation(String)
+    /// A whole FETCH response without body sections: a flag pass reads 100,000 of them, and four
+    /// events each (start, UID, FLAGS, end) were half of its client-side CPU.
+    case fetch(sequence: UInt32, attributes: [FetchAttribute])
     case fetchStart(sequence: UInt32)
     case fetchAttribute(FetchAttribute)
     /// `section` is the text between the brackets (`""` for `BODY[]`, `HEADER`, …); `RFC822` maps to `""`.
