@@ -82,6 +82,11 @@ struct StartInput {
     var skipDuplicates: Bool
     /// Mail the account when the migration ends.
     var notify = false
+    /// Delta passes on a schedule until `:finalize`: hours between them.
+    var syncEveryHours: Int?
+
+    /// Hours between scheduled passes: at least one, at most a year.
+    static let syncIntervalHours: ClosedRange<Int64> = 1...8760
 
     static func read(_ body: inout BodyReader, hasMasterCredentials: Bool) -> StartInput? {
         let mailboxID = body.int("mailbox_id", required: true, range: 1...Int64(Int32.max))
@@ -95,10 +100,12 @@ struct StartInput {
         if let since, CalendarDay(since) == nil { body.fail("import_since", CalendarDay.rule) }
         let skipDuplicates = body.bool("skip_duplicates") ?? true
         let notify = body.bool("notify") ?? false
+        let syncEveryHours = body.int("sync_every_hours", required: false, range: syncIntervalHours)
         guard let mailboxID, let source, body.problems.isEmpty else { return nil }
         return StartInput(
             source: source, mailboxID: mailboxID, targetPassword: targetPassword,
-            selectedFolders: folders, importSince: since, skipDuplicates: skipDuplicates, notify: notify)
+            selectedFolders: folders, importSince: since, skipDuplicates: skipDuplicates, notify: notify,
+            syncEveryHours: syncEveryHours.map { Int($0) })
     }
 
     func newMigration(accountID: Int64) -> NewMigration {
@@ -109,6 +116,7 @@ struct StartInput {
             targetPassword: targetPassword, selectedFolders: selectedFolders, importSince: importSince,
             skipDuplicates: skipDuplicates)
         migration.notify = notify
+        migration.syncEveryHours = syncEveryHours
         return migration
     }
 }

@@ -19,6 +19,7 @@ struct MigrationRoutes {
         group.post("migrations/{id}:cancel", use: cancel)
         group.post("migrations/{id}:retry", use: retry)
         group.post("migrations/{id}:sync", use: sync)
+        group.post("migrations/{id}:finalize", use: finalize)
         group.delete("migrations/{id}", use: delete)
     }
 
@@ -149,6 +150,26 @@ struct MigrationRoutes {
         return try await changeStatus(request, context, .sync, audit: "migration_synced", queues: true, body: raw) {
             store, id, account in
             .ok(try await store.syncMigration(id: id, accountID: account, syncDeletions: deletions))
+        }
+    }
+
+    /// Ends a migration's scheduled passes (`sync_every_hours`), at cutover: none is queued after
+    /// this; a pass queued or running goes on. 409 when none are scheduled.
+    @Sendable func finalize(_ request: Request, context: APIContext) async throws -> Response {
+        let caller = try context.require(.migrationsWrite)
+        let id = try Self.migrationID(context)
+        let step = StatusChange(
+            environment: environment, resourceType: "migration", auditAction: "migration_finalized", queues: false)
+        return try await step.run(request, context, caller: caller, id: id, body: ByteBuffer()) {
+            do {
+                return Render.migration(try await store.finalizeMigration(id: id, accountID: caller.account.id))
+            } catch StoreError.notFound {
+                throw APIError.notFound("migration")
+            } catch StoreError.notScheduled {
+                throw APIError.conflict(
+                    "The migration has no scheduled passes to end.",
+                    hint: "Passes are scheduled by starting a migration with sync_every_hours.")
+            }
         }
     }
 

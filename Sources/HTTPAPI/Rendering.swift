@@ -56,6 +56,8 @@ enum Render {
             ("passes", .int(record.passes)),
             ("last_pass_at", date(record.lastPassAt)),
             ("sync_deletions", .bool(record.syncDeletions)),
+            ("sync_every_hours", record.syncEveryHours.map { .int($0) } ?? .null),
+            ("next_pass_at", date(record.nextPassAt)),
             ("folders", .array(record.folders.map(folder))),
             ("error_code", .optional(record.error?.code)),
             ("error_message", .optional(record.error?.message)),

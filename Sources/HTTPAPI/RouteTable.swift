@@ -15,6 +15,7 @@ enum RouteTable {
         (["api", "v1", "migrations", .id(":cancel")], [.post]),
         (["api", "v1", "migrations", .id(":retry")], [.post]),
         (["api", "v1", "migrations", .id(":sync")], [.post]),
+        (["api", "v1", "migrations", .id(":finalize")], [.post]),
         (["api", "v1", "migrations", "bulk"], [.get, .post]),
         (["api", "v1", "migrations", "bulk", "preview"], [.post]),
         (["api", "v1", "migrations", "bulk", .id("")], [.get, .delete]),

@@ -73,6 +73,7 @@ public final class JobRunner: Service, Sendable {
                     await purgeExpired()
                     nextPurge = clock.now + Self.purgeInterval
                 }
+                await queueScheduledPasses()
                 while !stopping.isSet, running.value < limit, let record = await claim() {
                     running.add(1)
                     let job = self.job(for: record)
@@ -100,6 +101,25 @@ public final class JobRunner: Service, Sendable {
         return MigrationJob(
             record: record, store: store, configuration: configuration, metrics: metrics,
             storageWatch: storageWatch, logger: logger)
+    }
+
+    /// Migrations started with `sync_every_hours` whose next pass is due go back to the queue as a
+    /// `:sync` would, and are claimed below like any job, under the same limits. Every node looks;
+    /// the store's conditional update lets one of them queue each pass.
+    private func queueScheduledPasses() async {
+        do {
+            for record in try await store.queueScheduledPasses() {
+                logger.info(
+                    "scheduled delta pass queued",
+                    metadata: ["migration_id": "\(record.id)", "passes": "\(record.passes)"])
+                try await store.recordAudit(
+                    accountID: record.accountID, tokenID: nil, action: "migration_synced", resourceType: "migration",
+                    resourceID: String(record.id), ip: nil, requestID: nil)
+            }
+        } catch {
+            if Task.isCancelled { return }
+            logger.error("could not queue the scheduled delta passes", metadata: ["error": "\(error)"])
+        }
     }
 
     private func claim() async -> MigrationRecord? {

@@ -106,6 +106,8 @@ public struct NewMigration: Sendable {
     public var skipDuplicates: Bool
     /// Mail the account's notification address when the migration ends (single migrations).
     public var notify = false
+    /// Run a delta pass this many hours after the last one ended, until finalized.
+    public var syncEveryHours: Int?
 
     public init(
         accountID: Int64, mailboxID: Int64, batchID: Int64? = nil, provider: String,
@@ -210,6 +212,8 @@ public struct MigrationRecord: Sendable, Equatable {
     public var lastPassAt: Date?
     /// Whether passes also delete the copies of messages expunged at the source.
     public var syncDeletions = false
+    /// Hours between scheduled delta passes; nil when none are scheduled (never, or finalized).
+    public var syncEveryHours: Int?
     public var leaseOwner: String?
     public var leaseExpiresAt: Date?
     /// The fencing token of the latest claim (see `Lease`).
@@ -218,6 +222,13 @@ public struct MigrationRecord: Sendable, Equatable {
     public var finishedAt: Date?
     public var createdAt: Date
     public var updatedAt: Date
+
+    /// When the next scheduled pass is due: `syncEveryHours` after the last pass ended, while the
+    /// migration is completed. The runner queues it at its first poll from then on.
+    public var nextPassAt: Date? {
+        guard status == .completed, let hours = syncEveryHours, let last = lastPassAt ?? finishedAt else { return nil }
+        return last.addingTimeInterval(TimeInterval(hours) * 3600)
+    }
 
     /// 0–100: messages accounted for (imported, failed or skipped) out of the total.
     public var progress: Int {
@@ -350,6 +361,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     case noFailedJobs
     /// A mailbox cannot be deleted while a migration that is not final targets it.
     case mailboxInUse
+    /// `:finalize` of a migration that has no scheduled passes.
+    case notScheduled
 
     public var description: String {
         switch self {
@@ -361,6 +374,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case .invalidBatchStatus(let status): "not allowed while the batch is \(status.rawValue)"
         case .noFailedJobs: "the batch has no failed jobs"
         case .mailboxInUse: "a migration that has not finished targets the mailbox"
+        case .notScheduled: "the migration has no scheduled passes"
         }
     }
 }

@@ -344,6 +344,16 @@ enum Schema {
         SchemaMigration(version: 7, name: "lease_token") { _ in
             ["ALTER TABLE migrations ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0"]
         },
+        // Scheduled delta passes (issue 16): a migration started with `sync_every_hours` runs a pass
+        // that long after its last one ended, until `:finalize` clears it. BIGINT: hours times
+        // 3,600,000 is compared with millisecond times. Every runner looks for due passes at each
+        // poll: the partial index holds only the scheduled migrations.
+        SchemaMigration(version: 8, name: "scheduled_passes") { _ in
+            [
+                "ALTER TABLE migrations ADD COLUMN sync_every_hours BIGINT",
+                "CREATE INDEX migrations_scheduled ON migrations (status) WHERE sync_every_hours IS NOT NULL",
+            ]
+        },
     ]
 
     /// Creates `schema_migrations` if needed and applies every version not yet recorded there.

@@ -30,12 +30,13 @@ extension Store {
                 """
                 INSERT INTO migrations (account_id, mailbox_id, batch_id, provider, source_host, source_port,
                     source_security, source_email, source_username, source_password_enc, target_password_enc,
-                    selected_folders, import_since, skip_duplicates, notify, status, created_at, updated_at)
+                    selected_folders, import_since, skip_duplicates, notify, sync_every_hours, status, created_at,
+                    updated_at)
                 SELECT \(bind: new.accountID), \(bind: new.mailboxID), \(bind: new.batchID), \(bind: new.provider),
                     \(bind: new.sourceHost), \(bind: new.sourcePort), \(bind: new.sourceSecurity),
                     \(bind: new.sourceEmail), \(bind: new.sourceUsername), \(bind: sourceSealed),
                     \(bind: targetSealed), \(bind: folders), \(bind: new.importSince), \(bind: new.skipDuplicates),
-                    \(bind: new.notify), 'pending', \(bind: stamp), \(bind: stamp)
+                    \(bind: new.notify), \(bind: new.syncEveryHours), 'pending', \(bind: stamp), \(bind: stamp)
                 WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = \(bind: new.mailboxID)
                               AND account_id = \(bind: new.accountID))\(onlyActiveSingle)
                 RETURNING id
@@ -331,6 +332,49 @@ extension Store {
         -> MigrationRecord
     {
         try await requeue(id: id, accountID: accountID, .sync, syncDeletions: syncDeletions, now: now)
+    }
+
+    /// Queues the delta pass of every completed migration whose scheduled pass is due (see
+    /// `MigrationRecord.nextPassAt`), as its `:sync` would, keeping its `sync_deletions`. A single
+    /// migration whose account has another one active waits, due, for a later call: a scheduled
+    /// pass counts against the same limits as any job. Returns the migrations queued.
+    public func queueScheduledPasses(now: Date = Date()) async throws -> [MigrationRecord] {
+        let due = try await database.raw(
+            """
+            SELECT id, account_id FROM migrations
+            WHERE status = 'completed' AND sync_every_hours IS NOT NULL
+              AND COALESCE(last_pass_at, finished_at) + sync_every_hours * 3600000 <= \(bind: now.storeMillis)
+            ORDER BY id
+            """
+        ).all().map { (id: try $0.int64("id"), accountID: try $0.int64("account_id")) }
+        var queued: [MigrationRecord] = []
+        for migration in due {
+            do {
+                queued.append(try await requeue(id: migration.id, accountID: migration.accountID, .sync, now: now))
+            } catch StoreError.activeMigrationExists, StoreError.invalidStatus {
+                // Another migration of the account is active, or this one moved meanwhile.
+                continue
+            }
+        }
+        return queued
+    }
+
+    /// Ends a migration's scheduled passes (`:finalize`, at cutover): no pass is queued after this
+    /// one; a pass already queued or running goes on. Throws `notFound` or `notScheduled`.
+    public func finalizeMigration(id: Int64, accountID: Int64, now: Date = Date()) async throws -> MigrationRecord {
+        let ended =
+            try await database.raw(
+                """
+                UPDATE migrations SET sync_every_hours = NULL, updated_at = \(bind: now.storeMillis)
+                WHERE id = \(bind: id) AND account_id = \(bind: accountID) AND sync_every_hours IS NOT NULL
+                RETURNING id
+                """
+            ).first() != nil
+        guard ended else {
+            guard try await migration(id: id, accountID: accountID) != nil else { throw StoreError.notFound }
+            throw StoreError.notScheduled
+        }
+        return try await required(migration(id: id))
     }
 
     private func requeue(

@@ -38,7 +38,7 @@ extension Store {
         m.selected_folders, m.import_since, m.skip_duplicates, m.status, m.error_code, m.error_message,
         m.error_hint, m.total_messages, m.imported_messages, m.failed_messages, m.skipped_duplicates, m.bytes_copied,
         m.lease_owner, m.lease_expires_at, m.started_at, m.finished_at, m.created_at, m.updated_at,
-        m.passes, m.last_pass_at, m.sync_deletions, m.lease_token
+        m.passes, m.last_pass_at, m.sync_deletions, m.lease_token, m.sync_every_hours
         FROM migrations m LEFT JOIN mailboxes mb ON mb.id = m.mailbox_id
         """
 
@@ -73,6 +73,7 @@ extension Store {
         record.lastPassAt = try row.optionalDate("last_pass_at")
         record.syncDeletions = try row.decode(column: "sync_deletions", as: Bool.self)
         record.leaseToken = try row.int64("lease_token")
+        record.syncEveryHours = try row.optionalInt("sync_every_hours")
         return record
     }
 

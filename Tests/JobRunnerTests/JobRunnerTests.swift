@@ -5,7 +5,7 @@ import Logging
 import MigrationEngine
 import NIOCore
 import ServiceLifecycle
-import Store
+@testable import Store
 import Testing
 import TestSupport
 
@@ -367,6 +367,36 @@ struct JobRunnerTests {
         let destinationInbox = try await AccountSnapshot.take(destination, user: destinationUser).folders["INBOX"] ?? []
         #expect(destinationInbox.count == copied - 1)
         #expect(destinationInbox.allSatisfy { $0.flags.contains("$Synced") })
+        try await store.close()
+    }
+
+    /// A migration started with `sync_every_hours` runs its next pass by itself once due (its last
+    /// pass is moved two hours back here, as if the time had passed): the runner queues it as
+    /// `:sync` would, audits it, and the pass carries the source's change.
+    @Test func aScheduledPassRunsByItselfOnceDue() async throws {
+        let (source, destination, sourceUser, destinationUser, _, store) = try await scenario(
+            .init(largeAttachment: false))
+        let queued = try await queue(
+            store, sourceUser: sourceUser, sourcePort: source.imapPort, destinationUser: destinationUser)
+        try await store.database.raw("UPDATE migrations SET sync_every_hours = 1 WHERE id = \(bind: queued.id)").run()
+        let config = configuration(destination: destination)
+        let first = try await runUntilSettled(store, queued.id, config)
+        #expect(first.status == .completed && first.passes == 1)
+        #expect(first.nextPassAt != nil)
+
+        _ = try source.doveadm(["flags", "add", "-u", sourceUser, "$Scheduled", "mailbox", "INBOX", "ALL"])
+        try await store.database.raw(
+            "UPDATE migrations SET last_pass_at = last_pass_at - 7200000 WHERE id = \(bind: queued.id)"
+        ).run()
+        let task = start(JobRunner(store: store, configuration: config, logger: quietLogger))
+        let second = try await waitFor(store, queued.id) { $0.passes == 2 && $0.isSettled }
+        task.cancel()
+        try await task.value
+        #expect(second.status == .completed && second.passes == 2)
+        let audit = try await store.auditEvents(accountID: queued.accountID)
+        #expect(audit.items.contains { $0.action == "migration_synced" && $0.tokenID == nil })
+        let destinationInbox = try await AccountSnapshot.take(destination, user: destinationUser).folders["INBOX"] ?? []
+        #expect(!destinationInbox.isEmpty && destinationInbox.allSatisfy { $0.flags.contains("$Scheduled") })
         try await store.close()
     }
 
