@@ -396,6 +396,10 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         // …and v7's fencing token.
         try await old.raw("ALTER TABLE migrations DROP COLUMN lease_token").run()
         try await old.raw("DELETE FROM schema_migrations WHERE version = 7").run()
+        // …and v8's scheduled passes (the index first: SQLite keeps a column an index names).
+        try await old.raw("DROP INDEX migrations_scheduled").run()
+        try await old.raw("ALTER TABLE migrations DROP COLUMN sync_every_hours").run()
+        try await old.raw("DELETE FROM schema_migrations WHERE version = 8").run()
         #expect(try await first.schemaVersions() == [1])
         let sealed = try secrets.seal("old-pw")
         try await old.raw(
@@ -415,6 +419,7 @@ private func jobs(_ boxes: [Mailbox], password: String = "pw, \"quoted\" secret"
         #expect(try await store.schemaVersions() == Schema.migrations.map(\.version))
         let migration = try #require(try await store.migration(id: 1, accountID: 1))
         #expect(migration.status == .completed && migration.batchID == nil)
+        #expect(migration.syncEveryHours == nil && migration.nextPassAt == nil, "no passes scheduled")
         #expect(try await store.credentials(forMigration: 1)?.sourcePassword == "old-pw")
         #expect(try await store.failedMessages(migrationID: 1).isEmpty)
         let box = try #require(try await store.mailboxes(accountID: 1).first)
