@@ -112,9 +112,6 @@ public final class JobRunner: Service, Sendable {
                 logger.info(
                     "scheduled delta pass queued",
                     metadata: ["migration_id": "\(record.id)", "passes": "\(record.passes)"])
-                try await store.recordAudit(
-                    accountID: record.accountID, tokenID: nil, action: "migration_synced", resourceType: "migration",
-                    resourceID: String(record.id), ip: nil, requestID: nil)
             }
         } catch {
             if Task.isCancelled { return }

@@ -25,12 +25,14 @@ enum FlagUpdate: Hashable, Sendable {
 
 enum FlagUpdates {
     static let systemFlags = ["\\seen", "\\answered", "\\flagged", "\\draft"]
-    /// The same, spelled as servers send them: most are found here without lower-casing.
-    static let systemFlagsAsSent = ["\\Seen", "\\Answered", "\\Flagged", "\\Draft"]
+    /// The same, spelled as servers send them: a flag pass asks 100,000 times, and most are found
+    /// here without lower-casing.
+    private static let systemFlagsAsSent = ["\\Seen", "\\Answered", "\\Flagged", "\\Draft"]
 
     /// The flags a copy keeps equal to its source's: the four user-visible system flags and keywords.
     static func isManaged(_ flag: String) -> Bool {
-        !flag.hasPrefix("\\") || systemFlags.contains(flag.lowercased())
+        guard flag.hasPrefix("\\") else { return true }
+        return systemFlagsAsSent.contains(flag) || systemFlags.contains(flag.lowercased())
     }
 
     /// The STOREs that make each destination message's managed flags `desired` (keyed by destination

@@ -550,11 +550,8 @@ struct FolderCopier {
     /// Flags the destination will keep: the four user-visible system flags and accepted keywords.
     func flagsToCopy(_ flags: [String], allowedKeywords: Set<String>?) -> [String] {
         func kept(_ flag: String) -> Bool {
-            if flag.hasPrefix("\\") {
-                return FlagUpdates.systemFlagsAsSent.contains(flag)
-                    || FlagUpdates.systemFlags.contains(flag.lowercased())
-            }
-            return allowedKeywords?.contains(flag.lowercased()) ?? true
+            guard FlagUpdates.isManaged(flag) else { return false }
+            return flag.hasPrefix("\\") || allowedKeywords?.contains(flag.lowercased()) ?? true
         }
         // Usually every flag is kept: the same array then, not a filtered copy of it.
         return flags.allSatisfy(kept) ? flags : flags.filter(kept)

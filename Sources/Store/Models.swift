@@ -224,9 +224,12 @@ public struct MigrationRecord: Sendable, Equatable {
     public var updatedAt: Date
 
     /// When the next scheduled pass is due: `syncEveryHours` after the last pass ended, while the
-    /// migration is completed. The runner queues it at its first poll from then on.
+    /// migration may run one (`MigrationTransition.sync`). The runner queues it at its first poll
+    /// from then on; `Store.queueScheduledPasses` asks the same in SQL.
     public var nextPassAt: Date? {
-        guard status == .completed, let hours = syncEveryHours, let last = lastPassAt ?? finishedAt else { return nil }
+        guard MigrationTransition.sync.allows(from: status), let hours = syncEveryHours,
+            let last = lastPassAt ?? finishedAt
+        else { return nil }
         return last.addingTimeInterval(TimeInterval(hours) * 3600)
     }
 

@@ -334,27 +334,33 @@ extension Store {
         try await requeue(id: id, accountID: accountID, .sync, syncDeletions: syncDeletions, now: now)
     }
 
-    /// Queues the delta pass of every completed migration whose scheduled pass is due (see
-    /// `MigrationRecord.nextPassAt`), as its `:sync` would, keeping its `sync_deletions`. A single
-    /// migration whose account has another one active waits, due, for a later call: a scheduled
-    /// pass counts against the same limits as any job. Returns the migrations queued.
+    /// Queues the delta pass of every migration whose scheduled pass is due (`MigrationRecord.nextPassAt`,
+    /// asked here in SQL), as its `:sync` would, keeping its `sync_deletions`, and audits it as
+    /// `migration_synced` without a token. A single migration whose account has another one active
+    /// waits, due, for a later call: a scheduled pass counts against the same limits as any job.
+    /// Returns the migrations queued.
     public func queueScheduledPasses(now: Date = Date()) async throws -> [MigrationRecord] {
         let due = try await database.raw(
             """
             SELECT id, account_id FROM migrations
-            WHERE status = 'completed' AND sync_every_hours IS NOT NULL
+            WHERE \(MigrationTransition.sync.sqlFrom()) AND sync_every_hours IS NOT NULL
               AND COALESCE(last_pass_at, finished_at) + sync_every_hours * 3600000 <= \(bind: now.storeMillis)
             ORDER BY id
             """
         ).all().map { (id: try $0.int64("id"), accountID: try $0.int64("account_id")) }
         var queued: [MigrationRecord] = []
         for migration in due {
+            let record: MigrationRecord
             do {
-                queued.append(try await requeue(id: migration.id, accountID: migration.accountID, .sync, now: now))
+                record = try await requeue(id: migration.id, accountID: migration.accountID, .sync, now: now)
             } catch StoreError.activeMigrationExists, StoreError.invalidStatus {
-                // Another migration of the account is active, or this one moved meanwhile.
+                // Another migration of the account is active, or another node queued this one.
                 continue
             }
+            try await recordAudit(
+                accountID: record.accountID, tokenID: nil, action: "migration_synced", resourceType: "migration",
+                resourceID: String(record.id), ip: nil, requestID: nil, now: now)
+            queued.append(record)
         }
         return queued
     }

@@ -71,6 +71,8 @@ struct HostileInputTests {
         "* LIST () \"ab\" x\r\n",
         "* OK [APPENDUID 1 2:] x\r\n",
         "* 1 FETCH (FLAGS (\\Seen \"x\r\n",
+        "* 1 FETCH (FLAGS (\\ \\Seen))\r\n",
+        "* 1 FETCH (FLAGS (\\(Seen))\r\n",
     ])
     func garbageIsAnError(input: String) {
         #expect(throws: IMAPParseError.self) { _ = try parse(input) }

@@ -44,6 +44,10 @@ import Testing
             let queued = try await store.queueScheduledPasses(now: ended.addingTimeInterval(7200))
             #expect(queued.map(\.id) == [scheduled.id])
             #expect(queued.first?.status == .pending)
+            let audit = try await store.auditEvents(accountID: account.id).items.filter {
+                $0.action == "migration_synced"
+            }
+            #expect(audit.map(\.resourceID) == [String(scheduled.id)] && audit.first?.tokenID == nil)
             #expect(try await store.queueScheduledPasses(now: ended.addingTimeInterval(7201)).isEmpty, "queued once")
 
             let second = ended.addingTimeInterval(9000)

@@ -296,14 +296,12 @@ struct ParserCursor {
                     flags.append("\\*")
                     continue
                 }
-                guard let next else { throw ParseIncomplete() }
-                guard ASCII.isAtomChar(next) else { throw malformed("an atom") }
-                var first = true
-                flags.append(
-                    try token("a flag") { byte in
-                        defer { first = false }
-                        return first || ASCII.isAtomChar(byte)
-                    })
+                let atomLength = buffer.readableBytesView.dropFirst().prefix(while: ASCII.isAtomChar).count
+                guard atomLength + 1 < buffer.readableBytes else { throw ParseIncomplete() }
+                guard atomLength > 0, let flag = buffer.readString(length: atomLength + 1) else {
+                    throw malformed("an atom")
+                }
+                flags.append(flag)
             } else {
                 flags.append(try atom())
             }
